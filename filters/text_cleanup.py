@@ -1,0 +1,28 @@
+"""Caption cleanup applied before any caption rule: web alt text carries markup and entities."""
+
+from __future__ import annotations
+
+import html
+import re
+
+# A tag is "<" followed by a letter, "/" or "!" (so "a < b" or "<3" survive as text).
+_TAG = re.compile(r"<\s*[/!]?[A-Za-z][^<>]*>|<!--.*?-->", re.DOTALL)
+# Zero-width and other format characters that make captions look alike but compare unequal.
+_INVISIBLE = re.compile("[\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\ufeff]")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_caption(text: str) -> str:
+    """Strip HTML tags and entities, drop invisible characters, collapse whitespace.
+
+    Entities are unescaped between two tag passes because alt text is often escaped twice
+    ("&lt;b&gt;sale&lt;/b&gt;" is markup once unescaped, "&amp;amp;" is an ampersand).
+    """
+    text = _TAG.sub(" ", text)
+    for _ in range(2):
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = _TAG.sub(" ", unescaped)
+    text = _INVISIBLE.sub("", text)
+    return _SPACE.sub(" ", text).strip()

@@ -1,0 +1,66 @@
+"""Atomic writes to any fsspec URL: a temporary name in the same folder, renamed when complete.
+
+On a local disk the rename is atomic; on object stores (gs://, s3://) an object appears only
+when its upload completes, so a reader never sees a partial file under the final name either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import fsspec
+
+TEMP_MARKER = ".tmp-"
+
+
+class HashingWriter:
+    """A write-only file wrapper that counts bytes and computes their sha256 on the way through."""
+
+    def __init__(self, inner: IO[bytes]):
+        self.inner = inner
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return self.inner.write(data)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+@contextmanager
+def atomic_open(url: str) -> Iterator[HashingWriter]:
+    """Open `url` for writing; it appears under its name only if the block completes."""
+    fs, path = fsspec.core.url_to_fs(url)
+    parent, _, name = path.rpartition("/")
+    temp = f"{parent}/.{name}{TEMP_MARKER}{uuid.uuid4().hex[:12]}"
+    fs.makedirs(parent, exist_ok=True)
+    try:
+        with fs.open(temp, "wb") as raw:
+            writer = HashingWriter(raw)
+            yield writer
+        fs.mv(temp, path)
+    except BaseException:
+        if fs.exists(temp):
+            fs.rm(temp)
+        raise
+
+
+def atomic_write_bytes(url: str, data: bytes) -> dict[str, Any]:
+    with atomic_open(url) as out:
+        out.write(data)
+    return {"bytes": out.bytes, "sha256": out.sha256.hexdigest()}
+
+
+def sha256_of(url: str) -> str:
+    digest = hashlib.sha256()
+    with fsspec.open(url, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

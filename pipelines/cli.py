@@ -1,0 +1,109 @@
+"""The `vlcurate` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="Curate web image-text data into webdataset shards on Apache Beam.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("vlcurate").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command("sample-data")
+def sample_data(
+    out_dir: Path = typer.Argument(..., help="where to write shards/ and urls.parquet"),
+    n: int = typer.Option(400, "--n", min=1, help="number of records in the pool"),
+    seed: int = typer.Option(0, "--seed", help="same seed, same bytes"),
+    per_shard: int = typer.Option(100, "--per-shard", min=1, help="records per input shard"),
+) -> None:
+    """Write a deterministic synthetic raw pool (img2dataset layout) that exercises every heuristic rule.
+
+    Example: vlcurate sample-data demo/pool --n 400 --seed 0
+    """
+    from pipelines.sample_pool import write_pool
+
+    summary = write_pool(out_dir, n=n, seed=seed, per_shard=per_shard)
+    typer.echo(f"wrote {summary['records']} records in {summary['shards']} shard(s) to {out_dir}/shards, "
+               f"URL list {out_dir}/urls.parquet")
+    for kind, count in sorted(summary["kinds"].items()):
+        typer.echo(f"  {kind:<24} {count}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def curate(
+    ctx: typer.Context,
+    recipe: Path = typer.Argument(..., help="recipe YAML, e.g. manifests/recipes/quickstart.yaml"),
+    input: str = typer.Option(..., "--input", "-i", help="glob of .tar / .parquet files (any fsspec URL)"),
+    output: str = typer.Option(..., "--output", "-o", help="run directory (any fsspec URL)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous run in --output"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the recipe's stages over the input files; write shards, rejections and manifest.json.
+
+    Unrecognised options go to Beam, e.g. --direct_running_mode=multi_processing --direct_num_workers=2
+    or --runner=DataflowRunner ... (see README).
+
+    Example: vlcurate curate manifests/recipes/quickstart.yaml -i 'pool/shards/*.tar' -o curated
+    """
+    from manifests.manifest import AccountingError
+    from manifests.recipe import RecipeError, load_recipe
+    from pipelines.curate import CurateError, curate as run_curate
+    from pipelines.report import print_summary
+
+    _setup_logging(verbose)
+    try:
+        parsed = load_recipe(recipe)
+        result = run_curate(parsed, input, output, beam_args=list(ctx.args), overwrite=overwrite)
+    except (RecipeError, CurateError, AccountingError) as err:
+        _fail(str(err))
+    print_summary(result.manifest, result.manifest_url)
+
+
+@app.command()
+def verify(root: str = typer.Argument(..., help="a run directory with manifest.json (any fsspec URL)")) -> None:
+    """Re-hash every shard and rejection file against manifest.json.
+
+    Example: vlcurate verify demo/curated
+    """
+    from manifests.manifest import read_manifest, verify_dataset
+
+    try:
+        manifest = read_manifest(root)
+    except FileNotFoundError:
+        _fail(f"{root} has no manifest.json: the run did not complete, or this is not a run directory")
+    problems = verify_dataset(root)
+    for problem in problems:
+        typer.secho(problem, fg=typer.colors.RED, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"ok: {len(manifest.shards)} shard(s), {manifest.counts.kept:,} samples, "
+               f"{len(manifest.rejected)} rejection file(s) match {root}/manifest.json")
+
+
+def main() -> None:
+    # img2dataset (used by later stages) phones home for albumentations updates on import.
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Input files to Samples: webdataset tar shards and parquet files with image bytes.
+
+Plain Python (no Beam) so it is testable alone; pipelines/sources.py wraps it. Nothing in a file is
+ever executed or extracted to disk: members are read into memory, one record at a time, and
+everything unreadable comes out as a Rejection of stage `read` with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import fsspec
+
+from filters.sample import Rejection, Sample
+
+if TYPE_CHECKING:
+    from manifests.recipe import InputConfig
+
+STAGE = "read"
+Record = Sample | Rejection
+
+# Keys become file names in the curated shards: no "..", no absolute paths, no odd characters.
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+
+
+def read_file(path: str, config: InputConfig) -> Iterator[Record]:
+    """Every record of one input file, as Samples or Rejections (never raises for bad data)."""
+    suffix = "".join(PurePosixPath(path).suffixes[-2:]).lower()
+    if suffix.endswith(".parquet"):
+        yield from _guard(path, read_parquet(path, config))
+    elif suffix.endswith((".tar", ".tar.gz", ".tgz")):
+        yield from _guard(path, read_tar(path, config))
+    else:
+        yield _file_rejection(path, "file_unsupported", "expected .tar, .tar.gz or .parquet")
+
+
+def _guard(path: str, records: Iterator[Record]) -> Iterator[Record]:
+    """A file that breaks mid-way keeps the records read so far; its unreadable rest is one rejection."""
+    try:
+        yield from records
+    except (tarfile.TarError, EOFError, OSError, ValueError, ImportError) as err:
+        yield _file_rejection(path, "file_unreadable", f"{type(err).__name__}: {err}")
+    except Exception as err:  # pyarrow raises its own hierarchy; still a reason, never a crash
+        yield _file_rejection(path, "file_unreadable", f"{type(err).__name__}: {err}")
+
+
+def _file_rejection(path: str, reason: str, detail: str) -> Rejection:
+    # Counts as one input record: the samples it held (if any) are unknowable.
+    return Rejection(f"{PurePosixPath(path).name}#unreadable", path, None, STAGE, reason, detail)
+
+
+# ---------------------------------------------------------------- webdataset tar
+def split_member_name(name: str) -> tuple[str, str]:
+    """webdataset's convention: the key is the path up to the first dot of the file name."""
+    directory, _, filename = name.rpartition("/")
+    stem, dot, ext = filename.partition(".")
+    key = f"{directory}/{stem}" if directory else stem
+    return key, ext.lower() if dot else ""
+
+
+def read_tar(path: str, config: InputConfig) -> Iterator[Record]:
+    with fsspec.open(path, "rb") as raw:
+        # Stream mode ("r|*"): one pass, no seeking, works for .tar.gz and remote files alike.
+        with tarfile.open(fileobj=raw, mode="r|*") as tar:
+            key: str | None = None
+            parts: dict[str, bytes] = {}
+            problems: list[tuple[str, str]] = []
+            for member in tar:
+                member_key, ext = split_member_name(member.name)
+                if member_key != key:
+                    if key is not None:
+                        yield _record(path, key, parts, problems, config)
+                    key, parts, problems = member_key, {}, []
+                if not member.isreg():
+                    problems.append(("member_not_regular_file", f"{member.name} is not a regular file"))
+                elif member.size > config.max_member_bytes:
+                    problems.append(("member_too_large", f"{member.name}: {member.size} > {config.max_member_bytes} bytes"))
+                elif ext in parts:
+                    problems.append(("member_repeated", f"{member.name} appears twice in the record"))
+                else:
+                    handle = tar.extractfile(member)
+                    parts[ext] = handle.read() if handle else b""
+            if key is not None:
+                yield _record(path, key, parts, problems, config)
+
+
+def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[str, str]],
+            config: InputConfig) -> Record:
+    meta: dict[str, Any] = {}
+    if "json" in parts:
+        try:
+            loaded = json.loads(parts["json"].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            return Rejection(key, path, None, STAGE, "metadata_invalid_json", str(err))
+        if not isinstance(loaded, dict):
+            return Rejection(key, path, None, STAGE, "metadata_invalid_json", "KEY.json is not an object")
+        meta = loaded
+    url = meta.get("url") if isinstance(meta.get("url"), str) else None
+    if not _SAFE_KEY.match(key):
+        return Rejection(key, path, url, STAGE, "key_invalid", "keys may hold letters, digits, _ - and /")
+    if problems:
+        reason, detail = problems[0]
+        return Rejection(key, path, url, STAGE, reason, detail)
+    caption = None
+    if "txt" in parts:
+        try:
+            caption = parts["txt"].decode("utf-8")
+        except UnicodeDecodeError as err:
+            return Rejection(key, path, url, STAGE, "caption_not_utf8", str(err))
+    image_ext = next((e for e in config.image_extensions if e in parts), None)
+    image = parts.get(image_ext) if image_ext else None
+    return Sample(key=key, source=path, image=image, image_ext=image_ext, caption=caption, url=url, meta=meta)
+
+
+# ---------------------------------------------------------------- parquet with image bytes
+def read_parquet(path: str, config: InputConfig) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    columns = config.parquet
+    stem = PurePosixPath(path).name.split(".")[0]
+    with fsspec.open(path, "rb") as raw:
+        table_file = pq.ParquetFile(raw)
+        names = set(table_file.schema_arrow.names)
+        image_col = next((c for c in columns.image if c in names), None)
+        if image_col is None:
+            yield _file_rejection(
+                path, "file_no_image_column",
+                f"none of {list(columns.image)} in {sorted(names)}; is this img2dataset's metadata parquet? "
+                "Match only the .tar files, or set input.parquet.image in the recipe",
+            )
+            return
+        caption_col = next((c for c in columns.caption if c in names), None)
+        row = 0
+        for batch in table_file.iter_batches(batch_size=256):
+            for values in batch.to_pylist():
+                key = values.get(columns.key)
+                key = str(key) if key is not None else f"{stem}_{row:09d}"
+                row += 1
+                yield _parquet_record(path, key, values, image_col, caption_col, columns.url)
+
+
+def _parquet_record(path: str, key: str, values: dict[str, Any], image_col: str, caption_col: str | None,
+                    url_col: str) -> Record:
+    url = values.get(url_col) if isinstance(values.get(url_col), str) else None
+    if not _SAFE_KEY.match(key):
+        return Rejection(key, path, url, STAGE, "key_invalid", "keys may hold letters, digits, _ - and /")
+    caption = values.get(caption_col) if caption_col else None
+    if isinstance(caption, bytes):
+        try:
+            caption = caption.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return Rejection(key, path, url, STAGE, "caption_not_utf8", str(err))
+    image = values.get(image_col)
+    meta = {k: v for k, v in values.items() if k not in (image_col, caption_col) and _json_safe(v)}
+    ext = image_col if image_col in ("jpg", "png", "webp") else None
+    return Sample(key=key, source=path, image=image, image_ext=ext, caption=caption, url=url, meta=meta)
+
+
+def _json_safe(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))

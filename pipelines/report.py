@@ -1,0 +1,36 @@
+"""The funnel table printed at the end of every run."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from manifests.manifest import Manifest
+
+
+def funnel_table(manifest: Manifest) -> Table:
+    table = Table(title=f"funnel: {manifest.recipe.get('name', '')}", title_justify="left")
+    table.add_column("stage")
+    table.add_column("reason")
+    table.add_column("in", justify="right")
+    table.add_column("rejected", justify="right")
+    table.add_column("kept", justify="right")
+    for stage in manifest.funnel:
+        table.add_row(stage.stage, "", f"{stage.input:,}", f"{stage.rejected:,}", f"{stage.kept:,}")
+        for reason, n in sorted(stage.reasons.items(), key=lambda kv: -kv[1]):
+            table.add_row("", reason, "", f"{n:,}", "")
+    c = manifest.counts
+    table.add_section()
+    table.add_row("total", "", f"{c.input:,}", f"{c.rejected:,}", f"{c.kept:,}")
+    return table
+
+
+def print_summary(manifest: Manifest, manifest_url: str, console: Console | None = None) -> None:
+    console = console or Console(stderr=False)
+    console.print(funnel_table(manifest))
+    shard_bytes = sum(s.bytes for s in manifest.shards)
+    console.print(
+        f"{len(manifest.shards)} shard(s), {manifest.counts.kept:,} samples, {shard_bytes / 1e6:.1f} MB; "
+        f"{manifest.counts.rejected:,} rejections in {len(manifest.rejected)} file(s); "
+        f"{manifest.timings_s['total']:.1f} s\nmanifest: {manifest_url}"
+    )

@@ -1,0 +1,141 @@
+"""Sinks: kept Samples into exact-size shards, Rejections into parquet parts.
+
+Shard placement is a pure function of the kept keys and the seed. Each key gets a 64-bit hash; the
+hash orders the whole dataset (so shards are well mixed, not in input order) and its top bits pick
+one of 4,096 buckets. Only keys travel to the buckets: each bucket sorts its keys, its offset is the
+sum of the smaller buckets' sizes (a side input of 4,096 counts), and so every key learns its
+global rank and thus its shard, rank // samples_per_shard. A join on the key brings the samples to
+their shard. No step holds more than one bucket of keys or one shard of samples.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filters.keyed_random import key_hash
+from filters.sample import Rejection, Sample
+from manifests.storage import atomic_open
+from pipelines.shard_writer import write_shard
+from pipelines.stage import REJECTED
+
+SINK_STAGE = "sink"
+REJECTED_DIR = "rejected"
+_BUCKET_SHIFT = 64 - 12  # 4,096 buckets
+
+
+def _order(key: str, seed: int) -> int:
+    return key_hash(key, seed, "shard-order")
+
+
+def _bucketed(sample: Sample, seed: int) -> tuple[int, tuple[int, str]]:
+    h = _order(sample.key, seed)
+    return h >> _BUCKET_SHIFT, (h, sample.key)
+
+
+def _ranked_keys(item: tuple[int, list[tuple[int, str]]], bucket_sizes: dict[int, int], per_shard: int):
+    bucket, keys = item
+    offset = sum(size for b, size in bucket_sizes.items() if b < bucket)
+    for rank, (_order_hash, key) in enumerate(sorted(set(keys)), start=offset):
+        yield key, rank // per_shard
+
+
+def _place(item: tuple[str, dict[str, list[Any]]]):
+    """One sample per key reaches its shard; other samples with the same key are rejected."""
+    key, joined = item
+    (shard,) = joined["shard"]
+    copies = sorted(joined["sample"], key=lambda s: (s.source, s.caption or "", len(s.image or b"")))
+    yield shard, copies[0]
+    for dup in copies[1:]:
+        yield beam.pvalue.TaggedOutput(
+            REJECTED, Rejection.of(dup, SINK_STAGE, "duplicate_key", f"kept the copy from {copies[0].source}"))
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, root: str, seed: int):
+        self.root = root
+        self.seed = seed
+
+    def process(self, item: tuple[int, list[Sample]]):
+        index, samples = item
+        samples = sorted(samples, key=lambda s: (_order(s.key, self.seed), s.key))
+        yield write_shard(self.root, index, samples)
+
+
+class WriteShards(beam.PTransform):
+    """Kept Samples -> shards/NNNNN.{tar,parquet}; outputs shard infos and `duplicate_key` rejections."""
+
+    def __init__(self, root: str, samples_per_shard: int, seed: int):
+        super().__init__()
+        self.root, self.per_shard, self.seed = root, samples_per_shard, seed
+
+    def expand(self, kept):
+        buckets = (
+            kept
+            | "OrderKey" >> beam.Map(_bucketed, seed=self.seed)
+            | "KeysPerBucket" >> beam.GroupByKey()
+            | "Materialize" >> beam.MapTuple(lambda b, keys: (b, list(keys)))
+        )
+        sizes = buckets | "BucketSizes" >> beam.MapTuple(lambda b, keys: (b, len(set(keys))))
+        key_to_shard = buckets | "Rank" >> beam.FlatMap(
+            _ranked_keys, bucket_sizes=beam.pvalue.AsDict(sizes), per_shard=self.per_shard)
+        placed = (
+            {"sample": kept | "ByKey" >> beam.Map(lambda s: (s.key, s)), "shard": key_to_shard}
+            | "Join" >> beam.CoGroupByKey()
+            | "Place" >> beam.FlatMap(_place).with_outputs(REJECTED, main="placed")
+        )
+        infos = (
+            placed.placed
+            | "GroupShards" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.root, self.seed))
+        )
+        return infos, placed[REJECTED]
+
+
+# ---------------------------------------------------------------- rejections
+def _write_rejections(item: tuple[tuple[str, int], list[Rejection]], root: str) -> dict[str, Any]:
+    (stage, part), rejections = item
+    rows = sorted((r.as_row() for r in rejections), key=lambda row: (row["key"], row["source"]))
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECTION_SCHEMA), buffer)
+    name = f"{REJECTED_DIR}/{stage}-{part:05d}.parquet"
+    with atomic_open(f"{root}/{name}") as out:
+        out.write(buffer.getvalue())
+    return {"name": name, "rows": len(rows), "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
+
+
+class WriteRejections(beam.PTransform):
+    """Rejections -> rejected/STAGE-NNNNN.parquet, at most rows_per_file rows each."""
+
+    def __init__(self, root: str, rows_per_file: int, seed: int):
+        super().__init__()
+        self.root, self.rows_per_file, self.seed = root, rows_per_file, seed
+
+    def expand(self, rejected):
+        per_stage = rejected | "PerStage" >> beam.Map(lambda r: (r.stage, 1)) | "CountStage" >> beam.CombinePerKey(sum)
+        rows, seed = self.rows_per_file, self.seed
+
+        def part_of(r: Rejection, counts: dict[str, int]):
+            parts = -(-counts[r.stage] // rows)
+            return (r.stage, key_hash(r.key, seed, "rejection-part") % parts), r
+
+        return (
+            rejected
+            | "Part" >> beam.Map(part_of, counts=beam.pvalue.AsDict(per_stage))
+            | "GroupParts" >> beam.GroupByKey()
+            | "WriteParts" >> beam.Map(_write_rejections, root=self.root)
+        )
+
+
+REJECTION_SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("source", pa.string()),
+    ("url", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+])

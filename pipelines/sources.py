@@ -1,0 +1,58 @@
+"""Source: input files -> Reshuffle (a file is the unit of work) -> Samples, and read rejections."""
+
+from __future__ import annotations
+
+import logging
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from filters.sample import Rejection, Sample
+from manifests.recipe import InputConfig
+from pipelines.readers import read_file
+
+REJECTED = "rejected"
+COUNTED = "counted"
+log = logging.getLogger("vlcurate")
+
+
+class _ReadFileFn(beam.DoFn):
+    def __init__(self, config: InputConfig):
+        self.config = config
+        self.records = Metrics.counter("read", "records")
+        self.files = Metrics.counter("read", "files")
+
+    def process(self, element: tuple[int, int, str]):
+        index, total, path = element
+        n = 0
+        for record in read_file(path, self.config):
+            n += 1
+            if isinstance(record, Rejection):
+                Metrics.counter("read", record.reason).inc()
+                yield beam.pvalue.TaggedOutput(REJECTED, record)
+            else:
+                yield record
+        self.records.inc(n)
+        self.files.inc()
+        yield beam.pvalue.TaggedOutput(COUNTED, n)
+        log.info("read %d/%d %s: %d records", index + 1, total, path, n)
+
+
+class ReadSamples(beam.PTransform):
+    """Yields a DoOutputsTuple: main (Samples), `rejected` (Rejections), `counted` (records per file)."""
+
+    def __init__(self, paths: list[str], config: InputConfig):
+        super().__init__()
+        self.paths = paths
+        self.config = config
+
+    def expand(self, pbegin):
+        work = [(i, len(self.paths), p) for i, p in enumerate(self.paths)]
+        return (
+            pbegin
+            | "Files" >> beam.Create(work)
+            | "OneFilePerWorker" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(_ReadFileFn(self.config))
+            .with_outputs(REJECTED, COUNTED, main="samples")
+            .with_output_types(Sample)
+        )
