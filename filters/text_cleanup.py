@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 import re
 
-# A tag is "<" followed by a letter, "/" or "!" (so "a < b" or "<3" survive as text).
-_TAG = re.compile(r"<\s*[/!]?[A-Za-z][^<>]*>|<!--.*?-->", re.DOTALL)
+# A tag is "<" directly followed by a letter, "/" or "!" (so "a < b" or "<3" survive as text).
+_TAG = re.compile(r"<[/!]?[A-Za-z][^<>]*>|<!--.*?-->", re.DOTALL)
 # Zero-width and other format characters that make captions look alike but compare unequal.
 _INVISIBLE = re.compile("[\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\ufeff]")
 _SPACE = re.compile(r"\s+")

@@ -1,0 +1,42 @@
+"""Shared fixtures: generated images, a loaded heuristic filter, and a small sample pool."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from filters.heuristics import HeuristicFilter
+from filters.sample import Sample
+from manifests.recipe import HeuristicsConfig
+from pipelines.sample_pool import write_pool
+
+POOL_RECORDS = 150
+
+
+def make_image(width: int = 320, height: int = 240, fmt: str = "JPEG", colour=(200, 60, 60), exif=None) -> bytes:
+    buffer = io.BytesIO()
+    img = Image.new("RGB", (width, height), colour)
+    options = {"exif": exif.tobytes()} if exif is not None else {}
+    img.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def make_sample(key: str = "k0", caption: str | None = "a large red circle on a blue background",
+                image: bytes | None = None, meta: dict | None = None) -> Sample:
+    return Sample(key=key, source="test.tar", image=make_image() if image is None else image, image_ext="jpg",
+                  caption=caption, url=f"http://example.invalid/{key}.jpg", meta=meta or {})
+
+
+@pytest.fixture(scope="session")
+def default_filter() -> HeuristicFilter:
+    return HeuristicFilter(HeuristicsConfig())
+
+
+@pytest.fixture(scope="session")
+def pool_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pool")
+    write_pool(root, n=POOL_RECORDS, seed=7, per_shard=40)
+    return root

