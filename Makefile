@@ -28,8 +28,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Benchmarks read ../shared/data (skipped cleanly where absent); figures go to docs/BENCHMARKS.md.
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q -s tests/bench -p no:cacheprovider
+	$(BIN)/python tests/bench/bench_heuristics_beam.py
+	$(BIN)/python tests/bench/datacomp_text_rules.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

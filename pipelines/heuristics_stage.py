@@ -10,7 +10,7 @@ from filters.exact_dedup import image_digest, split_duplicates
 from filters.heuristics import STAGE, HeuristicFilter
 from filters.sample import Rejection, Sample
 from manifests.recipe import HeuristicsConfig
-from pipelines.stage import REJECTED, StageOutputs
+from pipelines.stage import REJECTED, KeyedSample, StageOutputs
 
 
 class _HeuristicsFn(beam.DoFn):
@@ -55,18 +55,23 @@ class HeuristicsStage(beam.PTransform):
     def expand(self, samples):
         ruled = (
             samples
-            | "Batch" >> beam.BatchElements(min_batch_size=8, max_batch_size=self.config.batch_size)
+            # Fixed-size batches: spaCy and fastText cost much more per sample in small batches, and
+            # BatchElements' adaptive sizing starts small (measured: 52 on average vs 256, +40% time).
+            | "Batch" >> beam.BatchElements(min_batch_size=self.config.batch_size,
+                                            max_batch_size=self.config.batch_size)
             | "Rules" >> beam.ParDo(_HeuristicsFn(self.config, Shared()))
+            .with_output_types(Sample, **{REJECTED: Rejection})
             .with_outputs(REJECTED, main="kept")
-            .with_output_types(Sample)
         )
         if not self.config.exact_dedup:
             return StageOutputs(ruled.kept, ruled[REJECTED])
         deduped = (
             ruled.kept
-            | "ByImageDigest" >> beam.Map(lambda s: (image_digest(s), s))
+            | "ByImageDigest" >> beam.Map(lambda s: (image_digest(s), s)).with_output_types(KeyedSample)
             | "GroupCopies" >> beam.GroupByKey()
-            | "KeepFirstCopy" >> beam.FlatMap(_keep_first_copy).with_outputs(REJECTED, main="kept")
+            | "KeepFirstCopy" >> beam.FlatMap(_keep_first_copy)
+            .with_output_types(Sample, **{REJECTED: Rejection})
+            .with_outputs(REJECTED, main="kept")
         )
         rejected = (ruled[REJECTED], deduped[REJECTED]) | "AllRejected" >> beam.Flatten()
         return StageOutputs(deduped.kept, rejected)

@@ -118,7 +118,7 @@ def _make_record(kind: str, key: str, rng: random.Random, earlier: list[bytes]) 
     elif kind == "zero_byte_image":
         image = b""
     elif kind == "huge_header":
-        image, ext = _png_declaring(60_000, 60_000), "png"
+        image, ext = png_declaring(60_000, 60_000), "png"
     if kind == "missing_caption":
         text = None
     elif kind == "non_utf8_caption":
@@ -175,7 +175,7 @@ def _encode(img: Image.Image, fmt: str, exif: Image.Exif | None) -> bytes:
     return buffer.getvalue()
 
 
-def _png_declaring(width: int, height: int) -> bytes:
+def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height pixels but carries almost no data (a decompression bomb)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

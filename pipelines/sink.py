@@ -3,7 +3,7 @@
 Shard placement is a pure function of the kept keys and the seed. Each key gets a 64-bit hash; the
 hash orders the whole dataset (so shards are well mixed, not in input order) and its top bits pick
 one of 4,096 buckets. Only keys travel to the buckets: each bucket sorts its keys, its offset is the
-sum of the smaller buckets' sizes (a side input of 4,096 counts), and so every key learns its
+sum of the smaller buckets' sizes (a side input of at most 4,096 offsets), and so every key learns its
 global rank and thus its shard, rank // samples_per_shard. A join on the key brings the samples to
 their shard. No step holds more than one bucket of keys or one shard of samples.
 """
@@ -21,7 +21,7 @@ from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
 from manifests.storage import atomic_open
 from pipelines.shard_writer import write_shard
-from pipelines.stage import REJECTED
+from pipelines.stage import REJECTED, KeyedSample
 
 SINK_STAGE = "sink"
 REJECTED_DIR = "rejected"
@@ -37,9 +37,18 @@ def _bucketed(sample: Sample, seed: int) -> tuple[int, tuple[int, str]]:
     return h >> _BUCKET_SHIFT, (h, sample.key)
 
 
-def _ranked_keys(item: tuple[int, list[tuple[int, str]]], bucket_sizes: dict[int, int], per_shard: int):
+def _offsets(sizes: list[tuple[int, int]]) -> dict[int, int]:
+    """bucket -> number of keys in all smaller buckets (computed once, not per bucket)."""
+    offsets, total = {}, 0
+    for bucket, size in sorted(sizes):
+        offsets[bucket] = total
+        total += size
+    return offsets
+
+
+def _ranked_keys(item: tuple[int, list[tuple[int, str]]], offsets: dict[int, int], per_shard: int):
     bucket, keys = item
-    offset = sum(size for b, size in bucket_sizes.items() if b < bucket)
+    offset = offsets[bucket]
     for rank, (_order_hash, key) in enumerate(sorted(set(keys)), start=offset):
         yield key, rank // per_shard
 
@@ -80,13 +89,21 @@ class WriteShards(beam.PTransform):
             | "KeysPerBucket" >> beam.GroupByKey()
             | "Materialize" >> beam.MapTuple(lambda b, keys: (b, list(keys)))
         )
-        sizes = buckets | "BucketSizes" >> beam.MapTuple(lambda b, keys: (b, len(set(keys))))
+        offsets = (
+            buckets
+            | "BucketSizes" >> beam.MapTuple(lambda b, keys: (b, len(set(keys))))
+            | "AllSizes" >> beam.combiners.ToList()
+            | "Offsets" >> beam.Map(_offsets)
+        )
         key_to_shard = buckets | "Rank" >> beam.FlatMap(
-            _ranked_keys, bucket_sizes=beam.pvalue.AsDict(sizes), per_shard=self.per_shard)
+            _ranked_keys, offsets=beam.pvalue.AsSingleton(offsets), per_shard=self.per_shard)
         placed = (
-            {"sample": kept | "ByKey" >> beam.Map(lambda s: (s.key, s)), "shard": key_to_shard}
+            {"sample": kept | "ByKey" >> beam.Map(lambda s: (s.key, s)).with_output_types(KeyedSample),
+             "shard": key_to_shard}
             | "Join" >> beam.CoGroupByKey()
-            | "Place" >> beam.FlatMap(_place).with_outputs(REJECTED, main="placed")
+            | "Place" >> beam.FlatMap(_place)
+            .with_output_types(beam.typehints.Tuple[int, Sample], **{REJECTED: Rejection})
+            .with_outputs(REJECTED, main="placed")
         )
         infos = (
             placed.placed

@@ -53,6 +53,6 @@ class ReadSamples(beam.PTransform):
             | "Files" >> beam.Create(work)
             | "OneFilePerWorker" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(_ReadFileFn(self.config))
+            .with_output_types(Sample, **{REJECTED: Rejection, COUNTED: int})
             .with_outputs(REJECTED, COUNTED, main="samples")
-            .with_output_types(Sample)
         )

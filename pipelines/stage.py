@@ -6,7 +6,11 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from filters.sample import Sample
+
 REJECTED = "rejected"
+# Declared on keyed steps so Beam encodes (key, Sample) with SampleCoder, not its pickle fallback.
+KeyedSample = beam.typehints.Tuple[str, Sample]
 
 
 class StageOutputs(NamedTuple):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
@@ -13,6 +11,7 @@ from filters.exact_dedup import image_digest, split_duplicates
 from filters.heuristics import HeuristicFilter
 from filters.sample import Rejection, Sample
 from manifests.recipe import HeuristicsConfig
+from pipelines.sample_pool import png_declaring
 from tests.conftest import make_image, make_sample
 
 GOOD = "a large red circle on a blue background"
@@ -112,21 +111,14 @@ def test_formats(default_filter):
     assert isinstance(only(gif_ok, make_sample(image=make_image(fmt="GIF"))), Sample)
 
 
-def _png_header(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
-
-
 @pytest.mark.parametrize(
     ("image", "expected"),
     [
         (b"", "image_empty"),
         (b"this is not an image at all", "image_undecodable"),
         (make_image(640, 480)[:1500], "image_undecodable"),  # truncated JPEG: header fine, scan broken
-        (_png_header(60_000, 60_000), "image_too_many_pixels"),  # PIL's bomb limit, before any decode
-        (_png_header(12_000, 9_000), "image_too_many_pixels"),  # 108M > our 89.5M limit
+        (png_declaring(60_000, 60_000), "image_too_many_pixels"),  # PIL's bomb limit, before any decode
+        (png_declaring(12_000, 9_000), "image_too_many_pixels"),  # 108M > our 89.5M limit
     ],
 )
 def test_broken_images(default_filter, image, expected):
