@@ -40,6 +40,7 @@ class ComplexityCounter:
         self.nlp = nlp
         self.model_name = f"{nlp.meta.get('lang')}_{nlp.meta.get('name')}"
         self.model_version = nlp.meta.get("version")
+        self.model_path = str(nlp.path) if nlp.path else None
         self.batch_size = batch_size
 
     def count(self, captions: Iterable[str]) -> list[CaptionComplexity]:

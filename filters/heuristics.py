@@ -13,7 +13,7 @@ from filters.caption_rules import BoilerplateMatcher, count_words
 from filters.complexity import ComplexityCounter
 from filters.image_checks import ImageHeader, decode_problem, original_size, read_header, size_problem
 from filters.language import LanguageIdentifier
-from filters.model_files import default_lid_model_path, file_sha256
+from filters.model_files import default_lid_model_path, directory_sha256, file_sha256
 from filters.sample import Rejection, Sample
 from filters.text_cleanup import clean_caption
 
@@ -45,7 +45,9 @@ class HeuristicFilter:
             found.append({"stage": STAGE, "name": "fasttext-lid.176", "path": self.language.model_path,
                           "sha256": file_sha256(self.language.model_path)})
         if self.complexity:
-            found.append({"stage": STAGE, "name": self.complexity.model_name, "version": self.complexity.model_version})
+            c = self.complexity
+            found.append({"stage": STAGE, "name": c.model_name, "version": c.model_version, "path": c.model_path,
+                          "sha256": directory_sha256(c.model_path) if c.model_path else None})
         return found
 
     def filter_batch(self, samples: list[Sample]) -> list[Outcome]:

@@ -35,6 +35,16 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def directory_sha256(path: str | Path) -> str:
+    """One hash over every file of a model directory (relative names and contents, in sorted order)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode("utf-8") + b"\0")
+        digest.update(file_sha256(str(file)).encode("ascii"))
+    return digest.hexdigest()
+
+
 def package_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)

