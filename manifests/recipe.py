@@ -74,6 +74,34 @@ class HeuristicsConfig(Strict):
     batch_size: int = Field(256, ge=1, description="samples per batch through the language and spaCy models")
 
 
+# ---------------------------------------------------------------- download (img2dataset)
+class DownloadConfig(Strict):
+    """img2dataset's options, with DataComp's download settings as defaults."""
+
+    url_column: str = "url"
+    caption_column: str | None = "caption"
+    processes: int = Field(1, ge=1, description="img2dataset processes_count")
+    threads: int = Field(64, ge=1, description="img2dataset thread_count, per process")
+    samples_per_shard: int = Field(10_000, ge=1, description="URLs per raw shard")
+    image_size: int = Field(512, ge=1)
+    resize_mode: Literal["no", "border", "keep_ratio", "keep_ratio_largest", "center_crop"] = "keep_ratio_largest"
+    resize_only_if_bigger: bool = True
+    encode_format: Literal["jpg", "png", "webp"] = "jpg"
+    encode_quality: int = Field(95, ge=1, le=100)
+    min_image_size: int = Field(0, ge=0, description="img2dataset rejects smaller originals")
+    max_image_area: float | None = Field(None, gt=0)
+    max_aspect_ratio: float | None = Field(None, ge=1.0)
+    max_image_bytes: int = Field(32 << 20, gt=0, description="larger responses are refused while reading")
+    retries: int = Field(0, ge=0)
+    timeout: float = Field(10, gt=0, description="seconds per request")
+    user_agent_token: str | None = Field("vlcurate", description="added to the User-Agent; matched in X-Robots-Tag")
+    honor_robots_tag: bool = Field(True, description="skip images whose X-Robots-Tag opts out")
+    disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    incremental: bool = Field(True, description="a rerun resumes an interrupted download, skipping finished shards")
+    distributor: Literal["multiprocessing", "pyspark", "ray"] = "multiprocessing"
+    allow_private_networks: bool = Field(False, description="fetch loopback/private/link-local addresses")
+
+
 # ---------------------------------------------------------------- the recipe
 class StageEntry(Strict):
     """One item of `stages:`, a mapping with exactly one key: the stage's name."""
@@ -124,6 +152,7 @@ class Recipe(Strict):
     name: str
     description: str = ""
     seed: int = Field(0, description="all random choices derive from (sample key, seed)")
+    download: DownloadConfig | None = Field(None, description="fetch a URL list first (vlcurate download)")
     input: InputConfig = InputConfig()
     stages: Annotated[list[StageEntry], Field(min_length=0)] = []
     output: OutputConfig = OutputConfig()

@@ -55,10 +55,14 @@ def curate(
     input: str = typer.Option(..., "--input", "-i", help="glob of .tar / .parquet files (any fsspec URL)"),
     output: str = typer.Option(..., "--output", "-o", help="run directory (any fsspec URL)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous run in --output"),
+    allow_private_networks: bool = typer.Option(
+        False, "--allow-private-networks", help="with a download block: fetch loopback/private addresses too"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the recipe's stages over the input files; write shards, rejections and manifest.json.
 
+    With a `download:` block in the recipe, --input is a URL list: it is downloaded into OUTPUT/raw/
+    first (a rerun resumes an interrupted download), then curated.
     Unrecognised options go to Beam, e.g. --direct_running_mode=multi_processing --direct_num_workers=2
     or --runner=DataflowRunner ... (see README).
 
@@ -67,13 +71,54 @@ def curate(
     from manifests.manifest import AccountingError
     from manifests.recipe import RecipeError, load_recipe
     from pipelines.curate import CurateError, curate as run_curate
+    from pipelines.download import DownloadError
     from pipelines.report import print_summary
+    from pipelines.url_lists import UrlListError
 
     _setup_logging(verbose)
     try:
         parsed = load_recipe(recipe)
-        result = run_curate(parsed, input, output, beam_args=list(ctx.args), overwrite=overwrite)
-    except (RecipeError, CurateError, AccountingError) as err:
+        result = run_curate(parsed, input, output, beam_args=list(ctx.args), overwrite=overwrite,
+                            allow_private_networks=True if allow_private_networks else None)
+    except (RecipeError, CurateError, AccountingError, DownloadError, UrlListError) as err:
+        _fail(str(err))
+    print_summary(result.manifest, result.manifest_url)
+
+
+@app.command()
+def download(
+    recipe: Path = typer.Argument(..., help="recipe YAML; its `download:` block sets img2dataset's options"),
+    input: str = typer.Option(..., "--input", "-i", help="URL list: .parquet, .csv, .tsv or .txt (any fsspec URL)"),
+    output: str = typer.Option(..., "--output", "-o", help="run directory: shards/, rejected/, manifest.json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous download in --output"),
+    allow_private_networks: bool = typer.Option(
+        False, "--allow-private-networks", help="fetch loopback/private/link-local addresses (refused by default)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fetch the images of a URL list with img2dataset into raw webdataset shards; every URL accounted for.
+
+    Only http(s) URLs to public addresses are fetched. A rerun into the same --output resumes an
+    interrupted download, skipping finished shards. Curate the result with
+    `vlcurate curate RECIPE -i 'OUTPUT/shards/*.tar' ...`.
+
+    Example: vlcurate download manifests/recipes/download_quickstart.yaml -i demo/pool/urls.parquet -o raw
+    """
+    from manifests.manifest import AccountingError
+    from manifests.recipe import RecipeError, load_recipe
+    from pipelines.download import DownloadError, download as run_download
+    from pipelines.report import print_summary
+    from pipelines.url_lists import UrlListError
+
+    _setup_logging(verbose)
+    try:
+        parsed = load_recipe(recipe)
+        if parsed.download is None:
+            logging.getLogger("vlcurate").warning("%s has no download block: img2dataset defaults apply", recipe)
+        if parsed.stages:
+            logging.getLogger("vlcurate").info("download runs only the download block; `curate` runs the stages")
+        result = run_download(parsed, input, output, overwrite=overwrite,
+                              allow_private_networks=True if allow_private_networks else None)
+    except (RecipeError, DownloadError, AccountingError, UrlListError) as err:
         _fail(str(err))
     print_summary(result.manifest, result.manifest_url)
 

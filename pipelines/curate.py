@@ -13,8 +13,6 @@ import platform
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import PurePosixPath
-from typing import Any
 
 import apache_beam as beam
 import fsspec
@@ -25,7 +23,10 @@ from manifests.manifest import Counts, Manifest, build_funnel, check_accounting,
 from manifests.recipe import Recipe
 from manifests.storage import atomic_write_bytes
 from pipelines.readers import STAGE as READ_STAGE
-from pipelines.sink import REJECTED_DIR, SINK_STAGE, WriteRejections, WriteShards
+from pipelines.download import DownloadResult, download
+from pipelines.rejection_files import REJECTED_DIR
+from pipelines.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_run_dir
+from pipelines.sink import SINK_STAGE, WriteRejections, WriteShards
 from pipelines.shard_writer import SHARDS_DIR
 from pipelines.sources import COUNTED, REJECTED, ReadSamples
 from pipelines.stages import preflight, stage_transform
@@ -33,7 +34,8 @@ from pipelines.stages import preflight, stage_transform
 log = logging.getLogger("vlcurate")
 RUN_DIR = "_run"
 SUMMARY = f"{RUN_DIR}/summary.json"
-OWNED = {SHARDS_DIR, REJECTED_DIR, RUN_DIR, "manifest.json"}  # what --overwrite may delete
+RAW_DIR = "raw"  # a chained run's download (a complete `vlcurate download` run directory)
+OWNED = {SHARDS_DIR, REJECTED_DIR, RUN_DIR, RAW_DIR, "manifest.json"}  # what --overwrite may delete
 PACKAGES = ("apache-beam", "pyarrow", "pillow", "numpy", "fasttext-numpy2-wheel", "spacy", "webdataset",
             "pydantic", "fsspec")
 
@@ -66,22 +68,21 @@ def expand_inputs(pattern: str) -> list[str]:
     return matched
 
 
-def prepare_output(root: str, overwrite: bool) -> None:
-    fs, path = fsspec.core.url_to_fs(root)
-    if not fs.exists(path):
-        fs.makedirs(path, exist_ok=True)
-        return
-    present = {PurePosixPath(p).name for p in fs.ls(path, detail=False)}
-    if not present:
-        return
-    if not overwrite:
+def prepare_output(root: str, overwrite: bool, resume_download: bool = False) -> None:
+    """Refuse a used directory unless --overwrite; after an interrupted chained run, keep raw/ to resume."""
+    try:
+        state = inspect_run_dir(root, OWNED)
+    except RunDirError as err:
+        raise CurateError(f"{err}; refusing to delete them even with --overwrite") from None
+    if state is RunDirState.FRESH:
+        clear_run_dir(root, set())
+    elif overwrite:
+        clear_run_dir(root, OWNED)
+    elif state is RunDirState.INTERRUPTED and resume_download:
+        log.info("%s holds an interrupted run: resuming its download, redoing curation", root)
+        clear_run_dir(root, OWNED - {RAW_DIR})
+    else:
         raise CurateError(f"output {root} is not empty; pass --overwrite to replace a previous run")
-    foreign = sorted(present - OWNED)
-    if foreign:
-        raise CurateError(f"output {root} holds files vlcurate did not write ({', '.join(foreign[:5])}); "
-                          "refusing to delete them even with --overwrite")
-    for name in present:
-        fs.rm(f"{path}/{name}", recursive=True)
 
 
 def _write_summary(_, root: str, shards, rejected_files, reasons, n_input) -> None:
@@ -114,11 +115,22 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str
 
 
 def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str] | None = None,
-           overwrite: bool = False) -> CurateResult:
+           overwrite: bool = False, allow_private_networks: bool | None = None) -> CurateResult:
+    """Curate input shards; with a `download:` block in the recipe, input_pattern is a URL list
+    that is downloaded first into OUTPUT/raw/ and the funnel starts at the URLs read."""
     started = time.perf_counter()
     root = output.rstrip("/")
-    paths = expand_inputs(input_pattern)
-    prepare_output(root, overwrite)
+    raw: DownloadResult | None = None
+    if recipe.download is not None:
+        prepare_output(root, overwrite, resume_download=True)
+        raw = download(recipe, input_pattern, f"{root}/{RAW_DIR}", allow_private_networks=allow_private_networks,
+                       reuse_complete=True)
+        paths = raw.shard_urls()
+        if not paths:
+            raise CurateError(f"the download kept no image (see {raw.manifest_url}); nothing to curate")
+    else:
+        paths = expand_inputs(input_pattern)
+        prepare_output(root, overwrite)
     log.info("%d input file(s); output %s", len(paths), root)
 
     try:
@@ -140,18 +152,28 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
     reasons = {(stage, reason): n for stage, reason, n in summary["reasons"]}
     stage_order = [READ_STAGE, *(e.name for e in recipe.stages), SINK_STAGE]
     kept = sum(s["samples"] for s in summary["shards"])
+    funnel = build_funnel(stage_order, summary["input"], reasons)
+    counts = Counts(input=summary["input"], kept=kept, rejected=sum(reasons.values()))
+    rejected, inputs = summary["rejected"], {"pattern": input_pattern, "files": paths}
+    if raw is not None:  # the funnel starts at the URLs read; the download's rejections are part of the table
+        prior = raw.manifest
+        funnel = prior.funnel + funnel
+        counts = Counts(input=prior.counts.input, kept=kept, rejected=prior.counts.rejected + counts.rejected)
+        rejected = [{**f.model_dump(), "name": f"{RAW_DIR}/{f.name}"} for f in prior.rejected] + rejected
+        inputs = {"url_list": input_pattern, "raw_manifest": f"{RAW_DIR}/manifest.json",
+                  "raw_shards": len(paths), "urls": prior.counts.input}
     manifest = Manifest(
         created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         recipe=recipe.resolved(),
-        inputs={"pattern": input_pattern, "files": paths},
-        counts=Counts(input=summary["input"], kept=kept, rejected=sum(reasons.values())),
-        funnel=build_funnel(stage_order, summary["input"], reasons),
+        inputs=inputs,
+        counts=counts,
+        funnel=funnel,
         shards=summary["shards"],
-        rejected=summary["rejected"],
+        rejected=rejected,
         versions={
             "vlcurate": package_version("vlcurate"),
             "python": platform.python_version(),
-            "packages": {name: package_version(name) for name in PACKAGES},
+            "packages": {name: package_version(name) for name in PACKAGES + (("img2dataset",) if raw else ())},
             "models": models,
             "runner": str(options.view_as(StandardOptions).runner),
             "direct_running_mode": options.view_as(DirectOptions).direct_running_mode,

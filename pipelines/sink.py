@@ -10,23 +10,19 @@ their shard. No step holds more than one bucket of keys or one shard of samples.
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
-from manifests.storage import atomic_open
+from pipelines.rejection_files import write_rejection_part
 from pipelines.shard_writer import write_shard
 from pipelines.stage import REJECTED, KeyedSample
 
 log = logging.getLogger("vlcurate")
 SINK_STAGE = "sink"
-REJECTED_DIR = "rejected"
 _BUCKET_SHIFT = 64 - 12  # 4,096 buckets
 
 
@@ -118,17 +114,6 @@ class WriteShards(beam.PTransform):
 
 
 # ---------------------------------------------------------------- rejections
-def _write_rejections(item: tuple[tuple[str, int], list[Rejection]], root: str) -> dict[str, Any]:
-    (stage, part), rejections = item
-    rows = sorted((r.as_row() for r in rejections), key=lambda row: (row["key"], row["source"]))
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=REJECTION_SCHEMA), buffer)
-    name = f"{REJECTED_DIR}/{stage}-{part:05d}.parquet"
-    with atomic_open(f"{root}/{name}") as out:
-        out.write(buffer.getvalue())
-    return {"name": name, "rows": len(rows), "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
-
-
 class WriteRejections(beam.PTransform):
     """Rejections -> rejected/STAGE-NNNNN.parquet, at most rows_per_file rows each."""
 
@@ -138,7 +123,7 @@ class WriteRejections(beam.PTransform):
 
     def expand(self, rejected):
         per_stage = rejected | "PerStage" >> beam.Map(lambda r: (r.stage, 1)) | "CountStage" >> beam.CombinePerKey(sum)
-        rows, seed = self.rows_per_file, self.seed
+        rows, seed, root = self.rows_per_file, self.seed, self.root
 
         def part_of(r: Rejection, counts: dict[str, int]):
             parts = -(-counts[r.stage] // rows)
@@ -148,15 +133,5 @@ class WriteRejections(beam.PTransform):
             rejected
             | "Part" >> beam.Map(part_of, counts=beam.pvalue.AsDict(per_stage))
             | "GroupParts" >> beam.GroupByKey()
-            | "WriteParts" >> beam.Map(_write_rejections, root=self.root)
+            | "WriteParts" >> beam.MapTuple(lambda stage_part, rows: write_rejection_part(root, *stage_part, rows))
         )
-
-
-REJECTION_SCHEMA = pa.schema([
-    ("key", pa.string()),
-    ("source", pa.string()),
-    ("url", pa.string()),
-    ("stage", pa.string()),
-    ("reason", pa.string()),
-    ("detail", pa.string()),
-])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-COMMANDS = ["sample-data", "curate", "verify"]
+COMMANDS = ["sample-data", "download", "curate", "verify"]
 
 
 def vlcurate(*args: str) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ from manifests.recipe import load_recipe  # noqa: E402
 from pipelines.curate import curate  # noqa: E402
 from pipelines.readers import read_file  # noqa: E402
 from pipelines.shard_writer import write_shard  # noqa: E402
-from pipelines.sink import REJECTION_SCHEMA  # noqa: E402
+from pipelines.rejection_files import REJECTION_SCHEMA  # noqa: E402
 from tests.bench.common import real_captions_or_skip, write_pool  # noqa: E402
 
 REPEATS = 2

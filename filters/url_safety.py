@@ -1,0 +1,73 @@
+"""Which URLs may be fetched at all: http(s) only, well formed, and not aimed at private networks.
+
+This check runs before any request, on the URL text. Host names that resolve to private
+addresses (or redirects that lead there) are caught again at connect time by
+pipelines/download_guard.py, which checks the address actually connected to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+ALLOWED_SCHEMES = ("http", "https")
+MAX_URL_LENGTH = 4096
+# Names that always mean this machine, whatever DNS says (RFC 6761).
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+def is_private_address(address: str) -> bool:
+    """Loopback, private (RFC 1918, ULA), link-local, shared, reserved, multicast or unspecified."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def _literal_address(host: str) -> str | None:
+    """The IP address a host string denotes by itself, legacy IPv4 forms included.
+
+    "127.1", "0x7f.0.0.1" and "2130706433" all reach 127.0.0.1 through the C resolver, so they
+    are read with inet_aton, which accepts exactly those forms.
+    """
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def url_problem(url: object, allow_private_networks: bool = False) -> tuple[str, str] | None:
+    """(reason, detail) when the URL must not be fetched, else None."""
+    if not isinstance(url, str) or not url.strip():
+        return "url_empty", "no URL"
+    if len(url) > MAX_URL_LENGTH:
+        return "url_malformed", f"{len(url)} characters > {MAX_URL_LENGTH}"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "url_malformed", "whitespace or control characters in the URL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a bad port
+        host = parts.hostname
+    except ValueError as err:
+        return "url_malformed", str(err)
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        return "url_scheme_not_allowed", f"{scheme or 'no'} scheme; only {', '.join(ALLOWED_SCHEMES)}"
+    if not host:
+        return "url_malformed", "no host"
+    if port == 0:
+        return "url_malformed", "port 0"
+    if allow_private_networks:
+        return None
+    host = host.rstrip(".")
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        return "url_private_address", f"{host} is this machine"
+    address = _literal_address(host)
+    if address is not None and is_private_address(address):
+        return "url_private_address", f"{address} is not a public address"
+    return None

@@ -1,0 +1,195 @@
+"""`vlcurate download`: a URL list -> raw webdataset shards with img2dataset, every URL accounted for.
+
+1. Read the URL list; refuse unsafe URLs (pipelines never fetch them) as `download` rejections.
+2. Write the safe rows, each with its row number (`vlc_row`), as img2dataset's input.
+3. Run img2dataset (guarded opener in its workers, see download_guard.py) into DIR/shards/.
+4. Account from img2dataset's per-shard parquet, which lists every row with its status: successes
+   are in the tars; failures become rejections with a reason; rows of a shard img2dataset never
+   finished become `download_incomplete`. Then DIR/rejected/ and DIR/manifest.json (last).
+
+A shard is finished when img2dataset has written its NNNNN_stats.json. A rerun into a directory
+without a manifest resumes: img2dataset skips finished shards (incremental mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filters.download_reasons import download_reason
+from filters.model_files import package_version
+from filters.sample import Rejection
+from filters.url_safety import url_problem
+from manifests.manifest import Counts, Manifest, build_funnel, read_manifest, write_manifest
+from manifests.recipe import DownloadConfig, Recipe
+from manifests.storage import atomic_write_bytes, sha256_of
+from pipelines.rejection_files import write_rejection_files
+from pipelines.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_run_dir
+from pipelines.url_lists import read_url_list
+
+log = logging.getLogger("vlcurate")
+STAGE = "download"
+SHARDS = "shards"
+INPUT = "_input"
+OWNED = {SHARDS, INPUT, "rejected"}
+ROW = "vlc_row"
+
+
+class DownloadError(RuntimeError):
+    """A download that cannot start or whose result does not add up."""
+
+
+@dataclass
+class DownloadResult:
+    manifest: Manifest
+    manifest_url: str
+    root: str
+
+    def shard_urls(self) -> list[str]:
+        return [f"{self.root}/{s.name}" for s in self.manifest.shards]
+
+
+def download(recipe: Recipe, url_list: str, output: str, *, overwrite: bool = False,
+             allow_private_networks: bool | None = None, reuse_complete: bool = False) -> DownloadResult:
+    config = recipe.download or DownloadConfig()
+    allow_private = config.allow_private_networks if allow_private_networks is None else allow_private_networks
+    started = time.perf_counter()
+    root = output.rstrip("/")
+    try:
+        state = inspect_run_dir(root, OWNED)
+    except RunDirError as err:
+        raise DownloadError(str(err)) from None
+    if state is RunDirState.COMPLETE and reuse_complete and not overwrite:
+        log.info("download in %s is complete; reusing it", root)
+        return DownloadResult(read_manifest(root), f"{root}/manifest.json", root)
+    if state is RunDirState.COMPLETE and not overwrite:
+        raise DownloadError(f"{root} holds a finished download; pass --overwrite to replace it")
+    if state is RunDirState.INTERRUPTED and not (overwrite or config.incremental):
+        raise DownloadError(f"{root} holds an interrupted download and incremental is off; pass --overwrite")
+    if overwrite:
+        clear_run_dir(root, OWNED | {"manifest.json"})
+
+    table = read_url_list(url_list, config.url_column, config.caption_column)
+    urls, captions = table.column("url").to_pylist(), table.column("caption").to_pylist()
+    unsafe: list[Rejection] = []
+    safe_rows: list[int] = []
+    for row, url in enumerate(urls):
+        problem = url_problem(url, allow_private_networks=allow_private)
+        if problem:
+            unsafe.append(Rejection(f"row{row:09d}", url_list, url if isinstance(url, str) else None, STAGE, *problem))
+        else:
+            safe_rows.append(row)
+    log.info("%d URLs read from %s: %d to fetch, %d refused before fetching", len(urls), url_list,
+             len(safe_rows), len(unsafe))
+
+    resuming = state is RunDirState.INTERRUPTED and not overwrite
+    input_url = _write_input(root, safe_rows, urls, captions, resuming)
+    if safe_rows:
+        _run_img2dataset(config, input_url, f"{root}/{SHARDS}", allow_private,
+                         has_captions=config.caption_column is not None)
+    shards, fetched_rejections, seen = _account_shards(root, url_list)
+    missing = sorted(set(safe_rows) - seen)
+    incomplete = [Rejection(f"row{r:09d}", url_list, urls[r], STAGE, "download_incomplete",
+                            "img2dataset did not finish this URL's shard; rerun to resume") for r in missing]
+    rejections = unsafe + fetched_rejections + incomplete
+    rejected_files = write_rejection_files(root, STAGE, rejections, recipe.output.rejected_rows_per_file)
+
+    reasons: dict[tuple[str, str], int] = {}
+    for r in rejections:
+        reasons[(STAGE, r.reason)] = reasons.get((STAGE, r.reason), 0) + 1
+    kept = sum(s["samples"] for s in shards)
+    manifest = Manifest(
+        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        recipe=recipe.resolved(),
+        inputs={"url_list": url_list, "urls": len(urls), "resumed": resuming},
+        counts=Counts(input=len(urls), kept=kept, rejected=len(rejections)),
+        funnel=build_funnel([STAGE], len(urls), reasons),
+        shards=shards,
+        rejected=rejected_files,
+        versions={"vlcurate": package_version("vlcurate"), "python": platform.python_version(),
+                  "packages": {p: package_version(p) for p in ("img2dataset", "webdataset", "pyarrow")}},
+        timings_s={"total": round(time.perf_counter() - started, 3)},
+    )
+    return DownloadResult(manifest, write_manifest(root, manifest), root)
+
+
+def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, resuming: bool) -> str:
+    """img2dataset's input: the safe rows with their row numbers. A resume must see the same rows."""
+    table = pa.table({"url": [urls[r] for r in safe_rows], "caption": [captions[r] for r in safe_rows],
+                      ROW: pa.array(safe_rows, pa.int64())})
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    data = buffer.getvalue().to_pybytes()
+    url = f"{root}/{INPUT}/urls.parquet"
+    fs, path = fsspec.core.url_to_fs(url)
+    if resuming and fs.exists(path):
+        with fs.open(path, "rb") as f:
+            if pq.read_table(f).equals(table):
+                log.info("resuming the interrupted download in %s", root)
+                return url
+        raise DownloadError(f"{root} holds an interrupted download of a different URL list or recipe; "
+                            "pass --overwrite to start again")
+    atomic_write_bytes(url, data)
+    return url
+
+
+def _run_img2dataset(config: DownloadConfig, input_url: str, shards_url: str, allow_private: bool,
+                     has_captions: bool) -> None:
+    from pipelines.download_guard import guarded_img2dataset  # imports img2dataset: only when downloading
+
+    directives = list(config.disallowed_header_directives) if config.honor_robots_tag else []
+    with guarded_img2dataset(allow_private, config.max_image_bytes) as img2dataset_download:
+        img2dataset_download(
+            url_list=input_url, input_format="parquet", url_col="url",
+            caption_col="caption" if has_captions else None, save_additional_columns=[ROW],
+            output_folder=shards_url, output_format="webdataset",
+            processes_count=config.processes, thread_count=config.threads,
+            number_sample_per_shard=config.samples_per_shard, image_size=config.image_size,
+            resize_mode=config.resize_mode, resize_only_if_bigger=config.resize_only_if_bigger,
+            encode_format=config.encode_format, encode_quality=config.encode_quality,
+            min_image_size=config.min_image_size,
+            max_image_area=config.max_image_area or math.inf, max_aspect_ratio=config.max_aspect_ratio or math.inf,
+            retries=config.retries, timeout=config.timeout, user_agent_token=config.user_agent_token,
+            # Always "incremental": we clear the directory ourselves for --overwrite, and img2dataset's
+            # "overwrite" mode deletes the _tmp folder it has just created (FileNotFoundError on *.feather).
+            disallowed_header_directives=directives, incremental_mode="incremental",
+            distributor=config.distributor, enable_wandb=False, compute_hash="sha256",
+        )
+
+
+def _account_shards(root: str, url_list: str) -> tuple[list[dict], list[Rejection], set[int]]:
+    """Shard entries for finished shards, rejections for their failed rows, and the rows they cover."""
+    fs, base = fsspec.core.url_to_fs(f"{root}/{SHARDS}")
+    shards, rejections, seen = [], [], set()
+    for stats in sorted(fs.glob(f"{base}/*_stats.json")):
+        stem = PurePosixPath(stats).name.removesuffix("_stats.json")
+        with fs.open(f"{base}/{stem}.parquet", "rb") as f:
+            rows = pq.read_table(f, columns=["key", "url", "status", "error_message", ROW]).to_pylist()
+        for row in rows:
+            seen.add(row[ROW])
+            if row["status"] != "success":
+                reason = download_reason(row["status"], row["error_message"])
+                rejections.append(Rejection(row["key"], url_list, row["url"], STAGE, reason,
+                                            row["error_message"] or row["status"] or ""))
+        tar_name, parquet_name = f"{SHARDS}/{stem}.tar", f"{SHARDS}/{stem}.parquet"
+        shards.append({
+            "name": tar_name, "samples": sum(r["status"] == "success" for r in rows),
+            "bytes": fs.size(f"{base}/{stem}.tar"), "sha256": sha256_of(f"{root}/{tar_name}"),
+            "metadata": {"name": parquet_name, "bytes": fs.size(f"{base}/{stem}.parquet"),
+                         "sha256": sha256_of(f"{root}/{parquet_name}")},
+        })
+    # A tar without its stats file is a shard img2dataset did not finish: not part of the dataset.
+    done = {PurePosixPath(s["name"]).stem for s in shards}
+    for partial in fs.glob(f"{base}/*.tar") + fs.glob(f"{base}/*.parquet"):
+        if PurePosixPath(partial).stem not in done:
+            fs.rm(partial)
+    return shards, rejections, seen

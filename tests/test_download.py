@@ -1,0 +1,191 @@
+"""`vlcurate download` against a loopback HTTP server: every URL accounted for, resume, chaining."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from manifests.manifest import read_manifest, verify_dataset
+from manifests.recipe import parse_recipe
+from pipelines.curate import curate
+from pipelines.download import DownloadError, download
+from pipelines.url_lists import UrlListError, read_url_list
+from tests.image_server import ImageServer
+
+ROOT = Path(__file__).parents[1]
+FAST = {"timeout": 1, "max_image_bytes": 200_000, "min_image_size": 100, "samples_per_shard": 10,
+        "processes": 1, "threads": 4}
+
+
+def recipe(**download) -> object:
+    return parse_recipe({"name": "t", "download": {**FAST, **download}})
+
+
+def write_urls(path: Path, urls: list[str], captions: list[str] | None = None) -> str:
+    captions = captions or [f"a photo of object number {i}" for i in range(len(urls))]
+    pq.write_table(pa.table({"url": urls, "caption": captions}), path)
+    return str(path)
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def reasons_by_url(root: Path) -> dict[str, str]:
+    rows = [r for f in read_manifest(str(root)).rejected for r in pq.read_table(root / f.name).to_pylist()]
+    return {r["url"]: r["reason"] for r in rows}
+
+
+def test_every_url_ends_kept_or_with_its_reason(tmp_path):
+    with ImageServer() as server:
+        b = server.base
+        expected = {
+            f"{b}/missing.jpg": "http_404",
+            f"http://127.0.0.1:{closed_port()}/x.jpg": "connection_refused",
+            f"{b}/slow.jpg": "timeout",
+            f"{b}/page.html": "not_an_image",
+            f"{b}/huge.jpg": "response_too_large",
+            f"{b}/stream.jpg": "response_too_large",
+            f"{b}/ftp-redirect.jpg": "redirect_scheme_not_allowed",
+            f"{b}/robots.jpg": "robots_opt_out",
+            f"{b}/tiny.jpg": "image_too_small",
+            "ftp://example.com/a.jpg": "url_scheme_not_allowed",
+            "file:///etc/passwd": "url_scheme_not_allowed",
+            "data:image/png;base64,iVBORw0KGgo=": "url_scheme_not_allowed",
+            "javascript:alert(1)": "url_scheme_not_allowed",
+            "": "url_empty",
+            "http://[bad/": "url_malformed",
+        }
+        good = [f"{b}/img/{i}.jpg" for i in range(12)] + [f"{b}/redirect.jpg"]
+        urls = good + list(expected)
+        result = download(recipe(), write_urls(tmp_path / "urls.parquet", urls), str(tmp_path / "dl"),
+                          allow_private_networks=True)
+        requested = sorted(server.requests)
+    m = result.manifest
+    assert (m.counts.input, m.counts.kept, m.counts.rejected) == (len(urls), len(good), len(expected))
+    assert reasons_by_url(tmp_path / "dl") == expected
+    assert m.funnel[0].reasons["url_scheme_not_allowed"] == 4 and m.funnel[0].kept == len(good)
+    # URLs refused before fetching never reached the server; the redirect was followed once
+    fetched = [u.removeprefix(b) for u in urls if u.startswith(b)]
+    assert requested == sorted(fetched + ["/img/77.jpg"])
+    assert verify_dataset(str(tmp_path / "dl")) == []
+    assert sum(s.samples for s in m.shards) == len(good) and len(m.shards) == 3  # 25 safe URLs, 10 per shard
+
+
+def test_private_addresses_are_refused_without_a_request(tmp_path):
+    with ImageServer() as server:
+        port = server.server_address[1]
+        urls = [f"{server.base}/img/1.jpg", f"http://localhost:{port}/img/2.jpg", f"http://2130706433:{port}/x.jpg",
+                f"http://[::1]:{port}/img/3.jpg", "file:///etc/hostname"]
+        result = download(recipe(), write_urls(tmp_path / "u.parquet", urls), str(tmp_path / "dl"))
+        assert server.requests == []
+    assert result.manifest.funnel[0].reasons == {"url_private_address": 4, "url_scheme_not_allowed": 1}
+    assert result.manifest.counts.kept == 0 and result.manifest.shards == []
+
+
+def test_interrupted_download_resumes_without_refetching_finished_shards(tmp_path):
+    urls_path = tmp_path / "urls.parquet"
+    out = tmp_path / "dl"
+    with ImageServer() as server:
+        server.delay = 0.15  # 10 URLs per shard, 2 threads: about 0.75 s per shard
+        urls = [f"{server.base}/img/{i}.jpg" for i in range(50)]
+        write_urls(urls_path, urls)
+        script = (
+            "from manifests.recipe import parse_recipe\n"
+            "from pipelines.download import download\n"
+            "if __name__ == '__main__':\n"
+            f"    r = parse_recipe({{'name': 't', 'download': {{**{FAST!r}, 'threads': 2}}}})\n"
+            f"    download(r, {str(urls_path)!r}, {str(out)!r}, allow_private_networks=True)\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list((out / "shards").glob("*_stats.json"))) < 2:
+            assert proc.poll() is None, "the download finished before it could be interrupted"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)  # the download and img2dataset's worker processes
+        proc.wait()
+        finished = sorted(p.name.removesuffix("_stats.json") for p in (out / "shards").glob("*_stats.json"))
+        assert 2 <= len(finished) < 5 and not (out / "manifest.json").exists()
+        first_pass = list(server.requests)
+        server.requests.clear()
+        server.delay = 0.0
+        result = download(recipe(threads=2), str(urls_path), str(out), allow_private_networks=True)
+        second_pass = list(server.requests)
+    done_urls = {f"/img/{int(stem) * 10 + i}.jpg" for stem in finished for i in range(10)}
+    assert done_urls <= set(first_pass)
+    assert not done_urls & set(second_pass), "finished shards were fetched again"
+    assert len(second_pass) == 50 - len(done_urls)
+    m = result.manifest
+    assert (m.counts.input, m.counts.kept, m.counts.rejected) == (50, 50, 0) and m.inputs["resumed"]
+    assert verify_dataset(str(out)) == []
+
+
+def test_finished_download_is_not_redone_and_other_lists_are_refused(tmp_path):
+    with ImageServer() as server:
+        urls = write_urls(tmp_path / "u.parquet", [f"{server.base}/img/{i}.jpg" for i in range(3)])
+        download(recipe(), urls, str(tmp_path / "dl"), allow_private_networks=True)
+        with pytest.raises(DownloadError, match="finished download; pass --overwrite"):
+            download(recipe(), urls, str(tmp_path / "dl"), allow_private_networks=True)
+        (tmp_path / "dl" / "manifest.json").unlink()  # as if interrupted at the very end
+        other = write_urls(tmp_path / "v.parquet", [f"{server.base}/img/{i}.jpg" for i in range(4)])
+        with pytest.raises(DownloadError, match="different URL list"):
+            download(recipe(), other, str(tmp_path / "dl"), allow_private_networks=True)
+        again = download(recipe(), urls, str(tmp_path / "dl"), overwrite=True, allow_private_networks=True)
+    assert again.manifest.counts.kept == 3
+
+
+def test_curate_on_a_url_list_downloads_then_curates(tmp_path):
+    captions = ["a large red circle on a blue background", "a small green square next to a yellow triangle",
+                "red", "ein roter Kreis auf einem blauen Hintergrund", "a purple triangle on a white background"]
+    with ImageServer() as server:
+        urls = [f"{server.base}/img/{i}.jpg?w=320&h=240" for i in range(5)] + [f"{server.base}/missing.jpg", "ftp://x/y"]
+        url_list = write_urls(tmp_path / "u.parquet", urls, captions + ["a missing image of a cat", "an ftp image"])
+        r = parse_recipe({"name": "chain", "download": {**FAST, "image_size": 256, "resize_mode": "no"},
+                          "stages": [{"heuristics": {}}], "output": {"samples_per_shard": 2}})
+        result = curate(r, url_list, str(tmp_path / "out"), allow_private_networks=True)
+    m = result.manifest
+    assert [f.stage for f in m.funnel] == ["download", "read", "heuristics", "sink"]
+    assert (m.counts.input, m.counts.kept, m.counts.rejected) == (7, 3, 4)
+    assert m.funnel[0].reasons == {"http_404": 1, "url_scheme_not_allowed": 1}
+    assert m.funnel[2].reasons == {"caption_too_few_words": 1, "language_not_allowed": 1}
+    assert any(f.name.startswith("raw/rejected/download-") for f in m.rejected)
+    assert verify_dataset(str(tmp_path / "out")) == [] and verify_dataset(str(tmp_path / "out/raw")) == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "txt", "parquet"])
+def test_url_list_formats(tmp_path, fmt):
+    urls, captions = ["http://example.com/a.jpg", "http://example.com/b.jpg"], ["first, with comma", "second"]
+    path = tmp_path / f"list.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(pa.table({"link": urls, "alt": captions}), path)
+    elif fmt == "txt":
+        path.write_text("\n".join(urls) + "\n\n")
+    else:
+        sep = "," if fmt == "csv" else "\t"
+        quoted = [f'"{c}"' if sep in c else c for c in captions]
+        path.write_text(f"link{sep}alt\n" + "".join(f"{u}{sep}{c}\n" for u, c in zip(urls, quoted)))
+    table = read_url_list(str(path), "link" if fmt != "txt" else "url", "alt" if fmt != "txt" else None)
+    assert table.column("url").to_pylist() == urls
+    assert table.column("caption").to_pylist() == (captions if fmt != "txt" else [None, None])
+
+
+def test_url_list_errors_name_the_columns(tmp_path):
+    pq.write_table(pa.table({"URL": ["http://x.com/a.jpg"], "TEXT": ["a"]}), tmp_path / "l.parquet")
+    with pytest.raises(UrlListError, match="no column 'url' \\(columns: URL, TEXT\\); set download.url_column"):
+        read_url_list(str(tmp_path / "l.parquet"))
+    with pytest.raises(UrlListError, match="are parquet, csv, tsv, txt"):
+        read_url_list(str(tmp_path / "l.json"))

@@ -1,0 +1,94 @@
+"""URL safety before fetching, img2dataset messages -> reasons, and the guarded opener."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+
+from filters.download_reasons import download_reason
+from filters.url_safety import url_problem
+from pipelines.download_guard import guarded_opener
+from tests.image_server import ImageServer
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://example.com/a.jpg", "url_scheme_not_allowed"),
+        ("file:///etc/passwd", "url_scheme_not_allowed"),
+        ("data:image/png;base64,iVBORw0KGgo=", "url_scheme_not_allowed"),
+        ("javascript:alert(1)", "url_scheme_not_allowed"),
+        ("//example.com/a.jpg", "url_scheme_not_allowed"),
+        ("", "url_empty"),
+        (None, "url_empty"),
+        ("http://[bad/", "url_malformed"),
+        ("http://exa mple.com/", "url_malformed"),
+        ("http:///no-host", "url_malformed"),
+        ("http://example.com:99999/", "url_malformed"),
+        ("http://127.0.0.1/a.jpg", "url_private_address"),
+        ("http://localhost:8080/a.jpg", "url_private_address"),
+        ("http://api.localhost/a.jpg", "url_private_address"),
+        ("http://10.0.0.8/a.jpg", "url_private_address"),
+        ("http://192.168.1.1/a.jpg", "url_private_address"),
+        ("http://172.16.5.4/a.jpg", "url_private_address"),
+        ("http://169.254.169.254/latest/meta-data", "url_private_address"),  # cloud metadata service
+        ("http://[::1]/a.jpg", "url_private_address"),
+        ("http://[fe80::1]/a.jpg", "url_private_address"),
+        ("http://[::ffff:127.0.0.1]/a.jpg", "url_private_address"),
+        ("http://2130706433/a.jpg", "url_private_address"),  # 127.0.0.1 in decimal
+        ("http://0x7f.1/a.jpg", "url_private_address"),  # 127.0.0.1 in hex shorthand
+        ("http://0.0.0.0/a.jpg", "url_private_address"),
+    ],
+)
+def test_refused_urls(url, reason):
+    assert url_problem(url)[0] == reason
+
+
+@pytest.mark.parametrize("url", ["http://example.com/a.jpg", "https://93.184.216.34/x.png?size=2",
+                                 "HTTPS://Example.com/A.JPG", "http://[2606:4700::1111]/a.jpg"])
+def test_public_urls_pass(url):
+    assert url_problem(url) is None
+
+
+def test_allow_private_networks_keeps_the_scheme_rules():
+    assert url_problem("http://127.0.0.1/a.jpg", allow_private_networks=True) is None
+    assert url_problem("file:///etc/passwd", allow_private_networks=True)[0] == "url_scheme_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "reason"),
+    [
+        ("failed_to_download", "HTTP Error 404: Not Found", "http_404"),
+        ("failed_to_download", "HTTP Error 503: Service Unavailable", "http_503"),
+        ("failed_to_download", "timed out", "timeout"),
+        ("failed_to_download", "<urlopen error timed out>", "timeout"),
+        ("failed_to_download", "<urlopen error [Errno 111] Connection refused>", "connection_refused"),
+        ("failed_to_download", "<urlopen error [Errno -2] Name or service not known>", "dns_failure"),
+        ("failed_to_download", "Use of image disallowed by X-Robots-Tag directive", "robots_opt_out"),
+        ("failed_to_download", "<urlopen error vlcurate refused a private network address (10.0.0.1)>",
+         "private_address"),
+        ("failed_to_resize", "Image decoding error", "not_an_image"),
+        ("failed_to_resize", "image too small", "image_too_small"),
+        ("failed_to_resize", "aspect ratio too large", "aspect_ratio_too_large"),
+        ("failed_to_resize", "something cv2 said", "image_unreadable"),
+        ("failed_to_download", "something new", "download_failed"),
+    ],
+)
+def test_download_reasons(status, message, reason):
+    assert download_reason(status, message) == reason
+
+
+def test_guarded_opener_refuses_a_private_peer_before_any_request():
+    with ImageServer() as server:
+        with pytest.raises(OSError, match="vlcurate refused a private network address"):
+            guarded_opener(allow_private=False, max_bytes=1 << 20).open(f"{server.base}/img/1.jpg", timeout=5)
+        assert server.requests == []  # connected, refused, nothing sent
+        body = guarded_opener(allow_private=True, max_bytes=1 << 20).open(f"{server.base}/img/1.jpg", timeout=5).read()
+        assert body[:3] == b"\xff\xd8\xff" and server.requests == ["/img/1.jpg"]
+
+
+def test_guarded_opener_has_no_file_or_ftp_handlers():
+    for url in ("file:///etc/passwd", "ftp://127.0.0.1/x"):
+        with pytest.raises(urllib.error.URLError, match="unknown url type"):
+            guarded_opener(allow_private=True, max_bytes=1 << 20).open(url, timeout=5)
