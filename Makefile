@@ -32,6 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_heuristics_beam.py
 	$(BIN)/python tests/bench/datacomp_text_rules.py
+	$(BIN)/python tests/bench/bench_download.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -93,9 +93,11 @@ def download(recipe: Recipe, url_list: str, output: str, *, overwrite: bool = Fa
 
     resuming = state is RunDirState.INTERRUPTED and not overwrite
     input_url = _write_input(root, safe_rows, urls, captions, resuming)
+    checked = time.perf_counter()
     if safe_rows:
         _run_img2dataset(config, input_url, f"{root}/{SHARDS}", allow_private,
                          has_captions=config.caption_column is not None)
+    fetched = time.perf_counter()
     shards, fetched_rejections, seen = _account_shards(root, url_list)
     missing = sorted(set(safe_rows) - seen)
     incomplete = [Rejection(f"row{r:09d}", url_list, urls[r], STAGE, "download_incomplete",
@@ -117,7 +119,9 @@ def download(recipe: Recipe, url_list: str, output: str, *, overwrite: bool = Fa
         rejected=rejected_files,
         versions={"vlcurate": package_version("vlcurate"), "python": platform.python_version(),
                   "packages": {p: package_version(p) for p in ("img2dataset", "webdataset", "pyarrow")}},
-        timings_s={"total": round(time.perf_counter() - started, 3)},
+        timings_s={"url_checks": round(checked - started, 3), "img2dataset": round(fetched - checked, 3),
+                   "accounting": round(time.perf_counter() - fetched, 3),
+                   "total": round(time.perf_counter() - started, 3)},
     )
     return DownloadResult(manifest, write_manifest(root, manifest), root)
 

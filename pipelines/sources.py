@@ -9,6 +9,7 @@ from apache_beam.metrics import Metrics
 
 from filters.sample import Rejection, Sample
 from manifests.recipe import InputConfig
+from pipelines import coders  # noqa: F401  (registers SampleCoder/RejectionCoder)
 from pipelines.readers import read_file
 
 REJECTED = "rejected"
