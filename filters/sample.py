@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 _HEADER_LEN = struct.Struct(">I")
 
 
@@ -22,6 +24,8 @@ class Sample:
     `meta` is the record's own JSON (e.g. img2dataset's KEY.json), kept as it came;
     `annotations` are what vlcurate's stages computed. KEY.json of a curated shard is
     meta updated with annotations, so annotation names avoid img2dataset's field names.
+    `vectors` are computed embeddings as raw float16 bytes (name -> bytes); they travel in
+    binary, not JSON, and land as columns of the shard's parquet.
     """
 
     key: str
@@ -32,6 +36,16 @@ class Sample:
     url: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     annotations: dict[str, Any] = field(default_factory=dict)
+    vectors: dict[str, bytes] = field(default_factory=dict)
+
+    def set_vector(self, name: str, values) -> None:
+        """Store a 1-D float array as float16 (half the bytes; cosine scores need no more)."""
+        self.vectors[name] = np.asarray(values, dtype="<f2").reshape(-1).tobytes()
+
+    def get_vector(self, name: str):
+        """The stored vector as float32, or None."""
+        data = self.vectors.get(name)
+        return None if data is None else np.frombuffer(data, dtype="<f2").astype(np.float32)
 
     def to_bytes(self) -> bytes:
         header = {
@@ -43,16 +57,27 @@ class Sample:
             "url": self.url,
             "meta": self.meta,
             "annotations": self.annotations,
+            "vectors": [[name, len(data)] for name, data in self.vectors.items()],
+            "image_len": len(self.image) if self.image is not None else None,
         }
         encoded = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        return _HEADER_LEN.pack(len(encoded)) + encoded + (self.image or b"")
+        return b"".join([_HEADER_LEN.pack(len(encoded)), encoded, self.image or b"", *self.vectors.values()])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Sample:
         (n,) = _HEADER_LEN.unpack_from(data)
         header = json.loads(data[4 : 4 + n].decode("utf-8"))
-        image = bytes(data[4 + n :]) if header.pop("has_image") else None
-        return cls(image=image, **header)
+        position = 4 + n
+        image_len = header.pop("image_len")
+        image = None
+        if header.pop("has_image"):
+            image = bytes(data[position : position + image_len])
+            position += image_len
+        vectors = {}
+        for name, length in header.pop("vectors"):
+            vectors[name] = bytes(data[position : position + length])
+            position += length
+        return cls(image=image, vectors=vectors, **header)
 
 
 @dataclass(slots=True, frozen=True)

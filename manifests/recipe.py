@@ -74,6 +74,65 @@ class HeuristicsConfig(Strict):
     batch_size: int = Field(256, ge=1, description="samples per batch through the language and spaCy models")
 
 
+# ---------------------------------------------------------------- model stages (open_clip)
+class ClipModelConfig(Strict):
+    """An open_clip model: architecture + weights (tag or local file), optionally a custom config dir."""
+
+    name: str = Field("ViT-B-32", description="open_clip architecture, e.g. ViT-B-32, ViT-L-14")
+    pretrained: str | None = Field(None, description="a pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint path")
+    config_dir: str | None = Field(None, description="directory with NAME.json for a custom architecture")
+    cache_dir: str | None = Field(None, description="where open_clip keeps downloaded weights")
+    device: Literal["cpu", "cuda"] = "cpu"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+
+    def spec(self, stage: str):
+        from filters.clip_model import ClipSpec
+
+        return ClipSpec(self.name, self.pretrained, self.config_dir, self.cache_dir, self.device, self.precision, stage)
+
+
+class _KeepRule(Strict):
+    threshold: float | None = Field(None, ge=-1.0, le=1.0, description="keep score >= threshold")
+    top_fraction: float | None = Field(None, gt=0.0, le=1.0, description="keep the global top fraction (ties by key)")
+
+    @model_validator(mode="after")
+    def one_rule(self):
+        if self.threshold is not None and self.top_fraction is not None:
+            raise ValueError("set threshold or top_fraction, not both (neither: annotate only)")
+        return self
+
+
+class ClipScoreConfig(_KeepRule):
+    model: ClipModelConfig = ClipModelConfig()
+    batch_size: int = Field(64, ge=1, description="images per forward pass")
+    max_pixels: int | None = Field(89_478_485, gt=0, description="decompression-bomb guard when decoding")
+
+
+class TmarsConfig(_KeepRule):
+    """T-MARS: mask text regions, re-score; threshold/top_fraction apply to the masked score."""
+
+    model: ClipModelConfig | None = Field(
+        None, description="null: the model of a clipscore stage before it, or (without one) only the text-area rule")
+    detector_side: int = Field(256, ge=32, description="longest side the text detector sees (multiple of 32)")
+    box_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="PP-OCR detector box score threshold")
+    dilate_px: int = Field(2, ge=0, description="grow each text region by this many pixels before filling")
+    ring_px: int = Field(4, ge=1, description="width of the ring around a region whose mean colour fills it")
+    max_text_fraction: float | None = Field(None, ge=0.0, le=1.0, description="reject larger text areas")
+    batch_size: int = Field(32, ge=1)
+    max_pixels: int | None = Field(89_478_485, gt=0)
+    threads: int | None = Field(None, ge=1, description="onnxruntime threads for the detector (default: all)")
+
+
+class SemanticDedupConfig(Strict):
+    """SemDeDup on the CLIP image embeddings of an earlier clipscore/tmars stage, plus DataComp's image filter."""
+
+    clusters: int = Field(100, ge=1, description="k-means centroids (fewer when the sample is smaller)")
+    train_samples: int = Field(50_000, ge=1, description="embeddings sampled (by key hash) to train k-means")
+    iterations: int = Field(20, ge=1)
+    epsilon: float | None = Field(0.05, gt=0.0, lt=1.0, description="drop cos sim >= 1 - epsilon; null: no dedup")
+    target_embeddings: str | None = Field(None, description=".npy of target embeddings: keep samples in their clusters")
+
+
 # ---------------------------------------------------------------- download (img2dataset)
 class DownloadConfig(Strict):
     """img2dataset's options, with DataComp's download settings as defaults."""
@@ -107,6 +166,9 @@ class StageEntry(Strict):
     """One item of `stages:`, a mapping with exactly one key: the stage's name."""
 
     heuristics: HeuristicsConfig | None = None
+    clipscore: ClipScoreConfig | None = None
+    tmars: TmarsConfig | None = None
+    semantic_dedup: SemanticDedupConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -163,11 +225,41 @@ class Recipe(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"stage(s) listed twice: {', '.join(duplicates)}")
+        object.__setattr__(self, "stages", _tmars_inherits_clip_model(self.stages))  # frozen model, once
+        for i, entry in enumerate(self.stages):
+            if entry.name == "semantic_dedup" and not any(_has_embeddings(e) for e in self.stages[:i]):
+                raise ValueError("semantic_dedup needs CLIP image embeddings: put a clipscore stage (or a tmars "
+                                 "stage with a model) before it")
+            if entry.name == "tmars" and entry.config.model is None and entry.config.max_text_fraction is None:
+                raise ValueError("tmars without a model needs max_text_fraction (otherwise it decides nothing)")
+            if entry.name == "tmars" and entry.config.model is None and (
+                    entry.config.threshold is not None or entry.config.top_fraction is not None):
+                raise ValueError("tmars threshold/top_fraction apply to the masked CLIP score: set tmars.model")
         return self
 
     def resolved(self) -> dict[str, Any]:
         """Every setting, defaults included, as plain data (what the manifest records)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def _tmars_inherits_clip_model(stages: list[StageEntry]) -> list[StageEntry]:
+    """T-MARS compares scores of one model: after a clipscore stage it uses that stage's model."""
+    resolved, clip_model = [], None
+    for entry in stages:
+        if entry.name == "clipscore":
+            clip_model = entry.config.model
+        if entry.name == "tmars" and clip_model is not None:
+            if entry.config.model is None:
+                entry = StageEntry(tmars=entry.config.model_copy(update={"model": clip_model}))
+            elif entry.config.model != clip_model:
+                raise ValueError("tmars.model differs from clipscore.model; T-MARS compares the masked score "
+                                 "with the score of the same model: leave tmars.model unset to use clipscore's")
+        resolved.append(entry)
+    return resolved
+
+
+def _has_embeddings(entry: StageEntry) -> bool:
+    return entry.name == "clipscore" or (entry.name == "tmars" and entry.config.model is not None)
 
 
 # ---------------------------------------------------------------- loading

@@ -37,7 +37,7 @@ SUMMARY = f"{RUN_DIR}/summary.json"
 RAW_DIR = "raw"  # a chained run's download (a complete `vlcurate download` run directory)
 OWNED = {SHARDS_DIR, REJECTED_DIR, RUN_DIR, RAW_DIR, "manifest.json"}  # what --overwrite may delete
 PACKAGES = ("apache-beam", "pyarrow", "pillow", "numpy", "fasttext-numpy2-wheel", "spacy", "webdataset",
-            "pydantic", "fsspec")
+            "pydantic", "fsspec", "torch", "open_clip_torch", "rapidocr-onnxruntime", "onnxruntime", "faiss-cpu")
 
 
 class CurateError(RuntimeError):
@@ -97,7 +97,7 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str
     read = p | "ReadInputs" >> ReadSamples(paths, recipe.input)
     kept, rejected = read.samples, [read[REJECTED]]
     for i, entry in enumerate(recipe.stages):
-        outputs = kept | f"{i:02d}_{entry.name}" >> stage_transform(entry)
+        outputs = kept | f"{i:02d}_{entry.name}" >> stage_transform(entry, recipe.seed)
         kept = outputs.kept
         rejected.append(outputs.rejected)
     shards, sink_rejected = kept | "WriteShards" >> WriteShards(root, recipe.output.samples_per_shard, recipe.seed)

@@ -12,6 +12,7 @@ import json
 import tarfile
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -51,8 +52,11 @@ def write_shard(root: str, index: int, samples: list[Sample]) -> dict[str, Any]:
             "image_bytes": len(sample.image) if sample.image is not None else None,
             "json": json.dumps(meta, ensure_ascii=False, sort_keys=True),
         })
+    table = pa.Table.from_pylist(rows, schema=_SCHEMA)
+    for vector_name, column in _vector_columns(samples).items():
+        table = table.append_column(vector_name, column)
     buffer = io.BytesIO()  # metadata is small; buffering keeps pyarrow away from our file wrapper
-    pq.write_table(pa.Table.from_pylist(rows, schema=_SCHEMA), buffer)
+    pq.write_table(table, buffer)
     with atomic_open(f"{root}/{name}.parquet") as out:
         out.write(buffer.getvalue())
     parquet = {"name": f"{name}.parquet", "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
@@ -67,6 +71,22 @@ def write_shard(root: str, index: int, samples: list[Sample]) -> dict[str, Any]:
                 add_member(tar, f"{sample.key}.json", row["json"].encode("utf-8"))
     return {"name": f"{name}.tar", "samples": len(samples), "bytes": out.bytes,
             "sha256": out.sha256.hexdigest(), "metadata": parquet}
+
+
+def _vector_columns(samples: list[Sample]) -> dict[str, pa.Array]:
+    """Embeddings as fixed-size float16 list columns (null where a sample has none)."""
+    columns = {}
+    for name in sorted({n for s in samples for n in s.vectors}):
+        dims = {len(s.vectors[name]) // 2 for s in samples if name in s.vectors}
+        if len(dims) != 1:
+            raise ValueError(f"vector {name!r} has mixed lengths {sorted(dims)} within one shard")
+        (dim,) = dims
+        zero = np.zeros(dim, dtype="<f2")
+        flat = np.concatenate([s.get_vector(name).astype("<f2") if name in s.vectors else zero for s in samples])
+        mask = pa.array([name not in s.vectors for s in samples])
+        values = pa.array(flat, type=pa.float16())
+        columns[name] = pa.FixedSizeListArray.from_arrays(values, dim, mask=mask)
+    return columns
 
 
 _SCHEMA = pa.schema([

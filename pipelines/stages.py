@@ -14,16 +14,20 @@ import apache_beam as beam
 
 from filters.heuristics import HeuristicFilter
 from manifests.recipe import StageEntry
+from pipelines import clipscore_stage, semantic_dedup_stage, tmars_stage
 from pipelines.heuristics_stage import HeuristicsStage
 
-# name -> (PTransform factory taking the stage config, preflight returning model identities)
-_REGISTRY: dict[str, tuple[Callable[[Any], beam.PTransform], Callable[[Any], list[dict[str, Any]]]]] = {
-    "heuristics": (HeuristicsStage, lambda config: HeuristicFilter(config).models()),
+# name -> (PTransform factory taking (stage config, recipe seed), preflight returning model identities)
+_REGISTRY: dict[str, tuple[Callable[[Any, int], beam.PTransform], Callable[[Any], list[dict[str, Any]]]]] = {
+    "heuristics": (lambda config, seed: HeuristicsStage(config), lambda config: HeuristicFilter(config).models()),
+    "clipscore": (lambda config, seed: clipscore_stage.ClipScoreStage(config), clipscore_stage.preflight),
+    "tmars": (lambda config, seed: tmars_stage.TmarsStage(config), tmars_stage.preflight),
+    "semantic_dedup": (semantic_dedup_stage.SemanticDedupStage, semantic_dedup_stage.preflight),
 }
 
 
-def stage_transform(entry: StageEntry) -> beam.PTransform:
-    return _REGISTRY[entry.name][0](entry.config)
+def stage_transform(entry: StageEntry, seed: int) -> beam.PTransform:
+    return _REGISTRY[entry.name][0](entry.config, seed)
 
 
 def preflight(entry: StageEntry) -> list[dict[str, Any]]:

@@ -40,3 +40,11 @@ def pool_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pool")
     write_pool(root, n=POOL_RECORDS, seed=7, per_shard=40)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> dict:
+    """A tiny open_clip model saved as config + checkpoint; the recipe's `model:` block for it."""
+    from tests.tiny_clip import write_clip_checkpoint
+
+    return write_clip_checkpoint(tmp_path_factory.mktemp("tiny_clip"), content_sensitive=True)

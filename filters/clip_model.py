@@ -1,0 +1,115 @@
+"""Load an open_clip model from what a recipe names, or fail before the pipeline starts.
+
+Three ways to name weights: an open_clip pretrained tag (downloaded by open_clip from its hub into
+its cache), a local checkpoint file, or a custom architecture whose JSON config lives in
+`config_dir`, with a local checkpoint. There is no way to ask for random weights: a CLIPScore from
+an untrained model is noise that looks like a score, so missing weights are always an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from filters.model_files import file_sha256
+
+log = logging.getLogger("vlcurate")
+
+
+class ClipWeightsError(FileNotFoundError):
+    """The named open_clip model or its weights cannot be had; the message says which recipe keys fix it."""
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What identifies a loaded model: architecture, weights, where it runs."""
+
+    name: str
+    pretrained: str | None
+    config_dir: str | None = None
+    cache_dir: str | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    stage: str = "clipscore"  # for error messages: which recipe block to edit
+
+
+def _fix_hint(spec: ClipSpec) -> str:
+    return (f"set {spec.stage}.model.pretrained to a local checkpoint file (open_clip .pt/.bin/.safetensors, "
+            f"e.g. open_clip_pytorch_model.bin from the model's hub page, copied to this machine); for an "
+            f"architecture open_clip does not know, also set {spec.stage}.model.config_dir to a directory "
+            f"holding NAME.json")
+
+
+def register_configs(spec: ClipSpec) -> None:
+    import open_clip
+
+    if spec.config_dir:
+        if not os.path.isdir(spec.config_dir):
+            raise ClipWeightsError(f"{spec.stage}.model.config_dir {spec.config_dir!r} is not a directory")
+        open_clip.add_model_config(spec.config_dir)
+    if spec.name not in open_clip.list_models():
+        raise ClipWeightsError(
+            f"{spec.stage}.model.name {spec.name!r} is not an open_clip architecture "
+            f"(known: {', '.join(open_clip.list_models()[:12])}, ...); for a custom one set "
+            f"{spec.stage}.model.config_dir to a directory holding {spec.name}.json and "
+            f"{spec.stage}.model.pretrained to its checkpoint file")
+
+
+def resolve_checkpoint(spec: ClipSpec) -> str:
+    """A local file holding the weights: the given path, or the tag's file in open_clip's cache."""
+    import open_clip
+
+    register_configs(spec)
+    if not spec.pretrained:
+        raise ClipWeightsError(f"{spec.stage}.model.pretrained is not set: no weights for {spec.name}; "
+                               + _fix_hint(spec))
+    if os.path.isfile(spec.pretrained):
+        return spec.pretrained
+    tag_cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained)
+    if not tag_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(spec.name)
+        raise ClipWeightsError(
+            f"{spec.stage}.model.pretrained {spec.pretrained!r} is neither a file nor a pretrained tag of "
+            f"{spec.name} (tags: {', '.join(tags) or 'none'}); " + _fix_hint(spec))
+    try:
+        path = open_clip.download_pretrained(tag_cfg, cache_dir=spec.cache_dir)
+    except Exception as err:  # hub unreachable, auth, disk: all mean "no weights here"
+        raise ClipWeightsError(
+            f"could not download the weights of {spec.name}/{spec.pretrained} ({type(err).__name__}: "
+            f"{str(err)[:300]}); where the hub is unreachable, " + _fix_hint(spec)) from err
+    if not path or not os.path.isfile(path):
+        raise ClipWeightsError(f"open_clip found no weights file for {spec.name}/{spec.pretrained}; "
+                               + _fix_hint(spec))
+    return path
+
+
+@dataclass
+class LoadedClip:
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    identity: dict[str, Any]
+
+
+@lru_cache(maxsize=4)
+def load_clip(spec: ClipSpec) -> LoadedClip:
+    """One model per process and spec: stages that name the same model share it."""
+    import open_clip
+
+    checkpoint = resolve_checkpoint(spec)
+    # A tag is passed as the tag so its preprocessing settings (mean/std, resize) apply; the
+    # file is already in the cache. weights_only: checkpoints are data, never code.
+    pretrained = spec.pretrained if not os.path.isfile(spec.pretrained) else checkpoint
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        spec.name, pretrained=pretrained, device=spec.device, precision=spec.precision,
+        cache_dir=spec.cache_dir, weights_only=True)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(spec.name, cache_dir=spec.cache_dir)
+    identity = {"name": spec.name, "pretrained": spec.pretrained, "path": os.path.abspath(checkpoint),
+                "sha256": file_sha256(os.path.abspath(checkpoint)), "device": spec.device,
+                "precision": spec.precision, "open_clip": open_clip.__version__}
+    log.info("loaded open_clip %s (%s) on %s", spec.name, spec.pretrained, spec.device)
+    return LoadedClip(model, preprocess, tokenizer, identity)

@@ -1,0 +1,92 @@
+"""CLIPScore: cosine similarity of an open_clip model's image and caption embeddings.
+
+`ClipScorer.score_samples` takes a batch of Samples and returns, in order, each Sample annotated
+with `clip_score` and its normalised float16 embeddings, or the Rejection saying why it could not
+be scored (no caption, an image that does not decode). Keep/drop decisions are made elsewhere
+(threshold or global top fraction), because a top fraction needs the whole pool's scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from filters.clip_model import ClipSpec, LoadedClip, load_clip
+from filters.image_checks import ImageProblem
+from filters.image_decode import decode_rgb
+from filters.sample import Rejection, Sample
+
+STAGE = "clipscore"
+SCORE = "clip_score"
+IMAGE_VECTOR = "clip_image_embedding"
+TEXT_VECTOR = "clip_text_embedding"
+
+
+class ClipScorer:
+    def __init__(self, spec: ClipSpec, max_pixels: int | None = None):
+        self.spec = spec
+        self.loaded: LoadedClip = load_clip(spec)
+        self.max_pixels = max_pixels
+
+    @property
+    def identity(self) -> dict:
+        return self.loaded.identity
+
+    # ---------------------------------------------------------------- raw embeddings
+    def embed_images(self, images: list) -> np.ndarray:
+        """PIL images -> (N, D) float32, L2-normalised."""
+        import torch
+
+        if not images:
+            return np.zeros((0, 0), np.float32)
+        model = self.loaded.model
+        dtype = next(model.parameters()).dtype
+        pixels = torch.stack([self.loaded.preprocess(im) for im in images]).to(self.spec.device, dtype)
+        with torch.inference_mode():
+            features = model.encode_image(pixels, normalize=True)
+        return features.float().cpu().numpy()
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        if not texts:
+            return np.zeros((0, 0), np.float32)
+        tokens = self.loaded.tokenizer(texts).to(self.spec.device)
+        with torch.inference_mode():
+            features = self.loaded.model.encode_text(tokens, normalize=True)
+        return features.float().cpu().numpy()
+
+    # ---------------------------------------------------------------- samples
+    def decode(self, sample: Sample, stage: str = STAGE):
+        """The sample's RGB image, or its Rejection."""
+        if sample.caption is None:
+            return Rejection.of(sample, stage, "caption_missing", "no caption to score against")
+        image = decode_rgb(sample.image, self.max_pixels) if self.max_pixels else decode_rgb(sample.image)
+        if isinstance(image, ImageProblem):
+            return Rejection.of(sample, stage, image.reason, image.detail)
+        return image
+
+    def score_samples(self, samples: list[Sample]) -> list[Sample | Rejection]:
+        outcomes: list[Sample | Rejection] = []
+        images, scored = [], []
+        for sample in samples:
+            decoded = self.decode(sample)
+            if isinstance(decoded, Rejection):
+                outcomes.append(decoded)
+                continue
+            outcomes.append(sample)
+            images.append(decoded)
+            scored.append(sample)
+        image_emb = self.embed_images(images)
+        text_emb = self.embed_texts([s.caption for s in scored])
+        for sample, img, txt in zip(scored, image_emb, text_emb):
+            score = float(np.dot(img, txt))
+            sample.annotations[SCORE] = score
+            sample.set_vector(IMAGE_VECTOR, img)
+            sample.set_vector(TEXT_VECTOR, txt)
+        return [_non_finite_as_rejection(o) for o in outcomes]
+
+
+def _non_finite_as_rejection(outcome: Sample | Rejection) -> Sample | Rejection:
+    if isinstance(outcome, Sample) and not np.isfinite(outcome.annotations[SCORE]):
+        return Rejection.of(outcome, STAGE, "score_not_finite", outcome.annotations[SCORE])
+    return outcome

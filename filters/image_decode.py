@@ -1,0 +1,39 @@
+"""Decode an image for a model: RGB pixels as displayed (EXIF orientation applied), or why not.
+
+Model stages may run without the heuristic stage before them, so they guard against
+decompression bombs themselves: the header's declared size is checked before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps
+
+from filters.image_checks import ImageHeader, ImageProblem, read_header, size_problem
+
+DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own bomb limit
+
+
+def decode_rgb(image: bytes | None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image | ImageProblem:
+    header = read_header(image)
+    if isinstance(header, ImageProblem):
+        return header
+    problem = size_problem(header.width, header.height, min_side=None, max_aspect=None, max_pixels=max_pixels)
+    if problem is not None:
+        return problem
+    return _decode(image, header)
+
+
+def _decode(image: bytes, header: ImageHeader) -> Image.Image | ImageProblem:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(image)) as img:
+                img.load()
+                if header.exif_transposed or img.getexif().get(0x0112, 1) != 1:
+                    img = ImageOps.exif_transpose(img)
+                return img.convert("RGB")
+    except Exception as err:  # PIL raises many types for bad data; every one is a reason here
+        return ImageProblem("image_undecodable", f"{type(err).__name__}: {err}")

@@ -1,0 +1,157 @@
+"""Semantic dedup on Beam: k-means on a keyed sample -> centroids side input -> assign -> group by cluster.
+
+Only light records (id, key, score, float16 embedding) are grouped by cluster, never the images,
+so a large cluster costs a worker its embeddings only. Each sample's decision (cluster, and a reason
+if dropped) is joined back to the sample by its id. The k-means training sample is the
+`train_samples` smallest key hashes: the same keys on every runner and worker count.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from filters.clipscore import IMAGE_VECTOR, SCORE
+from filters.dedup import CLUSTER, STAGE, dedup_cluster, nearest_centroid, normalised, target_clusters, \
+    train_centroids
+from filters.keyed_random import key_hash
+from filters.sample import Rejection, Sample
+from manifests.recipe import SemanticDedupConfig
+from pipelines.stage import REJECTED, KeyedSample, StageOutputs
+
+_ASSIGN_BATCH = 1024
+
+
+def _id(sample: Sample) -> str:
+    # Keys are unique per dataset only in intent; the source file disambiguates repeated keys here
+    # (the sink later keeps one copy per key and rejects the rest as duplicate_key).
+    return f"{sample.key}\x00{sample.source}"
+
+
+def _with_embedding(sample: Sample):
+    if sample.get_vector(IMAGE_VECTOR) is None:
+        Metrics.counter(STAGE, "embedding_missing").inc()
+        yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(
+            sample, STAGE, "embedding_missing", f"no {IMAGE_VECTOR}; run clipscore before semantic_dedup"))
+    else:
+        yield sample
+
+
+def _train(rows: list[tuple[int, str, bytes]], config: SemanticDedupConfig, seed: int) -> np.ndarray:
+    rows = sorted(rows)
+    embeddings = np.stack([np.frombuffer(b, "<f2") for _, _, b in rows]).astype(np.float32)
+    return train_centroids(embeddings, config.clusters, config.iterations, seed)
+
+
+def _load_targets(path: str, centroids: np.ndarray) -> list[int]:
+    import fsspec
+
+    with fsspec.open(path, "rb") as f:
+        targets = np.load(f, allow_pickle=False)  # a data file, never code
+    if targets.ndim != 2 or targets.shape[1] != centroids.shape[1]:
+        raise ValueError(f"target embeddings {path} have shape {targets.shape}; expected (n, {centroids.shape[1]})")
+    return sorted(target_clusters(targets, centroids))
+
+
+class _AssignFn(beam.DoFn):
+    """Batch of Samples -> (cluster, light record) or a final decision for samples off-target."""
+
+    def process(self, batch: list[Sample], centroids: np.ndarray, targets: list[int] | None):
+        embeddings = np.stack([s.get_vector(IMAGE_VECTOR) for s in batch])
+        clusters = nearest_centroid(embeddings, centroids)
+        allowed = set(targets) if targets is not None else None
+        for sample, cluster in zip(batch, clusters):
+            cluster = int(cluster)
+            if allowed is not None and cluster not in allowed:
+                yield beam.pvalue.TaggedOutput("decided", (_id(sample), (cluster, "not_near_target",
+                                                                       "nearest centroid holds no target embedding")))
+                continue
+            yield cluster, (_id(sample), sample.key, float(sample.annotations.get(SCORE, 0.0)),
+                            sample.vectors[IMAGE_VECTOR])
+
+
+def _dedup(item, epsilon: float | None):
+    cluster, members = item
+    members = sorted(members)
+    if epsilon is None:
+        for sample_id, *_ in members:
+            yield sample_id, (cluster, None, "")
+        return
+    embeddings = normalised(np.stack([np.frombuffer(m[3], "<f2") for m in members]).astype(np.float32))
+    survivors = dedup_cluster([m[1] for m in members], [m[2] for m in members], embeddings, epsilon)
+    for i, (member, survivor) in enumerate(zip(members, survivors)):
+        sample_id = member[0]
+        if survivor is None:
+            yield sample_id, (cluster, None, "")
+        else:
+            similarity = float(embeddings[i] @ embeddings[survivor])
+            yield sample_id, (cluster, "near_duplicate", f"{members[survivor][1]} (cos {similarity:.4f})")
+
+
+def _apply(item):
+    _sample_id, joined = item
+    (cluster, reason, detail), = joined["decision"]
+    for sample in joined["sample"]:
+        if reason is None:
+            sample.annotations[CLUSTER] = cluster
+            yield sample
+        else:
+            Metrics.counter(STAGE, reason).inc()
+            yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(sample, STAGE, reason, detail))
+
+
+class SemanticDedupStage(beam.PTransform):
+    name_in_funnel = STAGE
+
+    def __init__(self, config: SemanticDedupConfig, seed: int = 0):
+        super().__init__()
+        self.config, self.seed = config, seed
+
+    def expand(self, samples):
+        c, seed = self.config, self.seed
+        usable = samples | "HasEmbedding" >> beam.FlatMap(_with_embedding).with_output_types(
+            Sample, **{REJECTED: Rejection}).with_outputs(REJECTED, main="kept")
+        centroids = (
+            usable.kept
+            | "TrainKey" >> beam.Map(lambda s: (key_hash(s.key, seed, "kmeans-sample"), s.key, s.vectors[IMAGE_VECTOR]))
+            | "TrainSample" >> beam.combiners.Top.Smallest(c.train_samples)
+            | "KMeans" >> beam.Map(_train, config=c, seed=seed)
+        )
+        targets = beam.pvalue.AsSingleton(
+            samples.pipeline | "TargetPath" >> beam.Create([c.target_embeddings])
+            | "TargetClusters" >> beam.Map(lambda path, cents: None if path is None else _load_targets(path, cents),
+                                           cents=beam.pvalue.AsSingleton(centroids)))
+        assigned = (
+            usable.kept
+            | "Batch" >> beam.BatchElements(min_batch_size=_ASSIGN_BATCH, max_batch_size=_ASSIGN_BATCH)
+            | "Assign" >> beam.ParDo(_AssignFn(), beam.pvalue.AsSingleton(centroids), targets)
+            .with_outputs("decided", main="light")
+        )
+        deduped = (
+            assigned.light
+            | "ByCluster" >> beam.GroupByKey()
+            | "Dedup" >> beam.FlatMap(_dedup, epsilon=c.epsilon)
+        )
+        decisions = (assigned.decided, deduped) | "AllDecisions" >> beam.Flatten()
+        applied = (
+            {"sample": usable.kept | "ById" >> beam.Map(lambda s: (_id(s), s)).with_output_types(KeyedSample),
+             "decision": decisions}
+            | "Join" >> beam.CoGroupByKey()
+            | "Apply" >> beam.FlatMap(_apply).with_output_types(Sample, **{REJECTED: Rejection})
+            .with_outputs(REJECTED, main="kept")
+        )
+        rejected = (usable[REJECTED], applied[REJECTED]) | "AllRejected" >> beam.Flatten()
+        return StageOutputs(applied.kept, rejected)
+
+
+def preflight(config: SemanticDedupConfig) -> list[dict]:
+    import fsspec
+
+    import faiss
+
+    if config.target_embeddings is not None:
+        fs, path = fsspec.core.url_to_fs(config.target_embeddings)
+        if not fs.isfile(path):
+            raise FileNotFoundError(f"semantic_dedup.target_embeddings {config.target_embeddings!r} does not exist")
+    return [{"stage": STAGE, "name": "faiss-kmeans", "version": faiss.__version__}]

@@ -1,0 +1,109 @@
+"""Semantic dedup: planted near-duplicates go, distinct images stay, survivors are chosen by score
+then key, the result does not depend on the runner's worker count, and the target filter works."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from filters.dedup import dedup_cluster, nearest_centroid, target_clusters, train_centroids
+from manifests.manifest import read_manifest
+from manifests.recipe import parse_recipe
+from pipelines.curate import curate
+from tests.model_inputs import jpeg, near_copies, scene, write_records
+
+DISTINCT = 12
+
+
+def _pool(folder):
+    """12 distinct scenes, and for 4 of them a re-encoded, a resized and a cropped copy."""
+    records = []
+    for i in range(DISTINCT):
+        img = scene(i)
+        records.append((f"s{i:02d}", jpeg(img), f"scene number {i}"))
+        if i % 3 == 0:
+            for kind, copy in near_copies(img).items():
+                records.append((f"s{i:02d}-{kind}", jpeg(copy), f"scene number {i}"))
+    return write_records(folder, records)
+
+
+def _run(tiny_clip, tmp_path, name: str, beam_args=None, **dedup):
+    recipe = parse_recipe({"name": "t", "seed": 5, "stages": [
+        {"clipscore": {"model": tiny_clip, "batch_size": 8}},
+        {"semantic_dedup": {"clusters": 3, "epsilon": 0.05, **dedup}}]})
+    out = tmp_path / name
+    curate(recipe, f"{tmp_path}/in/*.tar", str(out), beam_args=beam_args)
+    m = read_manifest(str(out))
+    kept = sorted(k for s in m.shards for k in pq.read_table(out / s.metadata.name)["key"].to_pylist())
+    rejected = {r["key"]: r for f in m.rejected for r in pq.read_table(out / f.name).to_pylist()}
+    assert m.counts.input == len(kept) + len(rejected) == m.counts.kept + m.counts.rejected
+    return kept, rejected
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dedup")
+    _pool(folder / "in")
+    return folder
+
+
+def test_planted_near_duplicates_are_removed_and_distinct_images_kept(tiny_clip, pooled):
+    kept, rejected = _run(tiny_clip, pooled, "memory")
+    groups = {k.split("-")[0] for k in kept}
+    assert len(kept) == DISTINCT and groups == {f"s{i:02d}" for i in range(DISTINCT)}, kept
+    assert len(rejected) == 12 and {r["reason"] for r in rejected.values()} == {"near_duplicate"}
+    for key, row in rejected.items():
+        survivor = row["detail"].split()[0]
+        assert survivor.split("-")[0] == key.split("-")[0] and survivor in kept
+
+
+def test_result_does_not_depend_on_worker_count(tiny_clip, pooled):
+    in_memory = _run(tiny_clip, pooled, "memory2")
+    multi = _run(tiny_clip, pooled, "multi", beam_args=["--direct_running_mode=multi_processing",
+                                                        "--direct_num_workers=2"])
+    assert in_memory[0] == multi[0]
+    assert {k: r["detail"] for k, r in in_memory[1].items()} == {k: r["detail"] for k, r in multi[1].items()}
+
+
+def test_target_filter_keeps_only_clusters_of_the_targets(tiny_clip, pooled):
+    import open_clip
+    import torch
+    from PIL import Image
+
+    # Targets: the embeddings of two of the scenes, computed directly with the same model.
+    model, _, preprocess = open_clip.create_model_and_transforms(tiny_clip["name"], pretrained=tiny_clip["pretrained"])
+    with torch.no_grad():
+        targets = model.encode_image(torch.stack([preprocess(Image.open(io.BytesIO(jpeg(scene(i)))))
+                                                  for i in (1, 2)]), normalize=True).numpy()
+    np.save(pooled / "targets.npy", targets)
+    kept, rejected = _run(tiny_clip, pooled, "target", epsilon=None, target_embeddings=str(pooled / "targets.npy"))
+    assert {"s01", "s02"} <= set(kept)
+    assert len(kept) + len(rejected) == 24 and len(rejected) > 0  # 3 clusters, targets in at most 2
+    assert {r["reason"] for r in rejected.values()} == {"not_near_target"}
+
+
+def test_survivor_is_highest_score_then_smallest_key():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(16)
+    embeddings = np.stack([base, base + 0.001, base, rng.standard_normal(16), base * 2])
+    keys = ["b", "a", "c", "d", "e"]
+    scores = [0.2, 0.2, 0.3, 0.1, 0.2]
+    # c has the best score; a/b/e are its copies; d is distinct.
+    assert dedup_cluster(keys, scores, embeddings, 0.01) == [2, 2, None, None, 2]
+    scores = [0.2, 0.2, 0.1, 0.1, 0.2]  # tie at 0.2: smallest key "a" survives
+    assert dedup_cluster(keys, scores, embeddings, 0.01) == [1, None, 1, None, 1]
+
+
+def test_kmeans_is_deterministic_and_targets_map_to_clusters():
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((4, 32)) * 5
+    points = np.concatenate([c + rng.standard_normal((50, 32)) for c in centres])
+    a, b = train_centroids(points, 4, 20, seed=3), train_centroids(points, 4, 20, seed=3)
+    assert np.array_equal(a, b)
+    labels = nearest_centroid(points, a)
+    assert all(len(set(labels[i * 50:(i + 1) * 50])) == 1 for i in range(4))
+    assert target_clusters(centres[:1], a) == {int(labels[0])}
+    assert train_centroids(points[:3], 10, 5, seed=0).shape == (3, 32)  # k shrinks to the sample
