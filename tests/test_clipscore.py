@@ -158,3 +158,17 @@ def test_recipe_rules_for_model_stages(tiny_clip):
     assert recipe.stages[1].config.model == recipe.stages[0].config.model
     with pytest.raises(RecipeError, match="max_text_fraction"):
         parse_recipe({"name": "t", "stages": [{"tmars": {}}]})
+
+
+def test_after_heuristics_broken_images_are_rejected_upstream_only(tiny_clip, pool_dir, tmp_path):
+    recipe = parse_recipe({"name": "t", "stages": [
+        {"heuristics": {"complexity": {"enabled": False}}},
+        {"clipscore": {"model": tiny_clip, "batch_size": 16, "top_fraction": 0.5}}]})
+    curate(recipe, f"{pool_dir}/shards/*.tar", str(tmp_path / "out"))
+    m = read_manifest(str(tmp_path / "out"))
+    assert m.counts.input == m.counts.kept + m.counts.rejected
+    by_stage = {f.stage: f for f in m.funnel}
+    assert set(by_stage["clipscore"].reasons) == {"not_in_top_fraction"}
+    assert {"image_undecodable", "image_empty", "image_too_many_pixels"} <= set(by_stage["heuristics"].reasons)
+    scored = by_stage["clipscore"].input
+    assert by_stage["clipscore"].kept == math.ceil(0.5 * scored)

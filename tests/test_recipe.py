@@ -14,7 +14,13 @@ RECIPES = sorted((Path(__file__).parents[1] / "manifests" / "recipes").glob("*.y
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_shipped_recipes_are_valid(path):
     recipe = load_recipe(path)
-    assert recipe.name == path.stem and [s.name for s in recipe.stages] == ["heuristics"]
+    assert recipe.name == path.stem and recipe.stages[0].name == "heuristics"
+
+
+def test_datacomp_clipscore_is_l14_top_30_percent():
+    recipe = load_recipe(Path(__file__).parents[1] / "manifests/recipes/datacomp_clipscore.yaml")
+    clip = recipe.stages[1].config
+    assert (clip.model.name, clip.model.pretrained, clip.top_fraction, clip.threshold) == ("ViT-L-14", "openai", 0.3, None)
 
 
 def test_datacomp_basic_is_exactly_datacomp():
