@@ -63,6 +63,8 @@ class Manifest(BaseModel):
     rejected: list[RejectedFile]
     versions: dict[str, Any]
     timings_s: dict[str, float]
+    reports: dict[str, Any] = {}  # per stage: its summary (e.g. MetaCLIP's head/tail entry counts)
+    report_files: list[FileEntry] = []  # files stages wrote under reports/
 
 
 def build_funnel(stage_order: list[str], n_input: int, reason_counts: dict[tuple[str, str], int]) -> list[StageFunnel]:
@@ -106,7 +108,8 @@ def verify_dataset(root: str) -> list[str]:
     problems = []
     if manifest.counts.kept != sum(s.samples for s in manifest.shards):
         problems.append("counts.kept differs from the sum of shard sample counts")
-    entries: list[FileEntry] = [*manifest.shards, *(s.metadata for s in manifest.shards), *manifest.rejected]
+    entries: list[FileEntry] = [*manifest.shards, *(s.metadata for s in manifest.shards), *manifest.rejected,
+                                *manifest.report_files]
     fs, base = fsspec.core.url_to_fs(root)
     for entry in entries:
         path = f"{base.rstrip('/')}/{entry.name}"

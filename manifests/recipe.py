@@ -133,6 +133,15 @@ class SemanticDedupConfig(Strict):
     target_embeddings: str | None = Field(None, description=".npy of target embeddings: keep samples in their clusters")
 
 
+class MetaclipConfig(Strict):
+    """MetaCLIP: match captions against metadata entries, then balance entry counts at t."""
+
+    metadata: str = Field(..., description="JSON list of entries (vlcurate metadata build, or MetaCLIP's file)")
+    t: int = Field(20_000, ge=1, description="per-entry cap; 20,000 for a 400M pool, scale it to yours")
+    mode: Literal["balance", "annotate"] = Field("balance", description="annotate: record matches, drop nothing")
+    plot: bool = Field(True, description="write reports/metaclip_entry_counts.png (log-log, before/after)")
+
+
 # ---------------------------------------------------------------- download (img2dataset)
 class DownloadConfig(Strict):
     """img2dataset's options, with DataComp's download settings as defaults."""
@@ -169,6 +178,7 @@ class StageEntry(Strict):
     clipscore: ClipScoreConfig | None = None
     tmars: TmarsConfig | None = None
     semantic_dedup: SemanticDedupConfig | None = None
+    metaclip: MetaclipConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -29,15 +29,16 @@ from pipelines.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_r
 from pipelines.sink import SINK_STAGE, WriteRejections, WriteShards
 from pipelines.shard_writer import SHARDS_DIR
 from pipelines.sources import COUNTED, REJECTED, ReadSamples
-from pipelines.stages import preflight, stage_transform
+from pipelines.metaclip_report import STAGE_REPORTS
+from pipelines.stages import StageContext, preflight, stage_transform
 
 log = logging.getLogger("vlcurate")
 RUN_DIR = "_run"
 SUMMARY = f"{RUN_DIR}/summary.json"
 RAW_DIR = "raw"  # a chained run's download (a complete `vlcurate download` run directory)
-OWNED = {SHARDS_DIR, REJECTED_DIR, RUN_DIR, RAW_DIR, "manifest.json"}  # what --overwrite may delete
+OWNED = {SHARDS_DIR, REJECTED_DIR, RUN_DIR, RAW_DIR, "reports", "manifest.json"}  # what --overwrite may delete
 PACKAGES = ("apache-beam", "pyarrow", "pillow", "numpy", "fasttext-numpy2-wheel", "spacy", "webdataset",
-            "pydantic", "fsspec", "torch", "open_clip_torch", "rapidocr-onnxruntime", "onnxruntime", "faiss-cpu")
+            "pydantic", "fsspec", "torch", "open_clip_torch", "rapidocr-onnxruntime", "onnxruntime", "faiss-cpu", "pyahocorasick", "matplotlib")
 
 
 class CurateError(RuntimeError):
@@ -93,11 +94,23 @@ def _write_summary(_, root: str, shards, rejected_files, reasons, n_input) -> No
     atomic_write_bytes(f"{root}/{SUMMARY}", json.dumps(summary).encode("utf-8"))
 
 
+def _stage_reports(root: str) -> tuple[dict, list[dict]]:
+    """Summaries stages left in _run/reports/STAGE.json, and the files they wrote under reports/."""
+    fs, path = fsspec.core.url_to_fs(root)
+    reports, files = {}, []
+    for found in sorted(fs.glob(f"{path}/{STAGE_REPORTS}/*.json")):
+        with fs.open(found, "rt") as f:
+            report = json.load(f)
+        reports[found.rsplit("/", 1)[-1][: -len(".json")]] = report["summary"]
+        files.extend(report["files"])
+    return reports, sorted(files, key=lambda f: f["name"])
+
+
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str) -> None:
     read = p | "ReadInputs" >> ReadSamples(paths, recipe.input)
     kept, rejected = read.samples, [read[REJECTED]]
     for i, entry in enumerate(recipe.stages):
-        outputs = kept | f"{i:02d}_{entry.name}" >> stage_transform(entry, recipe.seed)
+        outputs = kept | f"{i:02d}_{entry.name}" >> stage_transform(entry, StageContext(recipe.seed, root))
         kept = outputs.kept
         rejected.append(outputs.rejected)
     shards, sink_rejected = kept | "WriteShards" >> WriteShards(root, recipe.output.samples_per_shard, recipe.seed)
@@ -150,6 +163,7 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
     with fsspec.open(f"{root}/{SUMMARY}", "rt") as f:
         summary = json.load(f)
     reasons = {(stage, reason): n for stage, reason, n in summary["reasons"]}
+    reports, report_files = _stage_reports(root)
     stage_order = [READ_STAGE, *(e.name for e in recipe.stages), SINK_STAGE]
     kept = sum(s["samples"] for s in summary["shards"])
     funnel = build_funnel(stage_order, summary["input"], reasons)
@@ -180,6 +194,8 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
         },
         timings_s={"preflight": round(preflight_s, 3), "pipeline": round(pipeline_s, 3),
                    "total": round(time.perf_counter() - started, 3)},
+        reports=reports,
+        report_files=report_files,
     )
     check_accounting(manifest.counts)  # a broken count keeps _run/ for inspection and writes no manifest
     fs, path = fsspec.core.url_to_fs(root)
