@@ -45,16 +45,16 @@ class MetadataMatcher:
             ids.setdefault(f" {entry} ", []).append(entry_id)  # a repeated entry matches under every id
         automaton = ahocorasick.Automaton()
         for pattern, pattern_ids in ids.items():
-            automaton.add_word(pattern, pattern_ids[0] if len(pattern_ids) == 1 else tuple(pattern_ids))
+            automaton.add_word(pattern, pattern_ids[0])
         automaton.make_automaton()
         self.automaton = automaton
         self.size = len(entries)
+        # Repeated entries are rare; keeping them out of the automaton's values keeps the hot loop
+        # a bare set comprehension over ints.
+        self.repeats = {p[0]: p for p in ids.values() if len(p) > 1}
 
     def match(self, caption: str) -> list[int]:
-        found = set()
-        for _end, value in self.automaton.iter(metaclip_spacing(caption)):
-            if type(value) is int:
-                found.add(value)
-            else:
-                found.update(value)
+        found = {value for _end, value in self.automaton.iter(metaclip_spacing(caption))}
+        if self.repeats and not self.repeats.keys().isdisjoint(found):
+            found.update(i for first in found & self.repeats.keys() for i in self.repeats[first])
         return sorted(found)

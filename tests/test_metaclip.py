@@ -192,3 +192,9 @@ def test_annotate_mode_drops_nothing(balanced_pool):
     assert m.counts.rejected == 0 and m.counts.kept == m.counts.input
     by_key = {r["key"]: json.loads(r["json"])["metaclip_entries"] for r in rows}
     assert by_key["nomatch1"] == [] and by_key["000000"] == [0]
+
+
+def test_metadata_build_help_has_an_example():
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "metadata", "build", "--help"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "Example:" in result.stdout and "--no-wordnet" in result.stdout

@@ -59,7 +59,7 @@ def test_out_of_range_value():
 
 def test_unknown_stage_lists_the_known_ones():
     msg = fails({"name": "x", "stages": [{"clipscor": {}}]})
-    assert "unknown stage 'clipscor'; allowed: clipscore, heuristics, semantic_dedup, tmars" in msg
+    assert "unknown stage 'clipscor'; allowed: clipscore, heuristics, metaclip, semantic_dedup, tmars" in msg
 
 
 def test_stage_listed_twice():
