@@ -1,0 +1,112 @@
+"""The adapter VLM's parts: shapes and masks of each adapter, frozen parts stay frozen and
+bit-identical, the loss counts caption tokens only, and stage 1 feeds stage 2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainers.adapters import LinearAdapter, MLPAdapter, PerceiverAdapter, VAdapter
+from trainers.captioner import Captioner
+from trainers.llm import FrozenLLM
+from trainers.tiny_lm import TinyLM
+from trainers.vision import VisionEncoder
+from trainers.vlm import AdapterVLM
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_clip, tmp_path_factory):
+    from tests.tiny_llm import write_tiny_llm
+
+    vision = VisionEncoder(tiny_clip["name"], tiny_clip["pretrained"], tiny_clip["config_dir"])
+    llm = FrozenLLM(write_tiny_llm(tmp_path_factory.mktemp("llm")))
+    return vision, llm
+
+
+def _adapters(vision_width: int, llm_width: int):
+    return {
+        "linear": LinearAdapter(vision_width, llm_width),
+        "mlp": MLPAdapter(vision_width, llm_width),
+        "perceiver": PerceiverAdapter(vision_width, llm_width, width=32, layers=2, queries=8, heads=4),
+        "vadapter": VAdapter(vision_width, llm_width, TinyLM(50, width=32, layers=2, heads=4, max_len=16),
+                             queries=8, heads=4),
+    }
+
+
+def test_adapter_shapes(parts):
+    vision, llm = parts
+    pixels = torch.randn(3, 3, 64, 64)
+    tokens = vision(pixels)
+    assert tokens.shape == (3, 16, vision.width)  # 64 / 16 = 4 x 4 patches
+    for kind, adapter in _adapters(vision.width, llm.width).items():
+        out = adapter(tokens)
+        expected = 16 if kind in ("linear", "mlp") else 8
+        assert out.shape == (3, expected, llm.width), kind
+
+
+def _batch(llm, n=3):
+    captions = ["a red circle on a blue background", "a star", "the large green square"]
+    enc = llm.tokenizer([c + " <eos>" for c in captions[:n]], padding=True, return_tensors="pt")
+    return torch.randn(n, 3, 64, 64), enc["input_ids"], enc["attention_mask"]
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "perceiver", "vadapter"])
+def test_frozen_parts_get_no_gradient_and_stay_identical(parts, kind):
+    vision, llm = parts
+    model = AdapterVLM(vision, _adapters(vision.width, llm.width)[kind], llm)
+    frozen_before = {n: p.detach().clone() for n, p in [*vision.named_parameters(), *llm.named_parameters()]}
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    model.train()
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = model(*_batch(llm))
+        loss.backward()
+        optimizer.step()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trainable_parameters())
+    assert all(p.grad is None for p in [*vision.parameters(), *llm.parameters()])
+    assert all(torch.equal(p, frozen_before[n]) for n, p in [*vision.named_parameters(), *llm.named_parameters()])
+    assert not llm.model.training and not vision.visual.training
+
+
+def test_loss_counts_caption_tokens_only(parts):
+    vision, llm = parts
+    model = AdapterVLM(vision, LinearAdapter(vision.width, llm.width), llm).eval()
+    pixels, ids, mask = _batch(llm, n=2)
+    with torch.no_grad():
+        loss = model(pixels, ids, mask)
+        # Changing padded positions' ids must not change the loss.
+        garbage = ids.masked_fill(mask == 0, 5)
+        assert torch.allclose(loss, model(pixels, garbage, mask))
+        # The same computed by hand from the logits.
+        prefix = model.prefix(pixels)
+        inputs = torch.cat([prefix, llm.embed(ids)], dim=1)
+        full_mask = torch.cat([torch.ones(prefix.shape[:2], dtype=mask.dtype), mask], dim=1)
+        logits = llm(inputs, full_mask)
+        p = prefix.shape[1]
+        losses = []
+        for b in range(2):
+            for t in range(ids.shape[1]):
+                if mask[b, t]:
+                    losses.append(torch.nn.functional.cross_entropy(logits[b, p - 1 + t][None], ids[b, t][None]))
+        assert torch.allclose(loss, torch.stack(losses).mean(), atol=1e-6)
+
+
+def test_prompt_must_mark_the_visual_tokens(parts):
+    vision, llm = parts
+    with pytest.raises(ValueError, match="<visual>"):
+        AdapterVLM(vision, LinearAdapter(vision.width, llm.width), llm, prompt="Describe:")
+
+
+def test_stage_one_captioner_trains_the_tiny_lm_that_stage_two_reuses(parts):
+    vision, llm = parts
+    tiny = TinyLM(llm.vocab_size, width=32, layers=2, heads=4, max_len=32)
+    captioner = Captioner(vision, tiny, queries=4, heads=4)
+    pixels, ids, mask = _batch(llm)
+    loss = captioner(pixels, ids, mask)
+    loss.backward()
+    assert tiny.blocks[0].attn.q.weight.grad is not None and all(p.grad is None for p in vision.parameters())
+    stage2 = VAdapter(vision.width, llm.width, TinyLM(llm.vocab_size, width=32, layers=2, heads=4, max_len=32),
+                      queries=8, heads=4)
+    stage2.tiny_lm.load_state_dict(tiny.state_dict())
+    assert torch.equal(stage2.tiny_lm.blocks[1].mlp.fc.weight, tiny.blocks[1].mlp.fc.weight)
+    assert AdapterVLM(vision, stage2, llm)(pixels, ids, mask).isfinite()

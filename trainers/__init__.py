@@ -1,0 +1,1 @@
+"""The bundled trainer: an adapter VLM (frozen vision encoder + trainable adapter + frozen LLM) in plain PyTorch."""

@@ -1,0 +1,42 @@
+"""The frozen LLM and its tokenizer, loaded with transformers from a local path or hub id, GGUF included.
+
+Frozen means: no parameter gets a gradient, and it runs in eval mode; gradients still flow through
+it to its input embeddings, which is how the adapter learns.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FrozenLLM(nn.Module):
+    def __init__(self, path: str, gguf_file: str | None = None, dtype: str = "float32"):
+        super().__init__()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
+        except OSError as err:
+            raise FileNotFoundError(f"llm.path {path!r}{' / ' + gguf_file if gguf_file else ''} could not be "
+                                    f"loaded ({err}); give a local directory (config + weights + tokenizer) "
+                                    f"or a hub id reachable from here") from err
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.requires_grad_(False)
+        self.model.eval()
+        self.width = self.model.get_input_embeddings().embedding_dim
+        self.vocab_size = self.model.get_input_embeddings().num_embeddings
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits

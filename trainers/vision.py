@@ -1,0 +1,61 @@
+"""The frozen vision encoder: an open_clip visual tower that returns its patch tokens.
+
+Weights load exactly as the CLIPScore stage loads them (tag, checkpoint, or config dir +
+checkpoint). `random_init` is an explicit opt-in for throughput experiments only; it is written into
+every checkpoint's config so a model trained on random features cannot pass for a real one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from filters.clip_model import ClipSpec, register_configs, resolve_checkpoint
+
+log = logging.getLogger("vlcurate")
+
+
+class VisionEncoder(nn.Module):
+    def __init__(self, name: str, pretrained: str | None = None, config_dir: str | None = None,
+                 random_init: bool = False, freeze: bool = True):
+        super().__init__()
+        import open_clip
+
+        spec = ClipSpec(name, pretrained, config_dir, stage="vision")
+        if random_init:
+            register_configs(spec)
+            log.warning("vision encoder %s has RANDOM weights (vision.random_init: true): for timing only", name)
+            checkpoint = None
+        else:
+            checkpoint = resolve_checkpoint(spec)
+        model, _, self.preprocess = open_clip.create_model_and_transforms(name, pretrained=checkpoint,
+                                                                          weights_only=True)
+        self.visual = model.visual
+        self.visual.output_tokens = True
+        self.width = self._token_width()
+        self.frozen = freeze
+        if freeze:
+            self.visual.requires_grad_(False)
+            self.visual.eval()
+
+    def _token_width(self) -> int:
+        size = self.visual.image_size
+        size = size if isinstance(size, tuple) else (size, size)
+        with torch.no_grad():
+            _, tokens = self.visual(torch.zeros(1, 3, *size))
+        return tokens.shape[-1]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.visual.eval()  # frozen means no dropout/batch-stat changes either
+        return self
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> patch tokens (B, N, width)."""
+        if self.frozen:
+            with torch.no_grad():
+                return self.visual(pixels)[1]
+        return self.visual(pixels)[1]
