@@ -153,6 +153,31 @@ def metadata_build(
         typer.echo(f"  {name:<28} read {c['read']:>9,}  added {c['added']:>9,}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="training config YAML (trainers/config.py documents every key)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in run.out_dir"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train an adapter VLM on curated shards; extra --section.key=value arguments override the YAML.
+
+    Example: vlcurate train trainers/configs/tiny.yaml --optim.steps=200 --run.out_dir=runs/tiny
+    (under torchrun for DDP: torchrun --nproc_per_node=2 -m pipelines.cli train CONFIG.yaml)
+    """
+    _setup_logging(verbose)
+    from trainers.config import ConfigError, load_config
+    from trainers.train import train as run_training
+
+    try:
+        cfg = load_config(config, ctx.args)
+    except ConfigError as err:
+        _fail(str(err))
+    last = run_training(cfg, resume=resume)
+    typer.echo(f"done: step {last.get('step')} loss {last.get('loss', float('nan')):.4f}; "
+               f"checkpoints in {cfg.run.out_dir}/checkpoints")
+
+
 @app.command()
 def verify(root: str = typer.Argument(..., help="a run directory with manifest.json (any fsspec URL)")) -> None:
     """Re-hash every shard and rejection file against manifest.json.

@@ -10,7 +10,17 @@ SHAPES = ["circle", "square", "triangle", "star"]
 WORDS = ["a", "an", "on", "the", "background", "describe", "following", ":", "of", "with", "small", "large"]
 
 
-def write_tiny_llm(directory: Path, width: int = 32, layers: int = 2, seed: int = 0) -> str:
+def caption_texts(n: int = 512, seed: int = 0) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    return [f"a {c} {s} on a {b} background" for c, b, s in
+            ((*rng.sample(COLOURS, 2), rng.choice(SHAPES)) for _ in range(n))]
+
+
+def write_tiny_llm(directory: Path, width: int = 32, layers: int = 2, seed: int = 0, pretrain_steps: int = 0) -> str:
+    """pretrain_steps > 0: first teach it the captions' language (as a real frozen LLM knows its
+    language), so that what an adapter adds is the image's content."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -26,5 +36,15 @@ def write_tiny_llm(directory: Path, width: int = 32, layers: int = 2, seed: int 
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=width, intermediate_size=2 * width,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=1)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    model = LlamaForCausalLM(config)
+    if pretrain_steps:
+        ids = tokenizer([t + " <eos>" for t in caption_texts(seed=seed)], return_tensors="pt")["input_ids"]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        for step in range(pretrain_steps):
+            batch = ids[(step * 64) % len(ids):][:64]
+            loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    model.save_pretrained(directory)
     return str(directory)

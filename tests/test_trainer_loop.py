@@ -1,0 +1,101 @@
+"""The training loop on CPU with tiny models: the loss falls on the shapes task, a SIGKILLed run
+resumes with exactly the losses of an uninterrupted one, configs are validated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainers.config import ConfigError, load_config
+from trainers.train import train
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_clip, tmp_path_factory):
+    from tests.shapes_data import write_shapes
+    from tests.tiny_llm import write_tiny_llm
+
+    folder = tmp_path_factory.mktemp("trainer")
+    shards = write_shapes(folder / "shapes", n=256)
+    llm = write_tiny_llm(folder / "llm", pretrain_steps=150)
+    return folder, shards, llm, tiny_clip
+
+
+def _config(setup, name: str, **overrides) -> Path:
+    folder, shards, llm, clip = setup
+    data = {
+        "run": {"out_dir": str(folder / name), "device": "cpu", "seed": 3, "log_every": 1, "checkpoint_every": 1000},
+        "vision": {"name": clip["name"], "pretrained": clip["pretrained"], "config_dir": clip["config_dir"]},
+        "llm": {"path": llm},
+        "adapter": {"kind": "mlp"},
+        "data": {"shards": shards, "batch_size": 16, "workers": 0, "max_caption_tokens": 12},
+        "optim": {"lr": 3e-3, "warmup_steps": 5, "steps": 40, "weight_decay": 1e-4},
+    }
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        data[section][key] = value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _losses(out_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (out_dir / "metrics.jsonl").read_text().splitlines())}
+
+
+def test_loss_falls_on_the_shapes_task(setup):
+    config = load_config(_config(setup, "falls"))
+    train(config)
+    losses = _losses(Path(config.run.out_dir))
+    first, last = sum(losses[s] for s in range(1, 6)) / 5, sum(losses[s] for s in range(36, 41)) / 5
+    assert last < 0.6 * first, (first, last)
+    assert (Path(config.run.out_dir) / "checkpoints" / "latest").read_text() == "step-00000040"
+
+
+def test_sigkill_then_resume_gives_the_same_losses(setup):
+    overrides = {"optim__steps": 10, "run__checkpoint_every": 3, "data__workers": 2}
+    reference = load_config(_config(setup, "uninterrupted", **overrides))
+    train(reference)
+    expected = _losses(Path(reference.run.out_dir))
+
+    path = _config(setup, "killed", **overrides)
+    out = setup[0] / "killed"
+    command = [sys.executable, "-m", "pipelines.cli", "train", str(path)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    latest = out / "checkpoints" / "latest"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (latest.exists() and latest.read_text() >= "step-00000006"):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the loop and its DataLoader workers
+    proc.wait()
+    killed_at = int(latest.read_text().split("-")[1])
+    assert 6 <= killed_at < 10, "the run must be killed mid-training"
+    resumed = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    got = _losses(out)
+    for step in range(killed_at + 1, 11):
+        assert got[step] == pytest.approx(expected[step], abs=1e-6), step
+    assert not list((out / "checkpoints").glob(".tmp-*"))
+
+
+def test_config_errors_name_the_key(setup, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"optim": {"lr": 1e-3, "warmup": 5}, "data": {"shards": "x"}}))
+    with pytest.raises(ConfigError, match="optim.warmup: unknown key"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="adapter.kind: 'qformer' is not one of"):
+        load_config(_config(setup, "badkind"), ["--adapter.kind=qformer"])
+    with pytest.raises(ConfigError, match="optim.steps: expected int"):
+        load_config(_config(setup, "badsteps"), ["--optim.steps=many"])
+    assert load_config(_config(setup, "override"), ["--optim.lr=0.01"]).optim.lr == 0.01

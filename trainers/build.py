@@ -1,0 +1,70 @@
+"""Config -> model: the vision encoder, the LLM (stage 2), the adapter or the stage-1 captioner."""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from trainers.adapters import LinearAdapter, MLPAdapter, PerceiverAdapter, VAdapter
+from trainers.captioner import Captioner
+from trainers.checkpoint import latest_checkpoint, load_weights
+from trainers.config import TrainConfig
+from trainers.llm import FrozenLLM
+from trainers.tiny_lm import TinyLM
+from trainers.vision import VisionEncoder
+from trainers.vlm import AdapterVLM
+
+log = logging.getLogger("vlcurate")
+
+
+def build_model(config: TrainConfig):
+    """(model, trainable module for checkpoints, tokenizer, image preprocess)."""
+    v, a = config.vision, config.adapter
+    vision = VisionEncoder(v.name, v.pretrained, v.config_dir, random_init=v.random_init)
+    llm = FrozenLLM(config.llm.path, config.llm.gguf_file, config.llm.dtype) if config.llm.path else None
+    tokenizer = llm.tokenizer if llm is not None else None
+    if config.run.stage == "captioner":
+        if tokenizer is None:
+            raise ValueError("the captioner needs a tokenizer: set llm.path (its tokenizer is used)")
+        tiny = _tiny_lm(config, len(tokenizer))
+        model = Captioner(vision, tiny, a.queries, a.tiny_lm.heads)
+        trainable = nn.ModuleDict({"pooler": model.pooler, "tiny_lm": model.tiny_lm})
+        return model, trainable, tokenizer, vision.preprocess
+    if a.kind == "linear":
+        adapter = LinearAdapter(vision.width, llm.width)
+    elif a.kind == "mlp":
+        adapter = MLPAdapter(vision.width, llm.width)
+    elif a.kind == "perceiver":
+        adapter = PerceiverAdapter(vision.width, llm.width, a.width, a.layers, a.queries, a.heads)
+    else:
+        adapter = VAdapter(vision.width, llm.width, _tiny_lm(config, len(tokenizer)), a.queries, a.tiny_lm.heads)
+        if a.init_from:
+            _init_from_stage_one(adapter, a.init_from)
+    if config.run.activation_checkpointing and isinstance(adapter, VAdapter):
+        adapter.tiny_lm.activation_checkpointing = True
+    model = AdapterVLM(vision, adapter, llm, config.data.prompt)
+    return model, adapter, tokenizer, vision.preprocess
+
+
+def _tiny_lm(config: TrainConfig, vocab_size: int) -> TinyLM:
+    t = config.adapter.tiny_lm
+    return TinyLM(vocab_size, t.width, t.layers, t.heads, t.max_len)
+
+
+def _init_from_stage_one(adapter: VAdapter, run_dir: str) -> None:
+    """Stage 2 starts from stage 1's tiny LM (PaLM2-VAdapter's progressive training)."""
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"adapter.init_from {run_dir!r} holds no checkpoint (run stage 1 first)")
+    holder = nn.ModuleDict({"tiny_lm": adapter.tiny_lm})
+    from safetensors.torch import load_file
+
+    state = {k: v for k, v in load_file(str(path / "trainable.safetensors")).items() if k.startswith("tiny_lm.")}
+    missing, unexpected = holder.load_state_dict(state, strict=False)
+    if [m for m in missing if not m.endswith("lm_head.weight")] or unexpected:
+        raise ValueError(f"{path}: stage-1 tiny LM does not fit (missing {missing}, unexpected {unexpected})")
+    log.info("vadapter tiny LM initialised from stage 1 checkpoint %s", path)
+
+
+__all__ = ["build_model", "load_weights"]

@@ -1,0 +1,154 @@
+"""The training loop (nanoGPT-style, one file): AdamW, warm-up + linear decay, gradient
+accumulation and clipping, bf16 autocast on CUDA, optional torch.compile, DDP under torchrun,
+atomic checkpoints and exact resume, JSONL logs (+ TensorBoard)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from trainers.build import build_model
+from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainers.config import TrainConfig, config_to_dict
+from trainers.data import CaptionBatches, build_index, shard_urls
+from trainers.schedule import count_params, warmup_linear_decay
+
+log = logging.getLogger("vlcurate")
+
+
+def _distributed() -> tuple[int, int, int]:
+    if "RANK" not in os.environ:
+        return 0, 1, 0
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _param_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[dict]:
+    decay = [p for p in params if p.ndim >= 2]  # matrices decay; biases, norms and scales do not
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    rank, world, local_rank = _distributed()
+    cuda = config.run.device == "cuda" or (config.run.device == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    torch.manual_seed(config.run.seed)
+    model, trainable, tokenizer, preprocess = build_model(config)
+    model.to(device)
+    params = model.trainable_parameters()
+    optim = config.optim
+    optimizer = torch.optim.AdamW(_param_groups(params, optim.weight_decay), lr=optim.lr,
+                                  betas=(optim.beta1, optim.beta2), fused=cuda)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(optim.warmup_steps, optim.steps))
+    out = Path(config.run.out_dir)
+    step, skipped_total = 0, 0
+    checkpoint = latest_checkpoint(str(out)) if resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, trainable, optimizer, scheduler)
+        step, skipped_total = state["step"], state.get("skipped", 0)
+        log.info("resumed from %s at step %d", checkpoint, step)
+    elif resume:
+        log.info("--resume: no checkpoint in %s, starting fresh", out)
+
+    forward = model
+    if config.run.compile:
+        forward = torch.compile(model)
+    if world > 1:
+        forward = DDP(forward, device_ids=[local_rank] if cuda else None)
+
+    index = build_index(shard_urls(config.data.shards))
+    batches = CaptionBatches(index, preprocess, tokenizer, config.data.batch_size, config.data.max_caption_tokens,
+                             config.run.seed, start=step * optim.accumulation, rank=rank)
+    loader = iter(DataLoader(batches, batch_size=None, num_workers=config.data.workers,
+                             persistent_workers=config.data.workers > 0, pin_memory=cuda))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    logger = _Logger(out, config, rank, count_params(trainable, True))
+    model.train()
+    started, window_samples, window_tokens = time.perf_counter(), 0, 0
+    last = {}
+    while step < optim.steps:
+        loss_sum = 0.0
+        for micro in range(optim.accumulation):
+            batch = next(loader)
+            skipped_total += batch["skipped"]
+            pixels = batch["pixels"].to(device, non_blocking=True)
+            ids, mask = batch["ids"].to(device), batch["mask"].to(device)
+            sync = micro == optim.accumulation - 1 or world == 1
+            with autocast, (nullcontext() if sync else forward.no_sync()):
+                loss = forward(pixels, ids, mask) / optim.accumulation
+                loss.backward()
+            loss_sum += loss.item()
+            window_samples += ids.shape[0]
+            window_tokens += int(mask.sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if world > 1:
+            reduced = torch.tensor([loss_sum], device=device)
+            dist.all_reduce(reduced)
+            loss_sum = reduced.item() / world
+        last = {"step": step, "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                "skipped": skipped_total}
+        if step % config.run.log_every == 0 or step == optim.steps:
+            elapsed = time.perf_counter() - started
+            logger.write({**last, "samples_per_s": window_samples * world / elapsed,
+                          "tokens_per_s": window_tokens * world / elapsed})
+            started, window_samples, window_tokens = time.perf_counter(), 0, 0
+        if rank == 0 and (step % config.run.checkpoint_every == 0 or step == optim.steps):
+            save_checkpoint(str(out), step, trainable, optimizer, scheduler,
+                            {"data_micro_step": step * optim.accumulation, "skipped": skipped_total,
+                             "config": config_to_dict(config)})
+        if world > 1:
+            dist.barrier()
+    logger.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return last
+
+
+class _Logger:
+    """metrics.jsonl (+ TensorBoard) on rank 0."""
+
+    def __init__(self, out: Path, config: TrainConfig, rank: int, trainable_params: int):
+        self.rank = rank
+        self.tb = None
+        if rank != 0:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        self.file = open(out / "metrics.jsonl", "a", encoding="utf-8")
+        (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+        log.info("trainable parameters: %s", f"{trainable_params:,}")
+        if config.run.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        log.info("step %(step)d loss %(loss).4f lr %(lr).2e grad %(grad_norm).3f", record)
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.rank == 0:
+            self.file.close()
+            if self.tb is not None:
+                self.tb.close()
