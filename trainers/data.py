@@ -1,9 +1,10 @@
 """Training batches from curated webdataset shards, as a pure function of the step.
 
-Every batch is drawn by a generator seeded with (seed, rank, micro-step): shards are resampled in
-proportion to their sample counts (sampling with replacement over the whole dataset), so a run
-resumed at micro-step s sees exactly the batches an uninterrupted run saw from s on, whatever the
-number of DataLoader workers. Random access into the tars uses a member index built once (each
+Every slot j of the global batch at micro-step s is drawn by a generator seeded with (seed, s, j):
+shards are resampled in proportion to their sample counts (sampling with replacement over the
+whole dataset). Rank r of W fills slots [r*B, (r+1)*B), so W processes see exactly the samples one
+process sees with a global batch of W*B, and a run resumed at micro-step s sees exactly the batches
+an uninterrupted run saw from s on, whatever the number of DataLoader workers. Random access into the tars uses a member index built once (each
 member's data offset and size), read through fsspec, so shards can live on any filesystem.
 Decode, transform and tokenisation run in DataLoader workers; a sample that fails to decode is
 skipped, replaced by another draw, and counted.
@@ -86,8 +87,8 @@ def build_index(urls: list[str]) -> ShardIndex:
     return ShardIndex(urls, samples, starts)
 
 
-def _rng(seed: int, rank: int, micro_step: int) -> random.Random:
-    digest = hashlib.blake2b(f"{seed}/{rank}/{micro_step}".encode(), digest_size=8).digest()
+def _rng(seed: int, micro_step: int, slot: int) -> random.Random:
+    digest = hashlib.blake2b(f"{seed}/{micro_step}/{slot}".encode(), digest_size=8).digest()
     return random.Random(int.from_bytes(digest, "big"))
 
 
@@ -110,16 +111,16 @@ class CaptionBatches(IterableDataset):
             step += workers
 
     def batch(self, micro_step: int) -> dict:
-        rng = _rng(self.seed, self.rank, micro_step)
         pixels, captions, skipped = [], [], 0
-        while len(pixels) < self.batch_size:
-            shard, i = self.index.locate(rng.randrange(self.index.total))
-            sample = self._read(shard, i)
-            if sample is None:
+        for slot in range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size):
+            rng = _rng(self.seed, micro_step, slot)
+            for _ in range(self.max_redraws):
+                sample = self._read(*self.index.locate(rng.randrange(self.index.total)))
+                if sample is not None:
+                    break
                 skipped += 1
-                if skipped > self.max_redraws * self.batch_size:
-                    raise RuntimeError("almost every sample fails to decode: check the shards")
-                continue
+            else:
+                raise RuntimeError(f"{self.max_redraws} draws in a row failed to decode: check the shards")
             pixels.append(sample[0])
             captions.append(sample[1])
         eos = self.tokenizer.eos_token or ""
