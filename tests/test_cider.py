@@ -1,0 +1,51 @@
+"""CIDEr-D equals pycocoevalcap's Cider scorer on the same tokenised input, and hand-computed values."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from trainers.cider import cider_d, tokenize
+
+COLOURS = ["red", "green", "blue", "yellow"]
+SHAPES = ["circle", "square", "triangle", "star"]
+
+
+def _random_set(seed: int, n: int = 30):
+    rng = random.Random(seed)
+    def caption():
+        words = ["a", rng.choice(COLOURS), rng.choice(SHAPES), "on", "a", rng.choice(COLOURS), "background"]
+        return " ".join(words[: rng.randint(3, 7)])
+    refs = {str(i): [caption() for _ in range(rng.randint(1, 5))] for i in range(n)}
+    cands = {str(i): caption() for i in range(n)}
+    return refs, cands
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_equals_pycocoevalcap(seed):
+    from pycocoevalcap.cider.cider import Cider
+
+    refs, cands = _random_set(seed)
+    mean, per = cider_d(refs, cands)
+    theirs_mean, theirs = Cider().compute_score(refs, {k: [v] for k, v in cands.items()})
+    assert mean == pytest.approx(float(theirs_mean), abs=1e-9)
+    for i, k in enumerate(refs):  # pycocoevalcap returns scores in the order of its gts keys
+        assert per[k] == pytest.approx(float(theirs[i]), abs=1e-9)
+
+
+def test_hand_computed_two_images():
+    # Two images; candidate 1 equals its only reference, candidate 2 shares nothing with its own.
+    refs = {"1": ["a red circle"], "2": ["blue square"]}
+    cands = {"1": "a red circle", "2": "green star"}
+    mean, per = cider_d(refs, cands)
+    # Identical vectors give cosine 1 for n = 1..3 (no 4-grams: norm 0, term 0); length penalty 1.
+    assert per["1"] == pytest.approx(10 * 3 / 4)
+    assert per["2"] == 0.0 and mean == pytest.approx(3.75)
+    # IDF: every n-gram of image 1 occurs in one of the two documents: log(2) - log(1) each.
+    assert math.log(2.0) > 0
+
+
+def test_tokenizer_lowercases_and_drops_punctuation():
+    assert tokenize("A Red, circle -- on the (blue) background!") == "a red circle on the blue background"
