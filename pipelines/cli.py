@@ -178,6 +178,32 @@ def train(
                f"checkpoints in {cfg.run.out_dir}/checkpoints")
 
 
+@app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def eval_command(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="the training config YAML of the run to evaluate"),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="a checkpoint directory (default: the latest)"),
+    batches: int = typer.Option(4, "--batches", min=1, help="batches of data.batch_size samples to score"),
+    beams: int = typer.Option(1, "--beams", min=1, help="1: greedy decoding; more: beam search"),
+    out: str = typer.Option(None, "--out", help="output directory (default: RUN/eval/CHECKPOINT)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Validation loss, generated captions and CIDEr-D; writes scores.json and index.html.
+
+    Example: vlcurate eval runs/tiny.yaml --beams 3
+    """
+    _setup_logging(verbose)
+    from trainers.config import ConfigError, load_config
+    from trainers.evaluate import evaluate
+
+    try:
+        cfg = load_config(config, ctx.args)
+        result = evaluate(cfg, checkpoint, batches, beams, out)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(f"val loss {result['val_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on {result['samples']} samples")
+
+
 @app.command()
 def verify(root: str = typer.Argument(..., help="a run directory with manifest.json (any fsspec URL)")) -> None:
     """Re-hash every shard and rejection file against manifest.json.

@@ -137,3 +137,20 @@ def test_real_smollm2_gguf_loads_frozen_and_one_step_trains(setup):
     assert last["step"] == 1 and last["loss"] > 0 and last["grad_norm"] > 0
     saved = json.loads((Path(config.run.out_dir) / "checkpoints/step-00000001/state.json").read_text())
     assert saved["config"]["llm"]["gguf_file"] == gguf
+
+
+def test_eval_writes_scores_and_captions(setup):
+    from trainers.evaluate import evaluate
+
+    config = load_config(_config(setup, "falls"))  # trained by test_loss_falls_on_the_shapes_task
+    if not (Path(config.run.out_dir) / "checkpoints" / "latest").exists():
+        train(config)
+    greedy = evaluate(config, batches=2)
+    beam = evaluate(config, batches=2, beams=2, out_dir=str(setup[0] / "eval-beam"))
+    for result in (greedy, beam):
+        assert result["samples"] == 32 and result["val_loss"] > 0 and result["cider_d"] >= 0
+    out = Path(config.run.out_dir) / "eval" / "step-00000040"
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["cider_d"] == greedy["cider_d"]
+    page = (out / "index.html").read_text()
+    assert page.count("<img") == 32 and "background" in page

@@ -96,10 +96,11 @@ class CaptionBatches(IterableDataset):
     """Yields dicts: pixels (B,3,H,W), ids (B,T), mask (B,T), skipped (int), micro_step (int)."""
 
     def __init__(self, index: ShardIndex, preprocess, tokenizer, batch_size: int, max_tokens: int, seed: int,
-                 start: int = 0, rank: int = 0, max_redraws: int = 100):
+                 start: int = 0, rank: int = 0, max_redraws: int = 100, keep_raw: bool = False):
         self.index, self.preprocess, self.tokenizer = index, preprocess, tokenizer
         self.batch_size, self.max_tokens, self.seed = batch_size, max_tokens, seed
         self.start, self.rank, self.max_redraws = start, rank, max_redraws
+        self.keep_raw = keep_raw  # evaluation: also return the captions and image bytes
         self._files: dict[int, object] = {}
 
     def __iter__(self):
@@ -111,7 +112,7 @@ class CaptionBatches(IterableDataset):
             step += workers
 
     def batch(self, micro_step: int) -> dict:
-        pixels, captions, skipped = [], [], 0
+        pixels, captions, images, skipped = [], [], [], 0
         for slot in range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size):
             rng = _rng(self.seed, micro_step, slot)
             for _ in range(self.max_redraws):
@@ -123,11 +124,15 @@ class CaptionBatches(IterableDataset):
                 raise RuntimeError(f"{self.max_redraws} draws in a row failed to decode: check the shards")
             pixels.append(sample[0])
             captions.append(sample[1])
+            images.append(sample[2])
         eos = self.tokenizer.eos_token or ""
         enc = self.tokenizer([c + eos for c in captions], padding=True, truncation=True,
                              max_length=self.max_tokens, add_special_tokens=False, return_tensors="pt")
-        return {"pixels": torch.stack(pixels), "ids": enc["input_ids"], "mask": enc["attention_mask"],
-                "skipped": skipped, "micro_step": micro_step}
+        batch = {"pixels": torch.stack(pixels), "ids": enc["input_ids"], "mask": enc["attention_mask"],
+                 "skipped": skipped, "micro_step": micro_step}
+        if self.keep_raw:
+            batch.update(captions=captions, images=images)
+        return batch
 
     def _read(self, shard: int, i: int):
         (img_off, img_size), (txt_off, txt_size) = self.index.samples[shard][i]
@@ -136,9 +141,10 @@ class CaptionBatches(IterableDataset):
             f = self._files[shard] = fsspec.open(self.index.urls[shard], "rb").open()
         try:
             f.seek(img_off)
-            image = Image.open(io.BytesIO(f.read(img_size))).convert("RGB")
+            data = f.read(img_size)
+            image = Image.open(io.BytesIO(data)).convert("RGB")
             f.seek(txt_off)
             caption = f.read(txt_size).decode("utf-8")
-            return self.preprocess(image), caption
+            return self.preprocess(image), caption, data if self.keep_raw else None
         except Exception:  # corrupt image or caption: skipped and counted, never fatal
             return None

@@ -1,0 +1,85 @@
+"""Evaluation: validation loss, greedy or beam-search captions, CIDEr-D against the references,
+and an HTML page of images beside their generated and reference captions (`vlcurate eval`)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from trainers.build import build_model
+from trainers.checkpoint import latest_checkpoint, load_weights
+from trainers.cider import cider_d, tokenize
+from trainers.config import TrainConfig
+from trainers.data import CaptionBatches, build_index, shard_urls
+from trainers.vlm import AdapterVLM
+
+log = logging.getLogger("vlcurate")
+
+
+@torch.no_grad()
+def generate(model: AdapterVLM, pixels: torch.Tensor, max_new_tokens: int = 32, beams: int = 1) -> list[str]:
+    """Captions from the frozen LLM given [prompt ; visual ; prompt] (greedy when beams == 1)."""
+    prefix = model.prefix(pixels)
+    mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
+    tok = model.llm.tokenizer
+    out = model.llm.model.generate(inputs_embeds=prefix, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                   do_sample=False, num_beams=beams, pad_token_id=tok.pad_token_id,
+                                   eos_token_id=tok.eos_token_id)
+    return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+
+@torch.no_grad()
+def evaluate(config: TrainConfig, checkpoint: str | None = None, batches: int = 4, beams: int = 1,
+             out_dir: str | None = None) -> dict:
+    if config.run.stage != "vlm":
+        raise ValueError("vlcurate eval evaluates run.stage: vlm models (stage 1 has no LLM to caption with)")
+    device = torch.device("cuda" if config.run.device != "cpu" and torch.cuda.is_available() else "cpu")
+    model, trainable, tokenizer, preprocess = build_model(config)
+    path = Path(checkpoint) if checkpoint else latest_checkpoint(config.run.out_dir)
+    if path is None:
+        raise FileNotFoundError(f"no checkpoint in {config.run.out_dir}/checkpoints; train first or pass --checkpoint")
+    load_weights(path, trainable)
+    model.to(device).eval()
+    shards = config.run.eval_shards or config.data.shards
+    index = build_index(shard_urls(shards))
+    data = CaptionBatches(index, preprocess, tokenizer, config.data.batch_size, config.data.max_caption_tokens,
+                          seed=config.run.seed + 1_000_003, keep_raw=True)
+    losses, refs, cands, rows = [], {}, {}, []
+    for b in range(batches):
+        batch = data.batch(b)
+        pixels = batch["pixels"].to(device)
+        losses.append(float(model(pixels, batch["ids"].to(device), batch["mask"].to(device))))
+        captions = generate(model, pixels, config.data.max_caption_tokens, beams)
+        for j, (caption, reference, image) in enumerate(zip(captions, batch["captions"], batch["images"])):
+            key = f"{b}-{j}"
+            refs[key], cands[key] = [tokenize(reference)], tokenize(caption)
+            rows.append({"key": key, "generated": caption, "reference": reference, "image": image})
+    cider, per = cider_d(refs, cands)
+    result = {"checkpoint": str(path), "val_loss": sum(losses) / len(losses), "cider_d": cider,
+              "samples": len(rows), "beams": beams}
+    out = Path(out_dir or Path(config.run.out_dir) / "eval" / path.name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scores.json").write_text(json.dumps(result, indent=2))
+    (out / "index.html").write_text(_page(result, rows, per), encoding="utf-8")
+    log.info("eval %s: val loss %.4f, CIDEr-D %.3f on %d samples -> %s", path.name, result["val_loss"], cider,
+             len(rows), out)
+    return result
+
+
+def _page(result: dict, rows: list[dict], per: dict[str, float]) -> str:
+    cells = []
+    for r in rows[:64]:
+        data = base64.b64encode(r["image"]).decode("ascii")
+        cells.append(f"<tr><td><img src='data:image/jpeg;base64,{data}' width=128></td>"
+                     f"<td>{html.escape(r['generated'])}</td><td>{html.escape(r['reference'])}</td>"
+                     f"<td>{per[r['key']]:.3f}</td></tr>")
+    head = html.escape(json.dumps({k: v for k, v in result.items()}))
+    return ("<!doctype html><meta charset='utf-8'><title>vlcurate eval</title>"
+            f"<p>{head}</p><table border=1 cellpadding=4><tr><th>image</th><th>generated</th>"
+            f"<th>reference</th><th>CIDEr-D</th></tr>{''.join(cells)}</table>")
