@@ -171,9 +171,9 @@ def train(
 
     try:
         cfg = load_config(config, ctx.args)
-    except ConfigError as err:
+        last = run_training(cfg, resume=resume)
+    except (ConfigError, FileNotFoundError) as err:
         _fail(str(err))
-    last = run_training(cfg, resume=resume)
     typer.echo(f"done: step {last.get('step')} loss {last.get('loss', float('nan')):.4f}; "
                f"checkpoints in {cfg.run.out_dir}/checkpoints")
 

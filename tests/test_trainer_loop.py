@@ -154,3 +154,9 @@ def test_eval_writes_scores_and_captions(setup):
     assert scores["cider_d"] == greedy["cider_d"]
     page = (out / "index.html").read_text()
     assert page.count("<img") == 32 and "background" in page
+
+
+def test_shipped_configs_are_valid():
+    for path in sorted((ROOT / "trainers" / "configs").glob("*.yaml")):
+        config = load_config(path, ["--llm.path=/somewhere"])  # the smoke config takes the path on the command line
+        assert config.data.shards and config.optim.steps >= 1, path

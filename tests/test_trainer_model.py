@@ -110,3 +110,15 @@ def test_stage_one_captioner_trains_the_tiny_lm_that_stage_two_reuses(parts):
     stage2.tiny_lm.load_state_dict(tiny.state_dict())
     assert torch.equal(stage2.tiny_lm.blocks[1].mlp.fc.weight, tiny.blocks[1].mlp.fc.weight)
     assert AdapterVLM(vision, stage2, llm)(pixels, ids, mask).isfinite()
+
+
+def test_flops_estimate_follows_its_formula(parts):
+    from trainers.schedule import count_params, estimate_flops_per_sample
+
+    vision, llm = parts
+    adapter = LinearAdapter(vision.width, llm.width)
+    model = AdapterVLM(vision, adapter, llm)
+    flops = estimate_flops_per_sample(model, torch.randn(2, 3, 64, 64), caption_tokens=10)
+    llm_params = count_params(llm.model) - llm.model.get_input_embeddings().weight.numel()
+    prefix = 16 + len(model.prompt_before) + len(model.prompt_after)
+    assert flops == 2 * count_params(vision) * 16 + 6 * count_params(adapter) * 16 + 4 * llm_params * (prefix + 10)

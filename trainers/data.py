@@ -31,8 +31,11 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 def shard_urls(spec: str) -> list[str]:
     """A run's manifest.json (its shard list), a brace pattern, or a glob."""
     if spec.endswith("manifest.json"):
-        with fsspec.open(spec, "rt") as f:
-            manifest = json.load(f)
+        try:
+            with fsspec.open(spec, "rt") as f:
+                manifest = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"data.shards {spec!r} does not exist (a curated run's manifest.json)") from None
         root = spec.rsplit("/", 1)[0]
         return [f"{root}/{s['name']}" for s in manifest["shards"]]
     import braceexpand

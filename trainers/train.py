@@ -20,7 +20,7 @@ from trainers.build import build_model
 from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig, config_to_dict
 from trainers.data import CaptionBatches, build_index, shard_urls
-from trainers.schedule import count_params, warmup_linear_decay
+from trainers.schedule import count_params, estimate_flops_per_sample, peak_flops, warmup_linear_decay
 
 log = logging.getLogger("vlcurate")
 
@@ -44,6 +44,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     cuda = config.run.device == "cuda" or (config.run.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     torch.manual_seed(config.run.seed)
+    index = build_index(shard_urls(config.data.shards))  # before the models: a bad path fails in seconds
     model, trainable, tokenizer, preprocess = build_model(config)
     model.to(device)
     params = model.trainable_parameters()
@@ -67,7 +68,6 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if world > 1:
         forward = DDP(forward, device_ids=[local_rank] if cuda else None)
 
-    index = build_index(shard_urls(config.data.shards))
     batches = CaptionBatches(index, preprocess, tokenizer, config.data.batch_size, config.data.max_caption_tokens,
                              config.run.seed, start=step * optim.accumulation, rank=rank)
     loader = iter(DataLoader(batches, batch_size=None, num_workers=config.data.workers,
@@ -82,6 +82,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         for micro in range(optim.accumulation):
             batch = next(loader)
             skipped_total += batch["skipped"]
+            if logger.flops_per_sample is None and logger.peak and config.run.stage == "vlm":
+                logger.flops_per_sample = estimate_flops_per_sample(
+                    model, batch["pixels"].to(device), batch["ids"].shape[1])
             pixels = batch["pixels"].to(device, non_blocking=True)
             ids, mask = batch["ids"].to(device), batch["mask"].to(device)
             sync = micro == optim.accumulation - 1 or world == 1
@@ -104,8 +107,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                 "skipped": skipped_total}
         if step % config.run.log_every == 0 or step == optim.steps:
             elapsed = time.perf_counter() - started
-            logger.write({**last, "samples_per_s": window_samples * world / elapsed,
-                          "tokens_per_s": window_tokens * world / elapsed})
+            rate = window_samples * world / elapsed
+            logger.write({**last, "samples_per_s": rate, "tokens_per_s": window_tokens * world / elapsed,
+                          "mfu": logger.mfu(rate / world)})
             started, window_samples, window_tokens = time.perf_counter(), 0, 0
         if rank == 0 and (step % config.run.checkpoint_every == 0 or step == optim.steps):
             save_checkpoint(str(out), step, trainable, optimizer, scheduler,
@@ -124,6 +128,8 @@ class _Logger:
 
     def __init__(self, out: Path, config: TrainConfig, rank: int, trainable_params: int):
         self.rank = rank
+        self.peak = peak_flops()  # None on CPU and unknown GPUs: no MFU is claimed there
+        self.flops_per_sample: float | None = None
         self.tb = None
         if rank != 0:
             return
@@ -135,6 +141,11 @@ class _Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def mfu(self, samples_per_s_per_device: float) -> float | None:
+        if self.peak is None or self.flops_per_sample is None:
+            return None
+        return self.flops_per_sample * samples_per_s_per_device / self.peak
 
     def write(self, record: dict) -> None:
         if self.rank != 0:
