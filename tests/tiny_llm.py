@@ -18,7 +18,8 @@ def caption_texts(n: int = 512, seed: int = 0) -> list[str]:
             ((*rng.sample(COLOURS, 2), rng.choice(SHAPES)) for _ in range(n))]
 
 
-def write_tiny_llm(directory: Path, width: int = 32, layers: int = 2, seed: int = 0, pretrain_steps: int = 0) -> str:
+def write_tiny_llm(directory: Path, width: int = 32, layers: int = 2, seed: int = 0, pretrain_steps: int = 0,
+                   max_positions: int = 256) -> str:
     """pretrain_steps > 0: first teach it the captions' language (as a real frozen LLM knows its
     language), so that what an adapter adds is the image's content."""
     import torch
@@ -35,7 +36,7 @@ def write_tiny_llm(directory: Path, width: int = 32, layers: int = 2, seed: int 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=width, intermediate_size=2 * width,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+                         max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=1)
     model = LlamaForCausalLM(config)
     if pretrain_steps:
         ids = tokenizer([t + " <eos>" for t in caption_texts(seed=seed)], return_tensors="pt")["input_ids"]

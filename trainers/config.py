@@ -84,9 +84,7 @@ class RunConfig:
     activation_checkpointing: bool = False
     checkpoint_every: int = 500
     log_every: int = 10
-    eval_every: int = 0  # 0: no validation
-    eval_shards: str = ""
-    eval_batches: int = 4
+    eval_shards: str = ""  # held-out shards for `vlcurate eval` (default: data.shards)
     tensorboard: bool = False
 
 

@@ -103,8 +103,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             reduced = torch.tensor([loss_sum], device=device)
             dist.all_reduce(reduced)
             loss_sum = reduced.item() / world
-        last = {"step": step, "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                "skipped": skipped_total}
+        samples_seen = step * optim.accumulation * config.data.batch_size * world
+        last = {"step": step, "epoch": samples_seen / config.data.samples_per_epoch, "loss": loss_sum,
+                "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "skipped": skipped_total}
         if step % config.run.log_every == 0 or step == optim.steps:
             elapsed = time.perf_counter() - started
             rate = window_samples * world / elapsed
