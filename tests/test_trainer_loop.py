@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from trainers.config import ConfigError, load_config
@@ -160,3 +161,46 @@ def test_shipped_configs_are_valid():
     for path in sorted((ROOT / "trainers" / "configs").glob("*.yaml")):
         config = load_config(path, ["--llm.path=/somewhere"])  # the smoke config takes the path on the command line
         assert config.data.shards and config.optim.steps >= 1, path
+
+
+def test_stage_two_starts_from_stage_one_checkpoint(setup):
+    from safetensors.torch import load_file
+
+    from trainers.build import build_model
+
+    stage1 = load_config(_config(setup, "stage1", run__stage="captioner", adapter__kind="vadapter", optim__steps=2,
+                                 adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 300},
+                                 adapter__queries=8))
+    train(stage1)
+    saved = load_file(str(Path(stage1.run.out_dir) / "checkpoints/step-00000002/trainable.safetensors"))
+    stage2 = load_config(_config(setup, "stage2", adapter__kind="vadapter", adapter__init_from=stage1.run.out_dir,
+                                 adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 300},
+                                 adapter__queries=8))
+    _, adapter, _, _ = build_model(stage2)
+    for name, tensor in adapter.tiny_lm.state_dict().items():
+        if f"tiny_lm.{name}" in saved:
+            assert torch.equal(tensor, saved[f"tiny_lm.{name}"]), name
+    missing = load_config(_config(setup, "stage2b", adapter__kind="vadapter",
+                                  adapter__init_from=str(setup[0] / "nowhere")))
+    with pytest.raises(FileNotFoundError, match="run stage 1 first"):
+        build_model(missing)
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(setup):
+    from trainers.build import build_model
+
+    config = load_config(_config(setup, "ckpt", adapter__kind="vadapter", adapter__queries=8,
+                                 adapter__tiny_lm={"width": 32, "layers": 2, "heads": 4, "max_len": 300}))
+    results = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model, adapter, tokenizer, _ = build_model(config)
+        adapter.tiny_lm.activation_checkpointing = flag
+        model.train()
+        enc = tokenizer(["a red circle on a blue background<eos>"] * 2, return_tensors="pt")
+        loss = model(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)), enc["input_ids"],
+                     enc["attention_mask"])
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.trainable_parameters()]))
+    assert results[0][0] == pytest.approx(results[1][0], abs=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results[0][1], results[1][1]))
