@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-gpu clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,15 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_heuristics_beam.py
 	$(BIN)/python tests/bench/datacomp_text_rules.py
 	$(BIN)/python tests/bench/bench_download.py
+	$(BIN)/python tests/bench/bench_model_stages.py
+	$(BIN)/python tests/bench/bench_dedup.py
+	$(BIN)/python tests/bench/tmars_example.py
+	$(BIN)/python tests/bench/bench_metaclip.py
+	$(BIN)/python tests/bench/experiment_adapters.py
+
+# On a GPU machine: trainer throughput and MFU, bf16 + compile, batch sizes swept.
+bench-gpu: $(STAMP)
+	$(BIN)/python tests/bench/bench_trainer_gpu.py --compile
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
