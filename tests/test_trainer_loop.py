@@ -204,3 +204,16 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(setup):
         results.append((loss.item(), [p.grad.clone() for p in model.trainable_parameters()]))
     assert results[0][0] == pytest.approx(results[1][0], abs=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results[0][1], results[1][1]))
+
+
+def test_corrupt_samples_are_skipped_and_counted(setup, tmp_path):
+    from tests.model_inputs import write_records
+
+    folder = tmp_path / "mixed"
+    good = setup[1].split("/{")[0] + "/00000.tar"  # one good shard of 64 samples
+    write_records(folder, [(f"bad{i:03d}", b"\xff\xd8\xff not a jpeg", "a red star on a blue background")
+                           for i in range(64)], name="00000")
+    pattern = f"{{{good},{folder}/00000.tar}}"
+    config = load_config(_config(setup, "corrupt", data__shards=pattern, optim__steps=3, data__batch_size=8))
+    last = train(config)
+    assert last["step"] == 3 and last["skipped"] > 0  # about half of all draws hit the corrupt shard
