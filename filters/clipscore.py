@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from filters.clip_model import ClipSpec, LoadedClip, load_clip
-from filters.image_checks import ImageProblem
-from filters.image_decode import decode_rgb
+from filters.image_decode import DEFAULT_MAX_PIXELS, decode_for_model
 from filters.sample import Rejection, Sample
 
 STAGE = "clipscore"
@@ -22,7 +21,7 @@ TEXT_VECTOR = "clip_text_embedding"
 
 
 class ClipScorer:
-    def __init__(self, spec: ClipSpec, max_pixels: int | None = None):
+    def __init__(self, spec: ClipSpec, max_pixels: int | None = DEFAULT_MAX_PIXELS):
         self.spec = spec
         self.loaded: LoadedClip = load_clip(spec)
         self.max_pixels = max_pixels
@@ -56,20 +55,11 @@ class ClipScorer:
         return features.float().cpu().numpy()
 
     # ---------------------------------------------------------------- samples
-    def decode(self, sample: Sample, stage: str = STAGE):
-        """The sample's RGB image, or its Rejection."""
-        if sample.caption is None:
-            return Rejection.of(sample, stage, "caption_missing", "no caption to score against")
-        image = decode_rgb(sample.image, self.max_pixels) if self.max_pixels else decode_rgb(sample.image)
-        if isinstance(image, ImageProblem):
-            return Rejection.of(sample, stage, image.reason, image.detail)
-        return image
-
     def score_samples(self, samples: list[Sample]) -> list[Sample | Rejection]:
         outcomes: list[Sample | Rejection] = []
         images, scored = [], []
         for sample in samples:
-            decoded = self.decode(sample)
+            decoded = decode_for_model(sample, STAGE, self.max_pixels)
             if isinstance(decoded, Rejection):
                 outcomes.append(decoded)
                 continue

@@ -12,6 +12,7 @@ import warnings
 from PIL import Image, ImageOps
 
 from filters.image_checks import ImageHeader, ImageProblem, read_header, size_problem
+from filters.sample import Rejection, Sample
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own bomb limit
 
@@ -24,6 +25,17 @@ def decode_rgb(image: bytes | None, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     if problem is not None:
         return problem
     return _decode(image, header)
+
+
+def decode_for_model(sample: Sample, stage: str, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                     need_caption: bool = True) -> Image.Image | Rejection:
+    """The sample's RGB image for a model stage, or the Rejection saying why there is none."""
+    if need_caption and sample.caption is None:
+        return Rejection.of(sample, stage, "caption_missing", "no caption to score against")
+    image = decode_rgb(sample.image, max_pixels)
+    if isinstance(image, ImageProblem):
+        return Rejection.of(sample, stage, image.reason, image.detail)
+    return image
 
 
 def _decode(image: bytes, header: ImageHeader) -> Image.Image | ImageProblem:

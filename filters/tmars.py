@@ -15,8 +15,7 @@ from PIL import Image
 
 from filters.clip_model import ClipSpec
 from filters.clipscore import IMAGE_VECTOR, SCORE, TEXT_VECTOR, ClipScorer
-from filters.image_checks import ImageProblem
-from filters.image_decode import decode_rgb
+from filters.image_decode import DEFAULT_MAX_PIXELS, decode_for_model
 from filters.sample import Rejection, Sample
 from filters.text_regions import TextRegionDetector, TextRegionMasker
 
@@ -29,7 +28,7 @@ REGIONS = "tmars_text_regions"
 class TmarsScorer:
     def __init__(self, *, spec: ClipSpec | None, detector_side: int = 256, box_threshold: float = 0.5,
                  dilate_px: int = 2, ring_px: int = 4, max_text_fraction: float | None = None,
-                 max_pixels: int | None = None, threads: int | None = None):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int | None = None):
         self.detector = TextRegionDetector(detector_side, box_threshold, threads)
         self.masker = TextRegionMasker(dilate_px, ring_px)
         self.clip = ClipScorer(spec) if spec is not None else None
@@ -52,11 +51,9 @@ class TmarsScorer:
         return outcomes
 
     def _mask_one(self, sample: Sample):
-        if self.clip is not None and sample.caption is None:
-            return Rejection.of(sample, STAGE, "caption_missing", "no caption to score against")
-        image = decode_rgb(sample.image, self.max_pixels) if self.max_pixels else decode_rgb(sample.image)
-        if isinstance(image, ImageProblem):
-            return Rejection.of(sample, STAGE, image.reason, image.detail)
+        image = decode_for_model(sample, STAGE, self.max_pixels, need_caption=self.clip is not None)
+        if isinstance(image, Rejection):
+            return image
         pixels = np.asarray(image)
         masked = self.masker.mask(pixels, self.detector.detect(pixels))
         sample.annotations[TEXT_FRACTION] = round(masked.text_fraction, 6)
@@ -69,7 +66,7 @@ class TmarsScorer:
     def _score(self, items: list[tuple[Sample, np.ndarray, np.ndarray | None]]) -> None:
         clip = self.clip
         # Originals: reuse a preceding clipscore stage's embeddings, else embed them now.
-        fresh = [(s, px) for s, px, _ in items if s.get_vector(IMAGE_VECTOR) is None or s.get_vector(TEXT_VECTOR) is None]
+        fresh = [(s, px) for s, px, _ in items if IMAGE_VECTOR not in s.vectors or TEXT_VECTOR not in s.vectors]
         if fresh:
             images = clip.embed_images([Image.fromarray(px) for _, px in fresh])
             texts = clip.embed_texts([s.caption for s, _ in fresh])

@@ -58,6 +58,16 @@ def atomic_write_bytes(url: str, data: bytes) -> dict[str, Any]:
     return {"bytes": out.bytes, "sha256": out.sha256.hexdigest()}
 
 
+def glob_files(pattern: str) -> list[str]:
+    """Files matching a glob on any fsspec filesystem, sorted, as URLs fsspec can open again."""
+    fs, _ = fsspec.core.url_to_fs(pattern)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    matched = sorted(p for p in fs.glob(pattern) if fs.isfile(p))
+    if protocol not in ("file", "local"):
+        matched = [f"{protocol}://{p}" for p in matched]
+    return matched
+
+
 def sha256_of(url: str) -> str:
     digest = hashlib.sha256()
     with fsspec.open(url, "rb") as f:

@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from filters.model_files import package_version
 from manifests.manifest import Counts, Manifest, build_funnel, check_accounting, write_manifest
 from manifests.recipe import Recipe
-from manifests.storage import atomic_write_bytes
+from manifests.storage import atomic_write_bytes, glob_files
 from pipelines.readers import STAGE as READ_STAGE
 from pipelines.download import DownloadResult, download
 from pipelines.rejection_files import REJECTED_DIR
@@ -52,13 +52,9 @@ class CurateResult:
 
 
 def expand_inputs(pattern: str) -> list[str]:
-    fs, _ = fsspec.core.url_to_fs(pattern)
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    matched = sorted(p for p in fs.glob(pattern) if fs.isfile(p))
+    matched = glob_files(pattern)
     if not matched:
         raise CurateError(f"--input {pattern!r} matches no files")
-    if protocol not in ("file", "local"):
-        matched = [f"{protocol}://{p}" for p in matched]
     tars = {p.rsplit(".tar", 1)[0] for p in matched if p.endswith(".tar")}
     sidecars = [p for p in matched if p.endswith(".parquet") and p.rsplit(".parquet", 1)[0] in tars]
     if sidecars:

@@ -95,6 +95,6 @@ def preflight(config: MetaclipConfig) -> list[dict]:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"metaclip.metadata {config.metadata!r} not found; build one with "
                                 f"`vlcurate metadata build metadata.json`") from err
-    MetadataMatcher(entries[:10])  # pyahocorasick importable
+    import ahocorasick  # noqa: F401  (fail here, not in a worker, when pyahocorasick is missing)
     return [{"stage": STAGE, "name": "metaclip-metadata", "path": config.metadata, "entries": len(entries),
              "sha256": sha256_of(config.metadata), "pyahocorasick": package_version("pyahocorasick")}]

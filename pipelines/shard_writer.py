@@ -82,7 +82,7 @@ def _vector_columns(samples: list[Sample]) -> dict[str, pa.Array]:
             raise ValueError(f"vector {name!r} has mixed lengths {sorted(dims)} within one shard")
         (dim,) = dims
         zero = np.zeros(dim, dtype="<f2")
-        flat = np.concatenate([s.get_vector(name).astype("<f2") if name in s.vectors else zero for s in samples])
+        flat = np.concatenate([np.frombuffer(s.vectors[name], "<f2") if name in s.vectors else zero for s in samples])
         mask = pa.array([name not in s.vectors for s in samples])
         values = pa.array(flat, type=pa.float16())
         columns[name] = pa.FixedSizeListArray.from_arrays(values, dim, mask=mask)

@@ -57,14 +57,6 @@ def _init_from_stage_one(adapter: VAdapter, run_dir: str) -> None:
     path = latest_checkpoint(run_dir)
     if path is None:
         raise FileNotFoundError(f"adapter.init_from {run_dir!r} holds no checkpoint (run stage 1 first)")
-    holder = nn.ModuleDict({"tiny_lm": adapter.tiny_lm})
-    from safetensors.torch import load_file
-
-    state = {k: v for k, v in load_file(str(path / "trainable.safetensors")).items() if k.startswith("tiny_lm.")}
-    missing, unexpected = holder.load_state_dict(state, strict=False)
-    if [m for m in missing if not m.endswith("lm_head.weight")] or unexpected:
-        raise ValueError(f"{path}: stage-1 tiny LM does not fit (missing {missing}, unexpected {unexpected})")
+    load_weights(path, adapter.tiny_lm, prefix="tiny_lm.")  # stage 1 saved {"pooler", "tiny_lm"}
     log.info("vadapter tiny LM initialised from stage 1 checkpoint %s", path)
 
-
-__all__ = ["build_model", "load_weights"]

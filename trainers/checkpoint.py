@@ -66,8 +66,10 @@ def latest_checkpoint(out_dir: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def load_weights(path: Path, module: torch.nn.Module) -> None:
-    state = load_file(str(path / "trainable.safetensors"))
+def load_weights(path: Path, module: torch.nn.Module, prefix: str = "") -> None:
+    """Load trainable.safetensors (only its keys under `prefix`, prefix removed) into module."""
+    state = {k[len(prefix):]: v for k, v in load_file(str(path / "trainable.safetensors")).items()
+             if k.startswith(prefix)}
     missing, unexpected = module.load_state_dict(state, strict=False)
     tied_ok = [m for m in missing if not m.endswith("lm_head.weight")]
     if tied_ok or unexpected:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
-import json
 import random
 import tarfile
 from dataclasses import dataclass
@@ -25,27 +24,26 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from manifests.manifest import MANIFEST_NAME, read_manifest
+from manifests.storage import glob_files
+
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
 
 def shard_urls(spec: str) -> list[str]:
     """A run's manifest.json (its shard list), a brace pattern, or a glob."""
-    if spec.endswith("manifest.json"):
+    if spec.endswith(MANIFEST_NAME):
+        root = spec.rsplit("/", 1)[0]
         try:
-            with fsspec.open(spec, "rt") as f:
-                manifest = json.load(f)
+            manifest = read_manifest(root)
         except FileNotFoundError:
             raise FileNotFoundError(f"data.shards {spec!r} does not exist (a curated run's manifest.json)") from None
-        root = spec.rsplit("/", 1)[0]
-        return [f"{root}/{s['name']}" for s in manifest["shards"]]
+        return [f"{root}/{s.name}" for s in manifest.shards]
     import braceexpand
 
     urls = []
     for pattern in braceexpand.braceexpand(spec):
-        fs, _ = fsspec.core.url_to_fs(pattern)
-        matched = sorted(fs.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        urls += [m if protocol in ("file", "local") or "://" in m else f"{protocol}://{m}" for m in matched]
+        urls += glob_files(pattern) if any(c in pattern for c in "*?[") else [pattern]
     if not urls:
         raise FileNotFoundError(f"data.shards {spec!r} names no shard")
     return urls
