@@ -190,6 +190,9 @@ def eval_command(
 ) -> None:
     """Validation loss, generated captions and CIDEr-D; writes scores.json and index.html.
 
+    Stage-2 runs caption through the frozen LLM; a stage-1 (run.stage: captioner) run captions
+    with its own tiny LM.
+
     Example: vlcurate eval runs/tiny.yaml --beams 3
     """
     _setup_logging(verbose)

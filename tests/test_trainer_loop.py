@@ -4,7 +4,9 @@ resumes with exactly the losses of an uninterrupted one, configs are validated."
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,3 +219,22 @@ def test_corrupt_samples_are_skipped_and_counted(setup, tmp_path):
     config = load_config(_config(setup, "corrupt", data__shards=pattern, optim__steps=3, data__batch_size=8))
     last = train(config)
     assert last["step"] == 3 and last["skipped"] > 0  # about half of all draws hit the corrupt shard
+
+
+def test_stage_one_captioner_is_evaluated_with_its_own_decoder(setup):
+    from tests.tiny_llm import COLOURS, SHAPES, WORDS
+    from trainers.evaluate import evaluate
+
+    config = load_config(_config(setup, "captioner", run__stage="captioner", adapter__kind="vadapter",
+                                 adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 64},
+                                 adapter__queries=8, optim__steps=60))
+    train(config)
+    greedy = evaluate(config, batches=1)
+    beam = evaluate(config, batches=1, beams=3, out_dir=str(setup[0] / "captioner-beam"))
+    assert greedy["beams"] == 1 and beam["beams"] == 3 and greedy["samples"] == beam["samples"] == 16
+    assert greedy["val_loss"] == beam["val_loss"] < math.log(len(WORDS) + len(COLOURS) + len(SHAPES))
+    for out in (Path(config.run.out_dir) / "eval" / "step-00000060", setup[0] / "captioner-beam"):
+        page = (out / "index.html").read_text()
+        generated = re.findall(r"<td>([^<]*)</td><td>a [a-z]+ [a-z]+ on a [a-z]+ background</td>", page)
+        assert len(generated) == 16 and all(generated), generated
+        assert {w for g in generated for w in g.split()} <= {*WORDS, *COLOURS, *SHAPES}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainers.decode import beam_search, greedy
 from trainers.layers import Attention
 from trainers.tiny_lm import TinyLM
 from trainers.vlm import caption_loss
@@ -44,3 +45,16 @@ class Captioner(nn.Module):
         q = visual.shape[1]
         logits = self.tiny_lm.logits(hidden[:, q - 1 : q - 1 + caption_ids.shape[1]])
         return caption_loss(logits, caption_ids, caption_mask)
+
+    @torch.no_grad()
+    def generate(self, pixels: torch.Tensor, max_new_tokens: int, eos_id: int, beams: int = 1) -> list[list[int]]:
+        """Caption token ids from the tiny LM itself (greedy when beams == 1), EOS not included."""
+        visual = self.pooler(self.vision(pixels))
+
+        def next_logprobs(rows: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            inputs = torch.cat([visual[rows], self.tiny_lm.token_embedding(ids)], dim=1)
+            return self.tiny_lm.logits(self.tiny_lm.encode(inputs)[:, -1]).log_softmax(-1)
+
+        if beams == 1:
+            return greedy(next_logprobs, len(pixels), max_new_tokens, eos_id, pixels.device)
+        return beam_search(next_logprobs, len(pixels), beams, max_new_tokens, eos_id, device=pixels.device)

@@ -1,5 +1,7 @@
 """Evaluation: validation loss, greedy or beam-search captions, CIDEr-D against the references,
-and an HTML page of images beside their generated and reference captions (`vlcurate eval`)."""
+and an HTML page of images beside their generated and reference captions (`vlcurate eval`).
+Stage 2 generates with transformers' `generate` on the frozen LLM; the stage-1 captioner with
+trainers/decode.py over its own tiny LM."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import torch
 
 from trainers.build import build_model
+from trainers.captioner import Captioner
 from trainers.checkpoint import latest_checkpoint, load_weights
 from trainers.cider import cider_d, tokenize
 from trainers.config import TrainConfig
@@ -34,11 +37,18 @@ def generate(model: AdapterVLM, pixels: torch.Tensor, max_new_tokens: int = 32, 
     return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
 
 
+def captions_for(model: AdapterVLM | Captioner, tokenizer, pixels: torch.Tensor, max_new_tokens: int,
+            beams: int) -> list[str]:
+    """Stage 2 captions through the frozen LLM; stage 1's captioner decodes with its own tiny LM."""
+    if isinstance(model, Captioner):
+        ids = model.generate(pixels, max_new_tokens, tokenizer.eos_token_id, beams)
+        return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return generate(model, pixels, max_new_tokens, beams)
+
+
 @torch.no_grad()
 def evaluate(config: TrainConfig, checkpoint: str | None = None, batches: int = 4, beams: int = 1,
              out_dir: str | None = None) -> dict:
-    if config.run.stage != "vlm":
-        raise ValueError("vlcurate eval evaluates run.stage: vlm models (stage 1 has no LLM to caption with)")
     device = torch.device("cuda" if config.run.device != "cpu" and torch.cuda.is_available() else "cpu")
     model, trainable, tokenizer, preprocess = build_model(config)
     path = Path(checkpoint) if checkpoint else latest_checkpoint(config.run.out_dir)
@@ -55,7 +65,7 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, batches: int = 
         batch = data.batch(b)
         pixels = batch["pixels"].to(device)
         losses.append(float(model(pixels, batch["ids"].to(device), batch["mask"].to(device))))
-        captions = generate(model, pixels, config.data.max_caption_tokens, beams)
+        captions = captions_for(model, tokenizer, pixels, config.data.max_caption_tokens, beams)
         for j, (caption, reference, image) in enumerate(zip(captions, batch["captions"], batch["images"])):
             key = f"{b}-{j}"
             refs[key], cands[key] = [tokenize(reference)], tokenize(caption)
