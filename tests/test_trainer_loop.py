@@ -238,3 +238,17 @@ def test_stage_one_captioner_is_evaluated_with_its_own_decoder(setup):
         generated = re.findall(r"<td>([^<]*)</td><td>a [a-z]+ [a-z]+ on a [a-z]+ background</td>", page)
         assert len(generated) == 16 and all(generated), generated
         assert {w for g in generated for w in g.split()} <= {*WORDS, *COLOURS, *SHAPES}
+
+
+def test_compiled_training_matches_eager(setup):
+    """run.compile goes through torch.compile (inductor, C++ on CPU) and changes no loss."""
+    eager = load_config(_config(setup, "eager", adapter__kind="vadapter", adapter__queries=8, optim__steps=3,
+                                adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 64}))
+    compiled = load_config(_config(setup, "compiled", adapter__kind="vadapter", adapter__queries=8, optim__steps=3,
+                                   run__compile=True,
+                                   adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 64}))
+    train(eager)
+    train(compiled)
+    a, b = _losses(Path(eager.run.out_dir)), _losses(Path(compiled.run.out_dir))
+    assert a.keys() == b.keys() == {1, 2, 3}
+    assert all(b[s] == pytest.approx(a[s], abs=1e-4) for s in a), (a, b)

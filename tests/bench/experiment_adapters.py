@@ -1,13 +1,17 @@
 """Experiment (issue 6): adapters compared on the synthetic shapes captioning task, CPU scale.
 
 Same frozen parts for every run: a tiny open_clip ViT (random, positional embeddings zeroed so it
-sees content) and a tiny Llama pre-trained at start-up on the captions' language, then frozen.
+sees content) and a tiny Llama pre-trained at start-up, then frozen. Its pre-training is
+"Describe the following: CONTEXT : CAPTION" with the scene written in CONTEXT among 0-260 filler
+words (tests/tiny_llm.py), so like a real LLM it can use what precedes the question: given the
+scene in words it captions with loss ~0. An adapter must put the image's scene there.
 Runs at equal steps, batch and learning rate: vadapter with stage 1 (captioner, same number of
-steps) then stage 2; vadapter without stage 1; perceiver 6 layers x 256 queries; linear; mlp.
+steps) then stage 2; vadapter without stage 1; perceiver 6 layers x 256 queries (the baseline);
+perceiver 3 x 256 (about the vadapter's trainable parameters); linear; mlp.
 Every `EVAL_EVERY` steps: validation loss and greedy CIDEr-D on held-out shards. Writes the curves
 to docs/images/adapter_experiment.png and prints a table.
 
-    .venv/bin/python tests/bench/experiment_adapters.py [--steps 150]
+    .venv/bin/python tests/bench/experiment_adapters.py [--steps 600 --eval-every 100] [--seed 1 --plot P]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.shapes_data import write_shapes  # noqa: E402
 from tests.tiny_clip import write_clip_checkpoint  # noqa: E402
-from tests.tiny_llm import write_tiny_llm  # noqa: E402
+from tests.tiny_llm import context_caption_loss, write_tiny_llm  # noqa: E402
 from trainers.config import config_from_dict  # noqa: E402
 from trainers.evaluate import evaluate  # noqa: E402
 from trainers.schedule import count_params  # noqa: E402
@@ -39,9 +43,10 @@ EVAL_EVERY = 25
 TEXT_ONLY_FLOOR = (math.log(8) + math.log(4) + math.log(7)) / 8
 
 
-def base(tmp: Path, clip: dict, llm: str, train_shards: str, eval_shards: str, steps: int, name: str) -> dict:
+def base(tmp: Path, clip: dict, llm: str, train_shards: str, eval_shards: str, steps: int, name: str,
+         seed: int) -> dict:
     return {
-        "run": {"out_dir": str(tmp / name), "device": "cpu", "seed": 0, "log_every": 25,
+        "run": {"out_dir": str(tmp / name), "device": "cpu", "seed": seed, "log_every": 25,
                 "checkpoint_every": EVAL_EVERY, "eval_shards": eval_shards},
         "vision": {"name": clip["name"], "pretrained": clip["pretrained"], "config_dir": clip["config_dir"]},
         "llm": {"path": llm},
@@ -75,20 +80,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--eval-every", type=int, default=EVAL_EVERY)
+    parser.add_argument("--seed", type=int, default=0, help="adapter initialisation and batch order (frozen parts fixed)")
+    parser.add_argument("--plot", default=str(ROOT / "docs/images/adapter_experiment.png"))
     args = parser.parse_args()
     EVAL_EVERY = args.eval_every
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = write_clip_checkpoint(tmp / "clip", content_sensitive=True)
-        llm = write_tiny_llm(tmp / "llm", width=64, layers=2, pretrain_steps=300, max_positions=512)
+        t0 = time.perf_counter()
+        llm = write_tiny_llm(tmp / "llm", width=64, layers=2, pretrain_steps=1200, max_positions=512,
+                             reads_context=260)
+        print(f"frozen LLM pre-trained to read its context in {time.perf_counter() - t0:.1f} s; caption loss with "
+              f"the scene in words: {context_caption_loss(llm, 260):.4f}", flush=True)
         train_shards = write_shapes(tmp / "train", n=2048, seed=1, per_shard=256)
         eval_shards = write_shapes(tmp / "eval", n=256, seed=2, per_shard=256)
-        common = base(tmp, clip, llm, train_shards, eval_shards, args.steps, "x")
+        common = base(tmp, clip, llm, train_shards, eval_shards, args.steps, "x", args.seed)
         runs = {
             "linear": with_(common, run__out_dir=str(tmp / "linear"), adapter__kind="linear"),
             "mlp": with_(common, run__out_dir=str(tmp / "mlp"), adapter__kind="mlp"),
             "perceiver 6x256": with_(common, run__out_dir=str(tmp / "perceiver"), adapter__kind="perceiver"),
+            "perceiver 3x256": with_(common, run__out_dir=str(tmp / "perceiver3"), adapter__kind="perceiver",
+                                     adapter__layers=3),
             "vadapter (no stage 1)": with_(common, run__out_dir=str(tmp / "vadapter0"), adapter__kind="vadapter"),
         }
         stage1 = with_(common, run__out_dir=str(tmp / "stage1"), run__stage="captioner", adapter__kind="vadapter")
@@ -107,13 +120,14 @@ def main() -> None:
 
             _, trainable, _, _ = build_model(config)
             results[name] = {"params": count_params(trainable, True), "seconds": seconds, "curve": curve(cfg, args.steps)}
+            print(f"{name}: {seconds:.1f} s, {results[name]['curve'][-1]}", flush=True)
         print(f"stage 1 (captioner) {args.steps} steps: {stage1_s:.1f} s; text-only loss floor {TEXT_ONLY_FLOOR:.3f}")
         print(f"{'adapter':<24}{'trainable':>11}{'train s':>9}  val loss / CIDEr-D at steps {EVAL_EVERY}..{args.steps}")
         for name, r in results.items():
             points = "  ".join(f"{p['val_loss']:.3f}/{p['cider_d']:.2f}" for p in r["curve"])
             print(f"{name:<24}{r['params']:>11,}{r['seconds']:>9.1f}  {points}")
-        (ROOT / "docs/images").mkdir(exist_ok=True)
-        _plot(results, ROOT / "docs/images/adapter_experiment.png")
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        _plot(results, Path(args.plot))
         print(json.dumps(results))
 
 
@@ -129,7 +143,7 @@ def _plot(results: dict, path: Path) -> None:
         a.plot(steps, [p["val_loss"] for p in r["curve"]], marker="o", label=name)
         b.plot(steps, [p["cider_d"] for p in r["curve"]], marker="o", label=name)
     a.axhline(TEXT_ONLY_FLOOR, color="grey", linestyle="--", linewidth=1, label="text-only floor")
-    a.set(xlabel="step", ylabel="validation loss", title="validation loss")
+    a.set(xlabel="step", ylabel="validation loss (log scale)", title="validation loss", yscale="log")
     b.set(xlabel="step", ylabel="CIDEr-D (greedy)", title="CIDEr-D")
     a.legend(fontsize=8)
     fig.tight_layout()
