@@ -122,3 +122,13 @@ def test_flops_estimate_follows_its_formula(parts):
     llm_params = count_params(llm.model) - llm.model.get_input_embeddings().weight.numel()
     prefix = 16 + len(model.prompt_before) + len(model.prompt_after)
     assert flops == 2 * count_params(vision) * 16 + 6 * count_params(adapter) * 16 + 4 * llm_params * (prefix + 10)
+
+
+def test_untrained_captioner_starts_near_uniform_loss(parts):
+    """A fresh tiny LM must not be confidently wrong: its first loss is ~ln(vocab), not tens."""
+    import math
+
+    vision, llm = parts
+    captioner = Captioner(vision, TinyLM(llm.vocab_size, width=256, layers=2, heads=4, max_len=32), queries=4, heads=4)
+    pixels, ids, mask = _batch(llm)
+    assert abs(float(captioner(pixels, ids, mask)) - math.log(llm.vocab_size)) < 0.5

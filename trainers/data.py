@@ -4,8 +4,10 @@ Every slot j of the global batch at micro-step s is drawn by a generator seeded 
 shards are resampled in proportion to their sample counts (sampling with replacement over the
 whole dataset). Rank r of W fills slots [r*B, (r+1)*B), so W processes see exactly the samples one
 process sees with a global batch of W*B, and a run resumed at micro-step s sees exactly the batches
-an uninterrupted run saw from s on, whatever the number of DataLoader workers. Random access into the tars uses a member index built once (each
-member's data offset and size), read through fsspec, so shards can live on any filesystem.
+an uninterrupted run saw from s on, whatever the number of DataLoader workers. Random access into
+the tars uses a member index built once (each member's data offset and size), read through
+fsspec, so shards can live on any filesystem (one ranged read per sample: local or cached shards
+train fastest).
 Decode, transform and tokenisation run in DataLoader workers; a sample that fails to decode is
 skipped, replaced by another draw, and counted.
 """

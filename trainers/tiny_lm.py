@@ -26,6 +26,11 @@ class TinyLM(nn.Module):
         self.lm_head.weight = self.token_embedding.weight  # tied, as in GPT-2
         self.activation_checkpointing = False
         nn.init.normal_(self.position_embedding, std=0.01)
+        with torch.no_grad():
+            # GPT-2's 0.02 scale: nn.Embedding's N(0, 1) through the tied head gives logits of std
+            # ~sqrt(width), an initial loss of ~27 instead of ~ln(vocab). Scaled rather than
+            # redrawn, so every later parameter draws the same random numbers as before.
+            self.token_embedding.weight.mul_(0.02)
 
     def encode(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Causal transformer over input embeddings (B, T, width) -> hidden states (B, T, width)."""
