@@ -87,6 +87,21 @@ def write_tiny_llm(directory: Path, width: int = 32, layers: int = 2, seed: int 
     return str(directory)
 
 
+def _padded(examples: list[tuple[list[int], int]], pad_id: int) -> dict:
+    """Right-padded model inputs with labels on the caption tokens only."""
+    import torch
+
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id)
+    labels = torch.full((len(examples), width), -100)
+    mask = torch.zeros(len(examples), width, dtype=torch.long)
+    for i, (ids, start) in enumerate(examples):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, start : len(ids)] = torch.tensor(ids[start:])
+        mask[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
 def _pretrain_on_contexts(model, tokenizer, steps: int, seed: int, max_filler: int, batch: int = 64) -> None:
     import torch
 
@@ -97,15 +112,7 @@ def _pretrain_on_contexts(model, tokenizer, steps: int, seed: int, max_filler: i
         # max_filler at a quarter of the cost (a batch is as long as its longest example).
         longest = (8, 32, 128, max_filler)[step % 4]
         examples = context_examples(tokenizer, batch, seed * 1_000_003 + step, min(longest, max_filler))
-        width = max(len(ids) for ids, _ in examples)
-        input_ids = torch.full((batch, width), tokenizer.pad_token_id)
-        labels = torch.full((batch, width), -100)
-        mask = torch.zeros(batch, width, dtype=torch.long)
-        for i, (ids, start) in enumerate(examples):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            labels[i, start : len(ids)] = torch.tensor(ids[start:])
-            mask[i, : len(ids)] = 1
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss = model(**_padded(examples, tokenizer.pad_token_id)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -121,12 +128,5 @@ def context_caption_loss(directory: str, max_filler: int, n: int = 64, seed: int
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model = AutoModelForCausalLM.from_pretrained(directory).eval()
-    total, count = 0.0, 0
     with torch.no_grad():
-        for ids, start in context_examples(tokenizer, n, seed, max_filler):
-            x = torch.tensor([ids])
-            labels = torch.full_like(x, -100)
-            labels[0, start:] = x[0, start:]
-            total += float(model(input_ids=x, labels=labels).loss) * (len(ids) - start)
-            count += len(ids) - start
-    return total / count
+        return float(model(**_padded(context_examples(tokenizer, n, seed, max_filler), tokenizer.pad_token_id)).loss)

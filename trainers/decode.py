@@ -43,55 +43,45 @@ def beam_search(next_logprobs: NextLogprobs, batch: int, beams: int, max_new_tok
     """The best finished sequence per example (EOS not returned); see the module docstring."""
     if beams < 1:
         raise ValueError(f"beams must be >= 1, got {beams}")
-    # Live beams of all examples, flattened: (example row, token ids, summed log-prob).
+    # Live beams of every unfinished example, flattened: example row, token ids, summed log-prob.
     rows = torch.arange(batch, device=device)
     ids = torch.empty(batch, 0, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    open_ = set(range(batch))
     for step in range(max_new_tokens):
         candidates = scores[:, None] + next_logprobs(rows, ids).float()  # (N, V)
-        length = step + 1
-        keep_rows, keep_ids, keep_scores = [], [], []
-        for b in sorted(open_):
+        vocab, length = candidates.shape[1], step + 1
+        new_rows, new_ids, new_scores = [], [], []
+        for b in rows.unique().tolist():
             mine = (rows == b).nonzero().flatten()
-            flat = candidates[mine].flatten()
-            top = flat.topk(min(2 * beams, flat.numel()))
-            live = 0
+            top = candidates[mine].flatten().topk(min(2 * beams, mine.numel() * vocab))
+            live = []  # best first, as topk returns them
             for score, index in zip(top.values.tolist(), top.indices.tolist()):
-                parent, token = mine[index // candidates.shape[1]], index % candidates.shape[1]
+                parent, token = int(mine[index // vocab]), index % vocab
                 if token == eos_id:
                     finished[b].append((score / length ** length_penalty, ids[parent].tolist()))
                     continue
-                keep_rows.append(b)
-                keep_ids.append(torch.cat([ids[parent], ids.new_tensor([token])]))
-                keep_scores.append(score)
-                live += 1
-                if live == beams:
+                live.append((score, torch.cat([ids[parent], ids.new_tensor([token])])))
+                if len(live) == beams:
                     break
             finished[b] = sorted(finished[b], key=lambda f: -f[0])[:beams]
-            best_live = max((s for r, s in zip(keep_rows, keep_scores) if r == b), default=float("-inf"))
-            if len(finished[b]) == beams and finished[b][-1][0] >= _bound(best_live, length, length_penalty):
-                open_.discard(b)
-        open_ &= set(keep_rows)
-        kept = [i for i, r in enumerate(keep_rows) if r in open_]
-        if not kept:
+            # Done when no live beam can still beat the worst kept finished one: exact for a penalty
+            # of 0 (log-probs only fall), transformers' heuristic (score at today's length) otherwise.
+            best_live = live[0][0] / length ** length_penalty if live else float("-inf")
+            if not live or (len(finished[b]) == beams and finished[b][-1][0] >= best_live):
+                continue
+            new_rows += [b] * len(live)
+            new_scores += [score for score, _ in live]
+            new_ids += [seq for _, seq in live]
+        if not new_rows:
             break
-        rows = torch.tensor([keep_rows[i] for i in kept], device=device)
-        ids = torch.stack([keep_ids[i] for i in kept])
-        scores = torch.tensor([keep_scores[i] for i in kept], device=device)
+        rows = torch.tensor(new_rows, device=device)
+        ids = torch.stack(new_ids)
+        scores = torch.tensor(new_scores, device=device)
     else:
         for r, seq, s in zip(rows.tolist(), ids.tolist(), scores.tolist()):
             finished[r].append((s / len(seq) ** length_penalty, seq))
     return [max(f, key=lambda x: x[0])[1] if f else [] for f in finished]
-
-
-def _bound(best_live: float, length: int, length_penalty: float) -> float:
-    """The best score a live sequence could still reach (log-probs only fall): exact when the
-    penalty is 0; for a positive penalty, transformers' heuristic of scoring it at today's length."""
-    if best_live == float("-inf"):
-        return best_live
-    return best_live / length ** length_penalty
 
 
 def _until_eos(tokens: list[int], eos_id: int) -> list[int]:

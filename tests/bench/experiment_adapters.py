@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from tests.shapes_data import write_shapes  # noqa: E402
 from tests.tiny_clip import write_clip_checkpoint  # noqa: E402
 from tests.tiny_llm import context_caption_loss, write_tiny_llm  # noqa: E402
+from trainers.build import build_model  # noqa: E402
 from trainers.config import config_from_dict  # noqa: E402
 from trainers.evaluate import evaluate  # noqa: E402
 from trainers.schedule import count_params  # noqa: E402
@@ -125,8 +126,6 @@ def main() -> None:
             config = config_from_dict(cfg).validate()
             train(config)
             seconds = time.perf_counter() - t0
-            from trainers.build import build_model
-
             _, trainable, _, _ = build_model(config)
             results[name] = {"params": count_params(trainable, True), "seconds": seconds, "curve": curve(cfg, args.steps)}
             print(f"{name}: {seconds:.1f} s, {results[name]['curve'][-1]}", flush=True)
