@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -86,6 +87,44 @@ def resolve_checkpoint(spec: ClipSpec) -> str:
     return path
 
 
+def _identity(spec: ClipSpec, checkpoint: str) -> dict[str, Any]:
+    import open_clip
+
+    path = os.path.abspath(checkpoint)
+    return {"name": spec.name, "pretrained": spec.pretrained, "path": path, "sha256": file_sha256(path),
+            "device": spec.device, "precision": spec.precision, "open_clip": open_clip.__version__}
+
+
+def check_weights(spec: ClipSpec) -> tuple[dict[str, Any], list[str]]:
+    """What the driver can know without loading a model anywhere: the weights file (resolved,
+    downloaded into the cache for a tag, hashed) and, for a local checkpoint, that its keys and shapes
+    fit the architecture, checked on torch's meta device (no memory, no GPU). Returns the identity
+    for the manifest and the checks left to the workers."""
+    import open_clip
+
+    checkpoint = resolve_checkpoint(spec)
+    deferred = []
+    if os.path.isfile(spec.pretrained):
+        warnings_off = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # open_clip warns "initialized randomly" for a model built without weights
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # meta tensors: copying weights into them is a no-op, as wanted
+                model = open_clip.create_model(spec.name, device="meta")
+                open_clip.load_checkpoint(model, checkpoint, weights_only=True)
+        except RuntimeError as err:  # missing/unexpected keys, shape mismatches
+            raise ClipWeightsError(f"{spec.stage}.model.pretrained {checkpoint} does not fit the architecture "
+                                   f"{spec.name}: {str(err).splitlines()[-1][:300]}") from None
+        finally:
+            logging.disable(warnings_off)
+    else:
+        deferred.append(f"{spec.stage}: {spec.name}/{spec.pretrained} is loaded from open_clip's cache on the workers")
+    if spec.device != "cpu":
+        deferred.append(f"{spec.stage}: building {spec.name} on {spec.device} happens on the workers "
+                        "(the driver builds no model on a device)")
+    return _identity(spec, checkpoint), deferred
+
+
 @dataclass
 class LoadedClip:
     model: Any
@@ -108,8 +147,6 @@ def load_clip(spec: ClipSpec) -> LoadedClip:
         cache_dir=spec.cache_dir, weights_only=True)
     model.eval()
     tokenizer = open_clip.get_tokenizer(spec.name, cache_dir=spec.cache_dir)
-    identity = {"name": spec.name, "pretrained": spec.pretrained, "path": os.path.abspath(checkpoint),
-                "sha256": file_sha256(os.path.abspath(checkpoint)), "device": spec.device,
-                "precision": spec.precision, "open_clip": open_clip.__version__}
+    identity = _identity(spec, checkpoint)
     log.info("loaded open_clip %s (%s) on %s", spec.name, spec.pretrained, spec.device)
     return LoadedClip(model, preprocess, tokenizer, identity)

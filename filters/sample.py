@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -27,6 +27,8 @@ class Sample:
     `vectors` are computed embeddings as raw float16 bytes (name -> bytes); they travel in
     binary, not JSON, and land as columns of the shard's parquet.
     """
+
+    KIND: ClassVar[str] = "sample"
 
     key: str
     source: str  # the input file this sample came from
@@ -82,7 +84,10 @@ class Sample:
 
 @dataclass(slots=True, frozen=True)
 class Rejection:
-    """A sample that did not make it, and why. One row of the rejection table."""
+    """A record that did not make it, and why. One row of the rejection table.
+
+    `kind` is the kind of record rejected (sample, document): accounting balances per kind.
+    """
 
     key: str
     source: str
@@ -90,14 +95,16 @@ class Rejection:
     stage: str
     reason: str
     detail: str = ""
+    kind: str = "sample"
 
     @classmethod
-    def of(cls, sample: Sample, stage: str, reason: str, detail: Any = "") -> Rejection:
-        return cls(sample.key, sample.source, sample.url, stage, reason, str(detail))
+    def of(cls, record: Any, stage: str, reason: str, detail: Any = "") -> Rejection:
+        """A Rejection of any record kind (anything with key, source, url and KIND)."""
+        return cls(record.key, record.source, record.url, stage, reason, str(detail), record.KIND)
 
     def to_bytes(self) -> bytes:
         return json.dumps(
-            [self.key, self.source, self.url, self.stage, self.reason, self.detail],
+            [self.key, self.source, self.url, self.stage, self.reason, self.detail, self.kind],
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode("utf-8")
@@ -114,4 +121,5 @@ class Rejection:
             "stage": self.stage,
             "reason": self.reason,
             "detail": self.detail,
+            "kind": self.kind,
         }

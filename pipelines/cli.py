@@ -39,7 +39,7 @@ def sample_data(
 
     Example: vlcurate sample-data demo/pool --n 400 --seed 0
     """
-    from pipelines.sample_pool import write_pool
+    from pipelines.drivers.sample_data import write_pool
 
     summary = write_pool(out_dir, n=n, seed=seed, per_shard=per_shard)
     typer.echo(f"wrote {summary['records']} records in {summary['shards']} shard(s) to {out_dir}/shards, "
@@ -70,10 +70,10 @@ def curate(
     """
     from manifests.manifest import AccountingError
     from manifests.recipe import RecipeError, load_recipe
-    from pipelines.curate import CurateError, curate as run_curate
-    from pipelines.download import DownloadError
-    from pipelines.report import print_summary
-    from pipelines.url_lists import UrlListError
+    from pipelines.drivers.curate import CurateError, curate as run_curate
+    from pipelines.drivers.download import DownloadError
+    from pipelines.drivers.funnel_table import print_summary
+    from pipelines.io.url_lists import UrlListError
 
     _setup_logging(verbose)
     try:
@@ -105,9 +105,9 @@ def download(
     """
     from manifests.manifest import AccountingError
     from manifests.recipe import RecipeError, load_recipe
-    from pipelines.download import DownloadError, download as run_download
-    from pipelines.report import print_summary
-    from pipelines.url_lists import UrlListError
+    from pipelines.drivers.download import DownloadError, download as run_download
+    from pipelines.drivers.funnel_table import print_summary
+    from pipelines.io.url_lists import UrlListError
 
     _setup_logging(verbose)
     try:
@@ -142,7 +142,7 @@ def metadata_build(
     Example: vlcurate metadata build metadata.json --min-zipf 3.0 --extra bigrams.txt
     """
     from filters.metadata_sources import MetadataSourceError
-    from pipelines.metadata_build import build_metadata
+    from pipelines.drivers.metadata import build_metadata
 
     try:
         summary = build_metadata(out, None if no_wordnet else wordnet_dir, None if no_unigrams else min_zipf, extra)

@@ -10,8 +10,8 @@ from PIL import Image
 
 from filters.heuristics import HeuristicFilter
 from filters.sample import Sample
-from manifests.recipe import HeuristicsConfig
-from pipelines.sample_pool import write_pool
+from pipelines.stages.heuristics import HeuristicsConfig
+from pipelines.drivers.sample_data import write_pool
 
 POOL_RECORDS = 150
 

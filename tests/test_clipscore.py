@@ -19,8 +19,8 @@ from filters.sample import Sample
 from filters.top_fraction import bin_of, keep_count
 from manifests.manifest import read_manifest
 from manifests.recipe import RecipeError, parse_recipe
-from pipelines.curate import CurateError, curate
-from pipelines.top_fraction import KeepTopFraction, keep_above
+from pipelines.drivers.curate import CurateError, curate
+from pipelines.beam.top_fraction import KeepTopFraction, keep_above
 from tests.model_inputs import jpeg, scene, write_records
 
 CAPTIONS = ["a red square on a green field", "two blue boxes", "an orange scene with shapes",
@@ -149,7 +149,7 @@ def test_missing_weights_fail_before_the_pipeline_with_the_recipe_keys(model, me
 def test_recipe_rules_for_model_stages(tiny_clip):
     with pytest.raises(RecipeError, match="threshold or top_fraction, not both"):
         _recipe(tiny_clip, threshold=0.2, top_fraction=0.3)
-    with pytest.raises(RecipeError, match="semantic_dedup needs CLIP image embeddings"):
+    with pytest.raises(RecipeError, match="stages.0.semantic_dedup: semantic_dedup needs clip_image_embedding, which no stage before it provides: put one of \\(clipscore, tmars\\)"):
         parse_recipe({"name": "t", "stages": [{"semantic_dedup": {}}]})
     with pytest.raises(RecipeError, match="tmars.model differs"):
         parse_recipe({"name": "t", "stages": [{"clipscore": {"model": tiny_clip}},

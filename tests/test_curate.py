@@ -18,7 +18,7 @@ import yaml
 
 from manifests.manifest import read_manifest, verify_dataset
 from manifests.recipe import load_recipe, parse_recipe
-from pipelines.curate import CurateError, curate, expand_inputs
+from pipelines.drivers.curate import CurateError, curate, expand_inputs
 from tests.conftest import POOL_RECORDS
 
 ROOT = Path(__file__).parents[1]

@@ -16,9 +16,9 @@ import pytest
 
 from manifests.manifest import read_manifest, verify_dataset
 from manifests.recipe import parse_recipe
-from pipelines.curate import curate
-from pipelines.download import DownloadError, download
-from pipelines.url_lists import UrlListError, read_url_list
+from pipelines.drivers.curate import curate
+from pipelines.drivers.download import DownloadError, download
+from pipelines.io.url_lists import UrlListError, read_url_list
 from tests.image_server import ImageServer
 
 ROOT = Path(__file__).parents[1]
@@ -105,7 +105,7 @@ def test_interrupted_download_resumes_without_refetching_finished_shards(tmp_pat
         write_urls(urls_path, urls)
         script = (
             "from manifests.recipe import parse_recipe\n"
-            "from pipelines.download import download\n"
+            "from pipelines.drivers.download import download\n"
             "if __name__ == '__main__':\n"
             f"    r = parse_recipe({{'name': 't', 'download': {{**{FAST!r}, 'threads': 2}}}})\n"
             f"    download(r, {str(urls_path)!r}, {str(out)!r}, allow_private_networks=True)\n"

@@ -10,8 +10,8 @@ from PIL import Image
 from filters.exact_dedup import image_digest, split_duplicates
 from filters.heuristics import HeuristicFilter
 from filters.sample import Rejection, Sample
-from manifests.recipe import HeuristicsConfig
-from pipelines.sample_pool import png_declaring
+from pipelines.stages.heuristics import HeuristicsConfig
+from pipelines.drivers.sample_data import png_declaring
 from tests.conftest import make_image, make_sample
 
 GOOD = "a large red circle on a blue background"

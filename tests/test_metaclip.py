@@ -20,8 +20,8 @@ from filters.metaclip import MetadataMatcher
 from filters.metadata_sources import MetadataSourceError, wordnet_lemmas
 from manifests.manifest import read_manifest, verify_dataset
 from manifests.recipe import parse_recipe
-from pipelines.curate import curate
-from pipelines.metadata_build import build_metadata, counts_path
+from pipelines.drivers.curate import curate
+from pipelines.drivers.metadata import build_metadata, counts_path
 from tests.model_inputs import jpeg, scene, write_records
 
 ROOT = Path(__file__).parents[1]

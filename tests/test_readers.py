@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 
 from filters.sample import Rejection, Sample
 from manifests.recipe import InputConfig
-from pipelines.readers import read_file, split_member_name
+from manifests.shard_format import split_member_name
+from pipelines.io.readers import read_file
 from tests.conftest import make_image
 
 CONFIG = InputConfig()

@@ -12,7 +12,7 @@ import pytest
 from filters.dedup import dedup_cluster, nearest_centroid, target_clusters, train_centroids
 from manifests.manifest import read_manifest
 from manifests.recipe import parse_recipe
-from pipelines.curate import curate
+from pipelines.drivers.curate import curate
 from tests.model_inputs import jpeg, near_copies, scene, write_records
 
 DISTINCT = 12

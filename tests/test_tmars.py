@@ -14,7 +14,7 @@ from filters.text_regions import TextRegionDetector, TextRegionMasker
 from filters.tmars import MASKED_SCORE, TEXT_FRACTION, TmarsScorer
 from manifests.manifest import read_manifest
 from manifests.recipe import parse_recipe
-from pipelines.curate import curate
+from pipelines.drivers.curate import curate
 from tests.model_inputs import jpeg, scene, with_text, write_records
 
 BACKGROUNDS = [(235, 235, 225), (30, 40, 90), (200, 60, 60), "gradient", "scene"]

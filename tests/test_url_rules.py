@@ -8,7 +8,7 @@ import pytest
 
 from filters.download_reasons import download_reason
 from filters.url_safety import url_problem
-from pipelines.download_guard import guarded_opener
+from pipelines.io.download_guard import guarded_opener
 from tests.image_server import ImageServer
 
 

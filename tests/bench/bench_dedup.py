@@ -55,8 +55,8 @@ def _beam(n: int, clusters: int, train: int, queue) -> None:
     from apache_beam.metrics import Metrics
 
     from filters.sample import Sample
-    from manifests.recipe import SemanticDedupConfig
-    from pipelines.semantic_dedup_stage import SemanticDedupStage
+    from pipelines.stages.semantic_dedup import SemanticDedupConfig
+    from pipelines.stages.semantic_dedup import SemanticDedupStage
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, DIM)).astype(np.float32)

@@ -67,7 +67,7 @@ def run_img2dataset(url_list: str, out: str) -> None:
 
 def run_vlcurate(url_list: str, out: str) -> dict:
     from manifests.recipe import parse_recipe
-    from pipelines.download import download
+    from pipelines.drivers.download import download
 
     recipe = parse_recipe({"name": "bench", "download": {
         "processes": SETTINGS["processes_count"], "threads": SETTINGS["thread_count"],

@@ -26,10 +26,10 @@ from filters.heuristics import HeuristicFilter  # noqa: E402
 from filters.keyed_random import key_hash  # noqa: E402
 from filters.sample import Rejection, Sample  # noqa: E402
 from manifests.recipe import load_recipe  # noqa: E402
-from pipelines.curate import curate  # noqa: E402
-from pipelines.readers import read_file  # noqa: E402
-from pipelines.shard_writer import write_shard  # noqa: E402
-from pipelines.rejection_files import REJECTION_SCHEMA  # noqa: E402
+from pipelines.drivers.curate import curate  # noqa: E402
+from pipelines.io.readers import read_file  # noqa: E402
+from manifests.shard_format import write_pair_shard as write_shard  # noqa: E402
+from pipelines.io.rejection_files import REJECTION_SCHEMA  # noqa: E402
 from tests.bench.common import real_captions_or_skip, write_pool  # noqa: E402
 
 REPEATS = 2

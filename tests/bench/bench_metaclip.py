@@ -37,7 +37,7 @@ def rss_mb() -> float:
 def build_entries(tmp: Path) -> tuple[list[str], dict]:
     import json
 
-    from pipelines.metadata_build import build_metadata
+    from pipelines.drivers.metadata import build_metadata
     from wordfreq import top_n_list
 
     has_wordnet = os.path.isfile(f"{WORDNET_DIR}/data.noun")
@@ -102,7 +102,7 @@ def pipeline_rate(tmp: Path, entries: list[str], captions: list[str]) -> tuple[f
     import json
 
     from manifests.recipe import parse_recipe
-    from pipelines.curate import curate
+    from pipelines.drivers.curate import curate
     from tests.model_inputs import jpeg, scene, write_records
 
     (tmp / "meta500k.json").write_text(json.dumps(entries))

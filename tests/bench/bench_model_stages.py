@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 
 from manifests.recipe import parse_recipe  # noqa: E402
-from pipelines.curate import curate  # noqa: E402
+from pipelines.drivers.curate import curate  # noqa: E402
 from tests.bench.common import CAPTIONS  # noqa: E402
 from tests.model_inputs import jpeg, scene, with_text, write_records  # noqa: E402
 from tests.tiny_clip import write_clip_checkpoint  # noqa: E402

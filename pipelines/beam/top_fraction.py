@@ -6,14 +6,14 @@ cutoff, reach every worker as side inputs, so the decision needs no worker to se
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from filters.sample import Rejection, Sample
 from filters.top_fraction import bin_of, cutoff_from_band, in_top, plan_cutoff
-from pipelines.stage import REJECTED, StageOutputs
+from pipelines.beam.routing import StageOutputs, split
 
 
 class ScoreHistogram(beam.CombineFn):
@@ -45,12 +45,9 @@ def _band_member(sample: Sample, score_key: str, plan):
 def _decide(sample: Sample, score_key: str, cutoff, fraction: float, stage: str, reason: str):
     score = sample.annotations[score_key]
     if in_top(score, sample.key, cutoff):
-        yield sample
-        return
-    Metrics.counter(stage, reason).inc()
+        return sample
     threshold = "none kept" if cutoff is None else f"cutoff {-cutoff[0]:.6f} ({cutoff[1]})"
-    yield beam.pvalue.TaggedOutput(
-        REJECTED, Rejection.of(sample, stage, reason, f"{score:.6f} not in the top {fraction:.2%}: {threshold}"))
+    return Rejection.of(sample, stage, reason, f"{score:.6f} not in the top {fraction:.2%}: {threshold}")
 
 
 class KeepTopFraction(beam.PTransform):
@@ -74,11 +71,8 @@ class KeepTopFraction(beam.PTransform):
             | "CollectBin" >> beam.combiners.ToList()
             | "Cutoff" >> beam.Map(cutoff_from_band, plan=beam.pvalue.AsSingleton(plan))
         )
-        decided = samples | "Decide" >> beam.FlatMap(
-            _decide, score_key=key, cutoff=beam.pvalue.AsSingleton(cutoff), fraction=fraction,
-            stage=self.stage, reason=self.reason,
-        ).with_output_types(Sample, **{REJECTED: Rejection}).with_outputs(REJECTED, main="kept")
-        return StageOutputs(decided.kept, decided[REJECTED])
+        return split(samples, "Decide", functools.partial(_decide, stage=self.stage, reason=self.reason),
+                     stage=self.stage, score_key=key, cutoff=beam.pvalue.AsSingleton(cutoff), fraction=fraction)
 
 
 def keep_above(samples, score_key: str, threshold: float, stage: str, reason: str, label: str = "Threshold"):
@@ -87,11 +81,7 @@ def keep_above(samples, score_key: str, threshold: float, stage: str, reason: st
     def decide(sample: Sample):
         score = sample.annotations[score_key]
         if score >= threshold:
-            yield sample
-            return
-        Metrics.counter(stage, reason).inc()
-        yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(sample, stage, reason, f"{score:.6f} < {threshold}"))
+            return sample
+        return Rejection.of(sample, stage, reason, f"{score:.6f} < {threshold}")
 
-    decided = samples | label >> beam.FlatMap(decide).with_output_types(
-        Sample, **{REJECTED: Rejection}).with_outputs(REJECTED, main="kept")
-    return StageOutputs(decided.kept, decided[REJECTED])
+    return split(samples, label, decide, stage=stage)

@@ -9,31 +9,31 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import apache_beam as beam
 import fsspec
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from filters.model_files import package_version
-from manifests.manifest import Counts, Manifest, build_funnel, check_accounting, write_manifest
+from filters.records import SAMPLE
+from manifests.manifest import Manifest, build_funnel, counts_by_kind, total_counts
 from manifests.recipe import Recipe
+from manifests.shard_format import FORMAT_VERSION as SHARD_FORMAT_VERSION
+from manifests.shard_format import SHARDS_DIR
 from manifests.storage import atomic_write_bytes, glob_files
-from pipelines.readers import STAGE as READ_STAGE
-from pipelines.download import DownloadResult, download
-from pipelines.rejection_files import REJECTED_DIR
-from pipelines.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_run_dir
-from pipelines.sink import SINK_STAGE, WriteRejections, WriteShards
-from pipelines.shard_writer import SHARDS_DIR
-from pipelines.sources import COUNTED, REJECTED, ReadSamples
-from pipelines.metaclip_report import STAGE_REPORTS
-from pipelines.stages import StageContext, preflight, stage_transform
+from pipelines.beam.routing import Tally, all_rejections
+from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
+from pipelines.beam.sources import COUNTED, REJECTED, ReadSamples
+from pipelines.drivers.download import DownloadResult, download
+from pipelines.drivers.finish import RUN_DIR, build_manifest, finish
+from pipelines.io.readers import STAGE as READ_STAGE
+from pipelines.io.rejection_files import REJECTED_DIR
+from pipelines.io.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_run_dir
+from pipelines.stages.metaclip_report import STAGE_REPORTS
+from pipelines.stages.spec import Preflight, StageContext
 
 log = logging.getLogger("vlcurate")
-RUN_DIR = "_run"
 SUMMARY = f"{RUN_DIR}/summary.json"
 RAW_DIR = "raw"  # a chained run's download (a complete `vlcurate download` run directory)
 OWNED = {SHARDS_DIR, REJECTED_DIR, RUN_DIR, RAW_DIR, "reports", "manifest.json"}  # what --overwrite may delete
@@ -82,11 +82,12 @@ def prepare_output(root: str, overwrite: bool, resume_download: bool = False) ->
         raise CurateError(f"output {root} is not empty; pass --overwrite to replace a previous run")
 
 
-def _write_summary(_, root: str, shards, rejected_files, reasons, n_input) -> None:
+def _write_summary(_, root: str, shards, rejected_files, reasons, tallies, inputs) -> None:
     summary = {"shards": sorted(shards, key=lambda s: s["name"]),
                "rejected": sorted(rejected_files, key=lambda r: r["name"]),
-               "reasons": [[stage, reason, n] for (stage, reason), n in sorted(reasons)],
-               "input": n_input}
+               "reasons": [[*key, n] for key, n in sorted(reasons)],
+               "tallies": [[*key, n] for key, n in sorted(tallies)],
+               "inputs": dict(inputs)}
     atomic_write_bytes(f"{root}/{SUMMARY}", json.dumps(summary).encode("utf-8"))
 
 
@@ -104,23 +105,47 @@ def _stage_reports(root: str) -> tuple[dict, list[dict]]:
 
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str) -> None:
     read = p | "ReadInputs" >> ReadSamples(paths, recipe.input)
-    kept, rejected = read.samples, [read[REJECTED]]
+    kept, rejected, tallies = read.samples, [read[REJECTED]], []
+    context = StageContext(recipe.seed, root)
     for i, entry in enumerate(recipe.stages):
-        outputs = kept | f"{i:02d}_{entry.name}" >> stage_transform(entry, StageContext(recipe.seed, root))
+        outputs = kept | f"{i:02d}_{entry.name}" >> entry.spec.build(entry.config, context)
         kept = outputs.kept
         rejected.append(outputs.rejected)
+        if outputs.tallies is not None:
+            tallies.append(outputs.tallies)
     shards, sink_rejected = kept | "WriteShards" >> WriteShards(root, recipe.output.samples_per_shard, recipe.seed)
-    all_rejected = (*rejected, sink_rejected) | "AllRejections" >> beam.Flatten()
-    rejection_files = all_rejected | "WriteRejections" >> WriteRejections(
+    every_rejection = all_rejections("AllRejections", *rejected, sink_rejected)
+    rejection_files = every_rejection | "WriteRejections" >> WriteRejections(
         root, recipe.output.rejected_rows_per_file, recipe.seed)
-    reasons = (all_rejected | "ReasonKey" >> beam.Map(lambda r: ((r.stage, r.reason), 1))
-               | "CountReasons" >> beam.CombinePerKey(sum))
-    n_input = read[COUNTED] | "CountInput" >> beam.CombineGlobally(sum)
+    reason_count = beam.typehints.Tuple[beam.typehints.Tuple[str, str, str], int]
+    reasons = (every_rejection
+               | "ReasonKey" >> beam.Map(lambda r: ((r.stage, r.kind, r.reason), 1)).with_output_types(reason_count)
+               | "CountReasons" >> beam.CombinePerKey(sum).with_output_types(reason_count))
+    no_tally = p | "NoTallies" >> beam.Create([]).with_output_types(Tally)
+    tally_counts = ((no_tally, *tallies) | "AllTallies" >> beam.Flatten().with_output_types(Tally)
+                    | "CountTallies" >> beam.CombinePerKey(sum).with_output_types(Tally))
+    inputs = read[COUNTED] | "CountInput" >> beam.CombinePerKey(sum).with_output_types(
+        beam.typehints.Tuple[str, int])
     _ = (p | "Finish" >> beam.Create([None])
          | "WriteSummary" >> beam.Map(
              _write_summary, root=root, shards=beam.pvalue.AsList(shards),
              rejected_files=beam.pvalue.AsList(rejection_files), reasons=beam.pvalue.AsList(reasons),
-             n_input=beam.pvalue.AsSingleton(n_input)))
+             tallies=beam.pvalue.AsList(tally_counts), inputs=beam.pvalue.AsList(inputs)))
+
+
+def preflight_stages(recipe: Recipe) -> Preflight:
+    """Every stage's driver-side checks (files, weights, tags); models on devices are left to workers."""
+    found = Preflight()
+    for entry in recipe.stages:
+        try:
+            checked = entry.spec.preflight(entry.config)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            raise CurateError(f"stage {entry.name} cannot start: {err}") from err
+        found.models += checked.models
+        found.deferred += checked.deferred
+    for line in found.deferred:
+        log.info("deferred to the workers: %s", line)
+    return found
 
 
 def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str] | None = None,
@@ -142,10 +167,7 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
         prepare_output(root, overwrite)
     log.info("%d input file(s); output %s", len(paths), root)
 
-    try:
-        models = [m for entry in recipe.stages for m in preflight(entry)]
-    except (FileNotFoundError, ValueError, OSError) as err:
-        raise CurateError(f"a stage cannot start: {err}") from err
+    checked = preflight_stages(recipe)
     preflight_s = time.perf_counter() - started
 
     options = PipelineOptions(beam_args or [])
@@ -158,42 +180,31 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
 
     with fsspec.open(f"{root}/{SUMMARY}", "rt") as f:
         summary = json.load(f)
-    reasons = {(stage, reason): n for stage, reason, n in summary["reasons"]}
+    reasons = {(stage, kind, reason): n for stage, kind, reason, n in summary["reasons"]}
+    tallies = {(stage, kind, event, reason): n for stage, kind, event, reason, n in summary["tallies"]}
     reports, report_files = _stage_reports(root)
     stage_order = [READ_STAGE, *(e.name for e in recipe.stages), SINK_STAGE]
-    kept = sum(s["samples"] for s in summary["shards"])
-    funnel = build_funnel(stage_order, summary["input"], reasons)
-    counts = Counts(input=summary["input"], kept=kept, rejected=sum(reasons.values()))
+    kept = {SAMPLE: sum(s["samples"] for s in summary["shards"])}
+    by_kind = counts_by_kind(summary["inputs"], kept, reasons, tallies)
+    funnel = build_funnel(stage_order, summary["inputs"], reasons, tallies)
+    counts = total_counts(by_kind)
     rejected, inputs = summary["rejected"], {"pattern": input_pattern, "files": paths}
     if raw is not None:  # the funnel starts at the URLs read; the download's rejections are part of the table
         prior = raw.manifest
         funnel = prior.funnel + funnel
-        counts = Counts(input=prior.counts.input, kept=kept, rejected=prior.counts.rejected + counts.rejected)
+        by_kind[SAMPLE] = by_kind[SAMPLE].model_copy(update={
+            "input": prior.counts.input, "rejected": prior.counts.rejected + by_kind[SAMPLE].rejected})
+        counts = total_counts(by_kind)
         rejected = [{**f.model_dump(), "name": f"{RAW_DIR}/{f.name}"} for f in prior.rejected] + rejected
         inputs = {"url_list": input_pattern, "raw_manifest": f"{RAW_DIR}/manifest.json",
                   "raw_shards": len(paths), "urls": prior.counts.input}
-    manifest = Manifest(
-        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        recipe=recipe.resolved(),
-        inputs=inputs,
-        counts=counts,
-        funnel=funnel,
-        shards=summary["shards"],
-        rejected=rejected,
-        versions={
-            "vlcurate": package_version("vlcurate"),
-            "python": platform.python_version(),
-            "packages": {name: package_version(name) for name in PACKAGES + (("img2dataset",) if raw else ())},
-            "models": models,
-            "runner": str(options.view_as(StandardOptions).runner),
-            "direct_running_mode": options.view_as(DirectOptions).direct_running_mode,
-        },
-        timings_s={"preflight": round(preflight_s, 3), "pipeline": round(pipeline_s, 3),
-                   "total": round(time.perf_counter() - started, 3)},
-        reports=reports,
-        report_files=report_files,
-    )
-    check_accounting(manifest.counts)  # a broken count keeps _run/ for inspection and writes no manifest
-    fs, path = fsspec.core.url_to_fs(root)
-    fs.rm(f"{path}/{RUN_DIR}", recursive=True)
-    return CurateResult(manifest, write_manifest(root, manifest))
+    manifest = build_manifest(
+        recipe, inputs=inputs, counts=counts, counts_by_kind=by_kind, funnel=funnel, shards=summary["shards"],
+        rejected=rejected, packages=PACKAGES + (("img2dataset",) if raw else ()),
+        versions={"models": checked.models, "deferred_checks": checked.deferred,
+                  "runner": str(options.view_as(StandardOptions).runner),
+                  "direct_running_mode": options.view_as(DirectOptions).direct_running_mode},
+        shard_format_version=SHARD_FORMAT_VERSION,
+        timings_s={"preflight": preflight_s, "pipeline": pipeline_s, "total": time.perf_counter() - started},
+        reports=reports, report_files=report_files)
+    return CurateResult(manifest, finish(root, manifest))

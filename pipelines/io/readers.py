@@ -8,7 +8,6 @@ everything unreadable comes out as a Rejection of stage `read` with a reason.
 from __future__ import annotations
 
 import json
-import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -17,15 +16,13 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 
 from filters.sample import Rejection, Sample
+from manifests.shard_format import KEY_RULE_TEXT, image_member, iter_tar_records, valid_key
 
 if TYPE_CHECKING:
     from manifests.recipe import InputConfig
 
 STAGE = "read"
 Record = Sample | Rejection
-
-# Keys become file names in the curated shards: no "..", no absolute paths, no odd characters.
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 
 
 def read_file(path: str, config: InputConfig) -> Iterator[Record]:
@@ -55,38 +52,10 @@ def _file_rejection(path: str, reason: str, detail: str) -> Rejection:
 
 
 # ---------------------------------------------------------------- webdataset tar
-def split_member_name(name: str) -> tuple[str, str]:
-    """webdataset's convention: the key is the path up to the first dot of the file name."""
-    directory, _, filename = name.rpartition("/")
-    stem, dot, ext = filename.partition(".")
-    key = f"{directory}/{stem}" if directory else stem
-    return key, ext.lower() if dot else ""
-
-
 def read_tar(path: str, config: InputConfig) -> Iterator[Record]:
     with fsspec.open(path, "rb") as raw:
-        # Stream mode ("r|*"): one pass, no seeking, works for .tar.gz and remote files alike.
-        with tarfile.open(fileobj=raw, mode="r|*") as tar:
-            key: str | None = None
-            parts: dict[str, bytes] = {}
-            problems: list[tuple[str, str]] = []
-            for member in tar:
-                member_key, ext = split_member_name(member.name)
-                if member_key != key:
-                    if key is not None:
-                        yield _record(path, key, parts, problems, config)
-                    key, parts, problems = member_key, {}, []
-                if not member.isreg():
-                    problems.append(("member_not_regular_file", f"{member.name} is not a regular file"))
-                elif member.size > config.max_member_bytes:
-                    problems.append(("member_too_large", f"{member.name}: {member.size} > {config.max_member_bytes} bytes"))
-                elif ext in parts:
-                    problems.append(("member_repeated", f"{member.name} appears twice in the record"))
-                else:
-                    handle = tar.extractfile(member)
-                    parts[ext] = handle.read() if handle else b""
-            if key is not None:
-                yield _record(path, key, parts, problems, config)
+        for found in iter_tar_records(raw, config.max_member_bytes):
+            yield _record(path, found.key, found.parts, found.problems, config)
 
 
 def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[str, str]],
@@ -101,8 +70,8 @@ def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[s
             return Rejection(key, path, None, STAGE, "metadata_invalid_json", "KEY.json is not an object")
         meta = loaded
     url = meta.get("url") if isinstance(meta.get("url"), str) else None
-    if not _SAFE_KEY.match(key):
-        return Rejection(key, path, url, STAGE, "key_invalid", "keys may hold letters, digits, _ - and /")
+    if not valid_key(key):
+        return Rejection(key, path, url, STAGE, "key_invalid", KEY_RULE_TEXT)
     if problems:
         reason, detail = problems[0]
         return Rejection(key, path, url, STAGE, reason, detail)
@@ -112,7 +81,7 @@ def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[s
             caption = parts["txt"].decode("utf-8")
         except UnicodeDecodeError as err:
             return Rejection(key, path, url, STAGE, "caption_not_utf8", str(err))
-    image_ext = next((e for e in config.image_extensions if e in parts), None)
+    image_ext = image_member(parts, config.image_extensions)
     image = parts.get(image_ext) if image_ext else None
     return Sample(key=key, source=path, image=image, image_ext=image_ext, caption=caption, url=url, meta=meta)
 
@@ -147,8 +116,8 @@ def read_parquet(path: str, config: InputConfig) -> Iterator[Record]:
 def _parquet_record(path: str, key: str, values: dict[str, Any], image_col: str, caption_col: str | None,
                     url_col: str) -> Record:
     url = values.get(url_col) if isinstance(values.get(url_col), str) else None
-    if not _SAFE_KEY.match(key):
-        return Rejection(key, path, url, STAGE, "key_invalid", "keys may hold letters, digits, _ - and /")
+    if not valid_key(key):
+        return Rejection(key, path, url, STAGE, "key_invalid", KEY_RULE_TEXT)
     caption = values.get(caption_col) if caption_col else None
     if isinstance(caption, bytes):
         try:

@@ -1,4 +1,4 @@
-"""The rejection table on disk: REJECTED_DIR/STAGE-NNNNN.parquet, one row per dropped sample."""
+"""The rejection table on disk: REJECTED_DIR/STAGE-NNNNN.parquet, one row per dropped record."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ REJECTION_SCHEMA = pa.schema([
     ("stage", pa.string()),
     ("reason", pa.string()),
     ("detail", pa.string()),
+    ("kind", pa.string()),  # the kind of record rejected: sample, document
 ])
 
 

@@ -17,9 +17,9 @@ import apache_beam as beam
 
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
-from pipelines.rejection_files import write_rejection_part
-from pipelines.shard_writer import write_shard
-from pipelines.stage import REJECTED, KeyedSample
+from manifests.shard_format import write_pair_shard
+from pipelines.beam.routing import REJECTED, KeyedSample
+from pipelines.io.rejection_files import write_rejection_part
 
 log = logging.getLogger("vlcurate")
 SINK_STAGE = "sink"
@@ -70,7 +70,7 @@ class _WriteShardFn(beam.DoFn):
     def process(self, item: tuple[int, list[Sample]]):
         index, samples = item
         samples = sorted(samples, key=lambda s: (_order(s.key, self.seed), s.key))
-        info = write_shard(self.root, index, samples)
+        info = write_pair_shard(self.root, index, samples)
         log.info("wrote %s: %d samples, %.1f MB", info["name"], info["samples"], info["bytes"] / 1e6)
         yield info
 

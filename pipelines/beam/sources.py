@@ -9,8 +9,8 @@ from apache_beam.metrics import Metrics
 
 from filters.sample import Rejection, Sample
 from manifests.recipe import InputConfig
-from pipelines import coders  # noqa: F401  (registers SampleCoder/RejectionCoder)
-from pipelines.readers import read_file
+from pipelines.beam import coders  # noqa: F401  (registers the record coders)
+from pipelines.io.readers import read_file
 
 REJECTED = "rejected"
 COUNTED = "counted"
@@ -35,12 +35,12 @@ class _ReadFileFn(beam.DoFn):
                 yield record
         self.records.inc(n)
         self.files.inc()
-        yield beam.pvalue.TaggedOutput(COUNTED, n)
+        yield beam.pvalue.TaggedOutput(COUNTED, (Sample.KIND, n))
         log.info("read %d/%d %s: %d records", index + 1, total, path, n)
 
 
 class ReadSamples(beam.PTransform):
-    """Yields a DoOutputsTuple: main (Samples), `rejected` (Rejections), `counted` (records per file)."""
+    """Yields a DoOutputsTuple: main (Samples), `rejected` (Rejections), `counted` ((kind, records) per file)."""
 
     def __init__(self, paths: list[str], config: InputConfig):
         super().__init__()
@@ -51,9 +51,9 @@ class ReadSamples(beam.PTransform):
         work = [(i, len(self.paths), p) for i, p in enumerate(self.paths)]
         return (
             pbegin
-            | "Files" >> beam.Create(work)
-            | "OneFilePerWorker" >> beam.Reshuffle()
+            | "Files" >> beam.Create(work).with_output_types(beam.typehints.Tuple[int, int, str])
+            | "OneFilePerWorker" >> beam.Reshuffle().with_output_types(beam.typehints.Tuple[int, int, str])
             | "Read" >> beam.ParDo(_ReadFileFn(self.config))
-            .with_output_types(Sample, **{REJECTED: Rejection, COUNTED: int})
+            .with_output_types(Sample, **{REJECTED: Rejection, COUNTED: beam.typehints.Tuple[str, int]})
             .with_outputs(REJECTED, COUNTED, main="samples")
         )

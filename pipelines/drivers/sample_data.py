@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from pipelines.shard_writer import add_member
+from manifests.shard_format import add_member
 
 URL_BASE = "http://images.vlcurate-sample.invalid"
 COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 160, 60), "yellow": (235, 210, 40),

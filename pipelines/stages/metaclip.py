@@ -3,22 +3,36 @@ side input -> keep or balance out; then the counts after balancing and the repor
 
 from __future__ import annotations
 
+from typing import Literal
+
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
+from pydantic import Field
 
 from filters.metaclip import MetadataMatcher, load_entries
 from filters.metaclip_balance import balanced_keep
 from filters.sample import Rejection, Sample
-from manifests.recipe import MetaclipConfig
-from pipelines.metaclip_report import write_metaclip_report
-from pipelines.stage import REJECTED, StageOutputs
+from manifests.schema import Strict
+from pipelines.beam.routing import RoutedDoFn, StageOutputs, all_rejections, split
+from pipelines.stages.metaclip_report import write_metaclip_report
+from pipelines.stages.spec import Preflight, StageSpec
 
 STAGE = "metaclip"
 ENTRIES = "metaclip_entries"
 
 
-class _MatchFn(beam.DoFn):
+class MetaclipConfig(Strict):
+    """MetaCLIP: match captions against metadata entries, then balance entry counts at t."""
+
+    metadata: str = Field(..., description="JSON list of entries (vlcurate metadata build, or MetaCLIP's file)")
+    t: int = Field(20_000, ge=1, description="per-entry cap; 20,000 for a 400M pool, scale it to yours")
+    mode: Literal["balance", "annotate"] = Field("balance", description="annotate: record matches, drop nothing")
+    plot: bool = Field(True, description="write reports/metaclip_entry_counts.png (log-log, before/after)")
+
+
+class _MatchFn(RoutedDoFn):
+    stage = STAGE
+
     def __init__(self, config: MetaclipConfig, shared: Shared):
         self.config, self.shared = config, shared  # one automaton per worker process
 
@@ -31,26 +45,22 @@ class _MatchFn(beam.DoFn):
 
         self.matcher = self.shared.acquire(_Holder, tag=metadata).matcher
 
-    def process(self, sample: Sample):
+    def handle(self, sample: Sample):
         ids = self.matcher.match(sample.caption) if sample.caption is not None else []
         sample.annotations[ENTRIES] = ids
         if not ids and self.config.mode == "balance":
-            Metrics.counter(STAGE, "metaclip_no_match").inc()
             detail = "no caption" if sample.caption is None else "no metadata entry in the caption"
-            yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(sample, STAGE, "metaclip_no_match", detail))
-        else:
-            yield sample
+            return Rejection.of(sample, STAGE, "metaclip_no_match", detail)
+        return sample
 
 
 def _balance(sample: Sample, counts: dict[int, int], t: int, seed: int):
     ids = sample.annotations[ENTRIES]
     if balanced_keep(sample.key, ids, counts, t, seed):
-        yield sample
-        return
-    Metrics.counter(STAGE, "metaclip_balanced_out").inc()
+        return sample
     heaviest = max(ids, key=lambda e: counts[e])
-    yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(
-        sample, STAGE, "metaclip_balanced_out", f"{len(ids)} entries; largest count {counts[heaviest]} (id {heaviest})"))
+    return Rejection.of(sample, STAGE, "metaclip_balanced_out",
+                        f"{len(ids)} entries; largest count {counts[heaviest]} (id {heaviest})")
 
 
 def _entry_counts(samples, label: str):
@@ -60,25 +70,21 @@ def _entry_counts(samples, label: str):
 
 
 class MetaclipStage(beam.PTransform):
-    name_in_funnel = STAGE
-
     def __init__(self, config: MetaclipConfig, seed: int, root: str):
         super().__init__()
         self.config, self.seed, self.root = config, seed, root
 
     def expand(self, samples):
         c = self.config
-        matched = samples | "Match" >> beam.ParDo(_MatchFn(c, Shared())).with_output_types(
-            Sample, **{REJECTED: Rejection}).with_outputs(REJECTED, main="kept")
+        matched = split(samples, "Match", _MatchFn(c, Shared()), stage=STAGE)
         before = _entry_counts(matched.kept, "Before")
         if c.mode == "balance":
-            balanced = matched.kept | "Balance" >> beam.FlatMap(
-                _balance, counts=beam.pvalue.AsDict(before), t=c.t, seed=self.seed,
-            ).with_output_types(Sample, **{REJECTED: Rejection}).with_outputs(REJECTED, main="kept")
+            balanced = split(matched.kept, "Balance", _balance, stage=STAGE,
+                             counts=beam.pvalue.AsDict(before), t=c.t, seed=self.seed)
             kept = balanced.kept
-            rejected = (matched[REJECTED], balanced[REJECTED]) | "AllRejected" >> beam.Flatten()
+            rejected = all_rejections("AllRejected", matched.rejected, balanced.rejected)
         else:
-            kept, rejected = matched.kept, matched[REJECTED]
+            kept, rejected = matched.kept, matched.rejected
         after = _entry_counts(kept, "After")
         _ = (samples.pipeline | "ReportTrigger" >> beam.Create([None])
              | "Report" >> beam.Map(write_metaclip_report, root=self.root, metadata=c.metadata, t=c.t, plot=c.plot,
@@ -86,7 +92,7 @@ class MetaclipStage(beam.PTransform):
         return StageOutputs(kept, rejected)
 
 
-def preflight(config: MetaclipConfig) -> list[dict]:
+def preflight(config: MetaclipConfig) -> Preflight:
     from filters.model_files import package_version
     from manifests.storage import sha256_of
 
@@ -96,5 +102,18 @@ def preflight(config: MetaclipConfig) -> list[dict]:
         raise FileNotFoundError(f"metaclip.metadata {config.metadata!r} not found; build one with "
                                 f"`vlcurate metadata build metadata.json`") from err
     import ahocorasick  # noqa: F401  (fail here, not in a worker, when pyahocorasick is missing)
-    return [{"stage": STAGE, "name": "metaclip-metadata", "path": config.metadata, "entries": len(entries),
-             "sha256": sha256_of(config.metadata), "pyahocorasick": package_version("pyahocorasick")}]
+    return Preflight(models=[{"stage": STAGE, "name": "metaclip-metadata", "path": config.metadata,
+                              "entries": len(entries), "sha256": sha256_of(config.metadata),
+                              "pyahocorasick": package_version("pyahocorasick")}])
+
+
+SPEC = StageSpec(
+    name=STAGE,
+    summary="MetaCLIP: match captions against metadata entries (Aho-Corasick), balance entry counts at t",
+    config=MetaclipConfig,
+    build=lambda config, context: MetaclipStage(config, context.seed, context.root),
+    provides=(ENTRIES,),
+    reasons=("metaclip_no_match", "metaclip_balanced_out"),
+    preflight=preflight,
+    report="reports/metaclip_entry_counts.{parquet,png}; manifest reports.metaclip",
+)

@@ -15,10 +15,19 @@ def funnel_table(manifest: Manifest) -> Table:
     table.add_column("in", justify="right")
     table.add_column("rejected", justify="right")
     table.add_column("kept", justify="right")
+    several_kinds = len({row.kind for row in manifest.funnel}) > 1
     for stage in manifest.funnel:
-        table.add_row(stage.stage, "", f"{stage.input:,}", f"{stage.rejected:,}", f"{stage.kept:,}")
+        name = f"{stage.stage} [{stage.kind}]" if several_kinds else stage.stage
+        table.add_row(name, "", f"{stage.input:,}", f"{stage.rejected:,}", f"{stage.kept:,}")
         for reason, n in sorted(stage.reasons.items(), key=lambda kv: -kv[1]):
             table.add_row("", reason, "", f"{n:,}", "")
+        # Conversions and edits are not rejections: shown beside them, counted apart.
+        if stage.converted:
+            table.add_row("", "(converted to another kind)", "", f"-{stage.converted:,}", "")
+        if stage.produced:
+            table.add_row("", "(produced from another kind)", "", f"+{stage.produced:,}", "")
+        for reason, n in sorted(stage.edits.items(), key=lambda kv: -kv[1]):
+            table.add_row("", f"(edit) {reason}", "", f"{n:,} edits", "")
     c = manifest.counts
     table.add_section()
     table.add_row("total", "", f"{c.input:,}", f"{c.rejected:,}", f"{c.kept:,}")

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-import platform
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
 import fsspec
@@ -26,15 +24,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from filters.download_reasons import download_reason
-from filters.model_files import package_version
+from filters.records import SAMPLE
 from filters.sample import Rejection
 from filters.url_safety import url_problem
-from manifests.manifest import Counts, Manifest, build_funnel, read_manifest, write_manifest
+from manifests.manifest import Counts, Manifest, build_funnel, read_manifest
 from manifests.recipe import DownloadConfig, Recipe
 from manifests.storage import atomic_write_bytes, sha256_of
-from pipelines.rejection_files import write_rejection_files
-from pipelines.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_run_dir
-from pipelines.url_lists import read_url_list
+from pipelines.drivers.finish import build_manifest, finish
+from pipelines.io.rejection_files import write_rejection_files
+from pipelines.io.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_run_dir
+from pipelines.io.url_lists import read_url_list
 
 log = logging.getLogger("vlcurate")
 STAGE = "download"
@@ -105,25 +104,17 @@ def download(recipe: Recipe, url_list: str, output: str, *, overwrite: bool = Fa
     rejections = unsafe + fetched_rejections + incomplete
     rejected_files = write_rejection_files(root, STAGE, rejections, recipe.output.rejected_rows_per_file)
 
-    reasons: dict[tuple[str, str], int] = {}
+    reasons: dict[tuple[str, str, str], int] = {}
     for r in rejections:
-        reasons[(STAGE, r.reason)] = reasons.get((STAGE, r.reason), 0) + 1
-    kept = sum(s["samples"] for s in shards)
-    manifest = Manifest(
-        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        recipe=recipe.resolved(),
-        inputs={"url_list": url_list, "urls": len(urls), "resumed": resuming},
-        counts=Counts(input=len(urls), kept=kept, rejected=len(rejections)),
-        funnel=build_funnel([STAGE], len(urls), reasons),
-        shards=shards,
-        rejected=rejected_files,
-        versions={"vlcurate": package_version("vlcurate"), "python": platform.python_version(),
-                  "packages": {p: package_version(p) for p in ("img2dataset", "webdataset", "pyarrow")}},
-        timings_s={"url_checks": round(checked - started, 3), "img2dataset": round(fetched - checked, 3),
-                   "accounting": round(time.perf_counter() - fetched, 3),
-                   "total": round(time.perf_counter() - started, 3)},
-    )
-    return DownloadResult(manifest, write_manifest(root, manifest), root)
+        reasons[(STAGE, SAMPLE, r.reason)] = reasons.get((STAGE, SAMPLE, r.reason), 0) + 1
+    counts = Counts(input=len(urls), kept=sum(s["samples"] for s in shards), rejected=len(rejections))
+    manifest = build_manifest(
+        recipe, inputs={"url_list": url_list, "urls": len(urls), "resumed": resuming}, counts=counts,
+        counts_by_kind={SAMPLE: counts}, funnel=build_funnel([STAGE], {SAMPLE: len(urls)}, reasons),
+        shards=shards, rejected=rejected_files, packages=("img2dataset", "webdataset", "pyarrow"),
+        timings_s={"url_checks": checked - started, "img2dataset": fetched - checked,
+                   "accounting": time.perf_counter() - fetched, "total": time.perf_counter() - started})
+    return DownloadResult(manifest, finish(root, manifest), root)
 
 
 def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, resuming: bool) -> str:
@@ -148,7 +139,7 @@ def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, re
 
 def _run_img2dataset(config: DownloadConfig, input_url: str, shards_url: str, allow_private: bool,
                      has_captions: bool) -> None:
-    from pipelines.download_guard import guarded_img2dataset  # imports img2dataset: only when downloading
+    from pipelines.io.download_guard import guarded_img2dataset  # imports img2dataset: only when downloading
 
     directives = list(config.disallowed_header_directives) if config.honor_robots_tag else []
     with guarded_img2dataset(allow_private, config.max_image_bytes) as img2dataset_download:

@@ -12,11 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from filters.sample import Rejection, Sample
-from pipelines.stage import REJECTED
+from pipelines.beam.routing import StageOutputs, guarded_call, split
 
 
 class SampleBatchHandler(ModelHandler):
@@ -30,7 +29,10 @@ class SampleBatchHandler(ModelHandler):
         return self.loader()
 
     def run_inference(self, batch: Sequence[Sample], model, inference_args=None):
-        return model.process_batch(list(batch))
+        # A batch that raises is retried record by record: one bad record becomes its own
+        # error Rejection instead of failing the batch (and, on Dataflow, the job).
+        return guarded_call(lambda records: model.process_batch(records), list(batch),
+                            self.namespace.removeprefix("vlcurate."))
 
     def get_num_bytes(self, batch: Sequence[Sample]) -> int:
         # The default pickles the whole batch just to measure it.
@@ -38,14 +40,6 @@ class SampleBatchHandler(ModelHandler):
 
     def get_metrics_namespace(self) -> str:
         return self.namespace
-
-
-def _route(outcome: Sample | Rejection, stage: str):
-    if isinstance(outcome, Rejection):
-        Metrics.counter(stage, outcome.reason).inc()
-        yield beam.pvalue.TaggedOutput(REJECTED, outcome)
-    else:
-        yield outcome
 
 
 class InferSamples(beam.PTransform):
@@ -56,11 +50,7 @@ class InferSamples(beam.PTransform):
         self.handler = SampleBatchHandler(loader, batch_size, f"vlcurate.{stage}", large_model)
         self.stage = stage
 
-    def expand(self, samples):
-        return (
-            samples
-            | "RunInference" >> RunInference(self.handler)
-            | "Route" >> beam.FlatMap(_route, stage=self.stage)
-            .with_output_types(Sample, **{REJECTED: Rejection})
-            .with_outputs(REJECTED, main="kept")
-        )
+    def expand(self, samples) -> StageOutputs:
+        outcomes = samples | "RunInference" >> RunInference(self.handler).with_output_types(
+            beam.typehints.Union[Sample, Rejection])
+        return split(outcomes, "Route", lambda outcome: outcome, stage=self.stage)

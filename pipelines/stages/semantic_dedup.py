@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
+from pydantic import Field
 
 from filters.clipscore import IMAGE_VECTOR, SCORE
 from filters.dedup import CLUSTER, STAGE, dedup_cluster, nearest_centroid, normalised, target_clusters, \
     train_centroids
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
-from manifests.recipe import SemanticDedupConfig
-from pipelines.stage import REJECTED, KeyedSample, StageOutputs
+from manifests.schema import Strict
+from pipelines.beam.routing import KeyedSample, StageOutputs, all_rejections, split
+from pipelines.stages.spec import Preflight, StageSpec
 
 _ASSIGN_BATCH = 1024
+
+
+class SemanticDedupConfig(Strict):
+    """SemDeDup on the CLIP image embeddings of an earlier clipscore/tmars stage, plus DataComp's image filter."""
+
+    clusters: int = Field(100, ge=1, description="k-means centroids (fewer when the sample is smaller)")
+    train_samples: int = Field(50_000, ge=1, description="embeddings sampled (by key hash) to train k-means")
+    iterations: int = Field(20, ge=1)
+    epsilon: float | None = Field(0.05, gt=0.0, lt=1.0, description="drop cos sim >= 1 - epsilon; null: no dedup")
+    target_embeddings: str | None = Field(None, description=".npy of target embeddings: keep samples in their clusters")
 
 
 def _id(sample: Sample) -> str:
@@ -31,11 +42,8 @@ def _id(sample: Sample) -> str:
 
 def _with_embedding(sample: Sample):
     if sample.get_vector(IMAGE_VECTOR) is None:
-        Metrics.counter(STAGE, "embedding_missing").inc()
-        yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(
-            sample, STAGE, "embedding_missing", f"no {IMAGE_VECTOR}; run clipscore before semantic_dedup"))
-    else:
-        yield sample
+        return Rejection.of(sample, STAGE, "embedding_missing", f"no {IMAGE_VECTOR}; run clipscore before semantic_dedup")
+    return sample
 
 
 def _train(rows: list[tuple[int, str, bytes]], config: SemanticDedupConfig, seed: int) -> np.ndarray:
@@ -97,21 +105,17 @@ def _apply(item):
             sample.annotations[CLUSTER] = cluster
             yield sample
         else:
-            Metrics.counter(STAGE, reason).inc()
-            yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(sample, STAGE, reason, detail))
+            yield Rejection.of(sample, STAGE, reason, detail)
 
 
 class SemanticDedupStage(beam.PTransform):
-    name_in_funnel = STAGE
-
     def __init__(self, config: SemanticDedupConfig, seed: int = 0):
         super().__init__()
         self.config, self.seed = config, seed
 
     def expand(self, samples):
         c, seed = self.config, self.seed
-        usable = samples | "HasEmbedding" >> beam.FlatMap(_with_embedding).with_output_types(
-            Sample, **{REJECTED: Rejection}).with_outputs(REJECTED, main="kept")
+        usable = split(samples, "HasEmbedding", _with_embedding, stage=STAGE)
         centroids = (
             usable.kept
             | "TrainKey" >> beam.Map(lambda s: (key_hash(s.key, seed, "kmeans-sample"), s.key, s.vectors[IMAGE_VECTOR]))
@@ -134,18 +138,16 @@ class SemanticDedupStage(beam.PTransform):
             | "Dedup" >> beam.FlatMap(_dedup, epsilon=c.epsilon)
         )
         decisions = (assigned.decided, deduped) | "AllDecisions" >> beam.Flatten()
-        applied = (
+        joined = (
             {"sample": usable.kept | "ById" >> beam.Map(lambda s: (_id(s), s)).with_output_types(KeyedSample),
              "decision": decisions}
             | "Join" >> beam.CoGroupByKey()
-            | "Apply" >> beam.FlatMap(_apply).with_output_types(Sample, **{REJECTED: Rejection})
-            .with_outputs(REJECTED, main="kept")
         )
-        rejected = (usable[REJECTED], applied[REJECTED]) | "AllRejected" >> beam.Flatten()
-        return StageOutputs(applied.kept, rejected)
+        applied = split(joined, "Apply", _apply, stage=STAGE)
+        return StageOutputs(applied.kept, all_rejections("AllRejected", usable.rejected, applied.rejected))
 
 
-def preflight(config: SemanticDedupConfig) -> list[dict]:
+def preflight(config: SemanticDedupConfig) -> Preflight:
     import fsspec
 
     import faiss
@@ -154,4 +156,17 @@ def preflight(config: SemanticDedupConfig) -> list[dict]:
         fs, path = fsspec.core.url_to_fs(config.target_embeddings)
         if not fs.isfile(path):
             raise FileNotFoundError(f"semantic_dedup.target_embeddings {config.target_embeddings!r} does not exist")
-    return [{"stage": STAGE, "name": "faiss-kmeans", "version": faiss.__version__}]
+    return Preflight(models=[{"stage": STAGE, "name": "faiss-kmeans", "version": faiss.__version__}])
+
+
+SPEC = StageSpec(
+    name=STAGE,
+    summary="SemDeDup: faiss k-means on CLIP image embeddings, drop near-duplicates per cluster; "
+            "optional DataComp image-based target filter",
+    config=SemanticDedupConfig,
+    build=lambda config, context: SemanticDedupStage(config, context.seed),
+    requires=(IMAGE_VECTOR,),
+    provides=(CLUSTER,),
+    reasons=("embedding_missing", "near_duplicate", "not_near_target"),
+    preflight=preflight,
+)

@@ -1,0 +1,23 @@
+"""The record kinds a curation run moves, by name.
+
+A stage declares the kinds it accepts and produces by these names; accounting balances per kind
+(input + produced = kept + rejected + converted). Grounding is not a kind: grounded captions are
+annotations on a Sample.
+"""
+
+from __future__ import annotations
+
+from filters.document import Document
+from filters.sample import Sample
+
+SAMPLE = Sample.KIND
+DOCUMENT = Document.KIND
+RECORD_TYPES: dict[str, type] = {SAMPLE: Sample, DOCUMENT: Document}
+Record = Sample | Document
+
+
+def record_type(kind: str) -> type:
+    try:
+        return RECORD_TYPES[kind]
+    except KeyError:
+        raise ValueError(f"unknown record kind {kind!r} (known: {', '.join(RECORD_TYPES)})") from None

@@ -1,0 +1,252 @@
+"""The shard format, in one place: member names, the per-kind layout, reading, writing, and the
+image decode every reader of a shard uses. docs/SHARD_FORMAT.md describes the same for people.
+
+Pairs follow the img2dataset / open_clip webdataset convention: `KEY.<image ext>`, `KEY.txt`,
+`KEY.json` in `NNNNN.tar`, plus `NNNNN.parquet` with one row per sample. A key is the member path
+up to the first dot of its file name, directories included: `a/0001.jpg` and `b/0001.jpg` are two
+samples. Curate, the trainer and `verify` all read shards through this module, so they agree on
+what a sample is; images are decoded by `decode_image` alone (EXIF orientation applied, pixel
+count checked before any pixel is decoded).
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import json
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filters.image_decode import DEFAULT_MAX_PIXELS, decode_rgb
+from filters.image_format import extension_for
+from filters.sample import Sample
+
+FORMAT_VERSION = 2  # 2: keys are full member paths in every reader (1: the trainer keyed by basename)
+SHARDS_DIR = "shards"
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")  # readable image members
+CAPTION_EXT = "txt"
+METADATA_EXT = "json"
+
+# Keys become file names: letters, digits, _ and -, in /-separated parts; no "..", no absolute paths.
+# fullmatch, not match + "$": "$" also matches before a trailing newline.
+_KEY_RULE = re.compile(r"[A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)*")
+KEY_RULE_TEXT = "keys hold letters, digits, _ and -, in parts separated by /"
+
+decode_image = decode_rgb  # the one decode: bytes -> RGB PIL image as displayed, or an ImageProblem
+__all__ = ["decode_image", "DEFAULT_MAX_PIXELS"]
+
+
+def valid_key(key: Any) -> bool:
+    return isinstance(key, str) and _KEY_RULE.fullmatch(key) is not None
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """webdataset's convention: the key is the whole path up to the first dot of the file name."""
+    directory, _, filename = name.rpartition("/")
+    stem, dot, ext = filename.partition(".")
+    key = f"{directory}/{stem}" if directory else stem
+    return key, ext.lower() if dot else ""
+
+
+# ---------------------------------------------------------------- reading: streaming
+@dataclass
+class TarRecord:
+    """The members of one key, in stream order: ext -> bytes, plus what was wrong with any member."""
+
+    key: str
+    parts: dict[str, bytes] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail)
+
+
+def iter_tar_records(fileobj: IO[bytes], max_member_bytes: int) -> Iterator[TarRecord]:
+    """Consecutive members with the same key form one record (webdataset's grouping).
+
+    Stream mode ("r|*"): one pass, no seeking, works for .tar.gz and remote files alike. Members are
+    read into memory, never extracted; oversized, repeated and non-regular members become problems.
+    """
+    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        record: TarRecord | None = None
+        for member in tar:
+            key, ext = split_member_name(member.name)
+            if record is None or key != record.key:
+                if record is not None:
+                    yield record
+                record = TarRecord(key)
+            if not member.isreg():
+                record.problems.append(("member_not_regular_file", f"{member.name} is not a regular file"))
+            elif member.size > max_member_bytes:
+                record.problems.append(("member_too_large", f"{member.name}: {member.size} > {max_member_bytes} bytes"))
+            elif ext in record.parts:
+                record.problems.append(("member_repeated", f"{member.name} appears twice in the record"))
+            else:
+                handle = tar.extractfile(member)
+                record.parts[ext] = handle.read() if handle else b""
+        if record is not None:
+            yield record
+
+
+def image_member(parts: dict[str, Any], extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> str | None:
+    """Which member of a record is its image: the first of `extensions` present."""
+    return next((e for e in extensions if e in parts), None)
+
+
+# ---------------------------------------------------------------- reading: random access
+Span = tuple[int, int]  # (offset of the member's data in the tar, size)
+
+
+@dataclass(frozen=True)
+class PairEntry:
+    key: str
+    image: Span
+    caption: Span
+    image_ext: str
+
+
+def index_pairs(fileobj: IO[bytes]) -> list[PairEntry]:
+    """Every key of an uncompressed tar with an image and a caption, by key, for random access."""
+    members: dict[str, dict[str, Span]] = {}
+    with tarfile.open(fileobj=fileobj, mode="r:") as tar:
+        for m in tar:
+            if m.isfile():
+                key, ext = split_member_name(m.name)
+                members.setdefault(key, {})[ext] = (m.offset_data, m.size)
+    entries = []
+    for key in sorted(members):
+        parts = members[key]
+        ext = image_member(parts)
+        if ext is not None and CAPTION_EXT in parts and valid_key(key):
+            entries.append(PairEntry(key, parts[ext], parts[CAPTION_EXT], ext))
+    return entries
+
+
+def read_span(f: IO[bytes], span: Span) -> bytes:
+    f.seek(span[0])
+    return f.read(span[1])
+
+
+@dataclass
+class PairShardIndex:
+    """Pairs of many shards, addressable by one global index (the trainer's random access)."""
+
+    urls: list[str]
+    entries: list[list[PairEntry]]
+    starts: list[int]  # cumulative counts
+
+    @property
+    def total(self) -> int:
+        return self.starts[-1]
+
+    def locate(self, i: int) -> tuple[int, int]:
+        shard = bisect.bisect_right(self.starts, i) - 1
+        return shard, i - self.starts[shard]
+
+
+def index_pair_shards(urls: list[str]) -> PairShardIndex:
+    import fsspec
+
+    entries, starts = [], [0]
+    for url in urls:
+        with fsspec.open(url, "rb") as f:
+            found = index_pairs(f)
+        entries.append(found)
+        starts.append(starts[-1] + len(found))
+    return PairShardIndex(urls, entries, starts)
+
+
+# ---------------------------------------------------------------- writing
+def shard_json(sample: Sample) -> dict[str, Any]:
+    """KEY.json: the record's own metadata with vlcurate's annotations on top."""
+    return {**sample.meta, "key": sample.key, "url": sample.url, "caption": sample.caption, **sample.annotations}
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """A member with no time, owner or mode variation: the same data gives the same bytes."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def pair_rows(samples: list[Sample]) -> list[dict[str, Any]]:
+    rows = []
+    for sample in samples:
+        ext = sample.image_ext or extension_for(sample.image or b"")
+        rows.append({
+            "key": sample.key,
+            "url": sample.url,
+            "caption": sample.caption,
+            "source": sample.source,
+            "image_ext": ext if sample.image is not None else None,
+            "image_bytes": len(sample.image) if sample.image is not None else None,
+            "json": json.dumps(shard_json(sample), ensure_ascii=False, sort_keys=True),
+        })
+    return rows
+
+
+def pair_parquet(samples: list[Sample], rows: list[dict[str, Any]]) -> bytes:
+    table = pa.Table.from_pylist(rows, schema=PAIR_PARQUET_SCHEMA)
+    for vector_name, column in _vector_columns(samples).items():
+        table = table.append_column(vector_name, column)
+    buffer = io.BytesIO()  # metadata is small; buffering keeps pyarrow away from the atomic writer
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def write_pair_tar(out: IO[bytes], samples: list[Sample], rows: list[dict[str, Any]]) -> None:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for sample, row in zip(samples, rows):
+            if sample.image is not None:
+                add_member(tar, f"{sample.key}.{row['image_ext']}", sample.image)
+            if sample.caption is not None:
+                add_member(tar, f"{sample.key}.{CAPTION_EXT}", sample.caption.encode("utf-8"))
+            add_member(tar, f"{sample.key}.{METADATA_EXT}", row["json"].encode("utf-8"))
+
+
+def write_pair_shard(root: str, index: int, samples: list[Sample]) -> dict[str, Any]:
+    """shards/NNNNN.parquet, then shards/NNNNN.tar, both atomic: a visible .tar means a whole shard."""
+    from manifests.storage import atomic_open
+
+    name = f"{SHARDS_DIR}/{index:05d}"
+    rows = pair_rows(samples)
+    with atomic_open(f"{root}/{name}.parquet") as out:
+        out.write(pair_parquet(samples, rows))
+    parquet = {"name": f"{name}.parquet", "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
+    with atomic_open(f"{root}/{name}.tar") as out:
+        write_pair_tar(out, samples, rows)
+    return {"name": f"{name}.tar", "samples": len(samples), "bytes": out.bytes,
+            "sha256": out.sha256.hexdigest(), "metadata": parquet}
+
+
+def _vector_columns(samples: list[Sample]) -> dict[str, pa.Array]:
+    """Embeddings as fixed-size float16 list columns (null where a sample has none)."""
+    columns = {}
+    for name in sorted({n for s in samples for n in s.vectors}):
+        dims = {len(s.vectors[name]) // 2 for s in samples if name in s.vectors}
+        if len(dims) != 1:
+            raise ValueError(f"vector {name!r} has mixed lengths {sorted(dims)} within one shard")
+        (dim,) = dims
+        zero = np.zeros(dim, dtype="<f2")
+        flat = np.concatenate([np.frombuffer(s.vectors[name], "<f2") if name in s.vectors else zero for s in samples])
+        mask = pa.array([name not in s.vectors for s in samples])
+        values = pa.array(flat, type=pa.float16())
+        columns[name] = pa.FixedSizeListArray.from_arrays(values, dim, mask=mask)
+    return columns
+
+
+PAIR_PARQUET_SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("url", pa.string()),
+    ("caption", pa.string()),
+    ("source", pa.string()),
+    ("image_ext", pa.string()),
+    ("image_bytes", pa.int64()),
+    ("json", pa.string()),
+])

@@ -1,0 +1,110 @@
+"""Kept/rejected routing, written once for every stage: what a stage's per-record code returns
+(records and Rejections, mixed) is split into two typed PCollections and counted per reason.
+
+The split also guards the per-record work: an exception raised on one record becomes that
+record's Rejection (reason `error_<ExceptionClass>`, the message in `detail`) instead of failing
+the bundle, and a batch that raises is retried record by record, so one record cannot sink its
+batch. Only infrastructure errors (a model that cannot load in `setup`) fail a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from filters.sample import Rejection, Sample
+from pipelines.beam import coders  # noqa: F401  (registers the record coders wherever stages run)
+
+REJECTED = "rejected"
+# Declared on keyed steps so Beam encodes (key, Sample) with SampleCoder, not its pickle fallback.
+KeyedSample = beam.typehints.Tuple[str, Sample]
+# Counts a stage reports besides rejections: ((stage, kind, event, reason), n), event being
+# "converted" (records of this kind turned into records of another), "produced" (records of this
+# kind made by a conversion) or "edit" (a part of a record removed or changed, the record kept).
+TallyKey = beam.typehints.Tuple[str, str, str, str]
+Tally = beam.typehints.Tuple[TallyKey, int]
+
+
+class StageOutputs(NamedTuple):
+    kept: beam.PCollection
+    rejected: beam.PCollection
+    tallies: beam.PCollection | None = None
+
+
+def error_rejection(record: Any, stage: str, err: BaseException) -> Rejection:
+    return Rejection.of(record, stage, f"error_{type(err).__name__}", str(err)[:2000])
+
+
+def _as_list(outcomes: Any) -> list:
+    if outcomes is None:
+        return []
+    if isinstance(outcomes, (list, tuple)):
+        return list(outcomes)
+    if hasattr(outcomes, "KIND") or isinstance(outcomes, Rejection):
+        return [outcomes]
+    return list(outcomes)  # a generator: drained here, so an error mid-way is still caught
+
+
+def _emit(outcomes: Iterable, stage: str):
+    for outcome in outcomes:
+        if isinstance(outcome, Rejection):
+            Metrics.counter(stage, outcome.reason).inc()
+            yield beam.pvalue.TaggedOutput(REJECTED, outcome)
+        else:
+            yield outcome
+
+
+def guarded_call(fn: Callable, element: Any, stage: str, *args, **kwargs) -> list:
+    """fn(element) as a list of outcomes; a record that raises becomes its error Rejection, and a
+    batch (a list of records) that raises is retried one record at a time."""
+    try:
+        return _as_list(fn(element, *args, **kwargs))
+    except Exception as err:
+        if isinstance(element, list):
+            if len(element) == 1:
+                return [error_rejection(element[0], stage, err)]
+            return [o for record in element for o in guarded_call(fn, [record], stage, *args, **kwargs)]
+        if hasattr(element, "KIND"):
+            return [error_rejection(element, stage, err)]
+        raise  # not a record (a group, a key): nothing to reject, an error of ours
+
+
+class RoutedDoFn(beam.DoFn):
+    """Base of a stage's DoFn: implement `handle(element, ...)` returning records and Rejections."""
+
+    stage = ""
+
+    def handle(self, element, *args, **kwargs):
+        raise NotImplementedError
+
+    def process(self, element, *args, **kwargs):
+        yield from _emit(guarded_call(self.handle, element, self.stage, *args, **kwargs), self.stage)
+
+
+class _RoutedFn(RoutedDoFn):
+    def __init__(self, fn: Callable, stage: str):
+        self.fn, self.stage = fn, stage
+
+    def handle(self, element, *args, **kwargs):
+        return self.fn(element, *args, **kwargs)
+
+
+def split(pcoll, label: str, step: Callable | RoutedDoFn, *args, stage: str, kind: type = Sample,
+          **kwargs) -> StageOutputs:
+    """Apply `step` (a function or a RoutedDoFn) to each element and route its outcomes."""
+    dofn = step if isinstance(step, RoutedDoFn) else _RoutedFn(step, stage)
+    outputs = (pcoll | label >> beam.ParDo(dofn, *args, **kwargs)
+               .with_output_types(kind, **{REJECTED: Rejection})
+               .with_outputs(REJECTED, main="kept"))
+    return StageOutputs(outputs.kept, outputs[REJECTED])
+
+
+def all_rejections(label: str, *pcolls) -> beam.PCollection:
+    return pcolls | label >> beam.Flatten().with_output_types(Rejection)
+
+
+def no_rejections(pipeline, label: str = "NoRejections") -> beam.PCollection:
+    return pipeline | label >> beam.Create([]).with_output_types(Rejection)
