@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from filters.sample import refuse_pickle
+
 _HEADER_LEN = struct.Struct(">I")
 
 
@@ -51,6 +53,8 @@ class Document:
     nodes: list[Node] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     annotations: dict[str, Any] = field(default_factory=dict)
+
+    __reduce_ex__ = refuse_pickle
 
     @property
     def texts(self) -> list[str | None]:

@@ -17,6 +17,20 @@ import numpy as np
 _HEADER_LEN = struct.Struct(">I")
 
 
+class RecordPickledError(TypeError):
+    """A record reached a pickling coder: a PCollection holding records lacks its declared type."""
+
+
+def refuse_pickle(self, protocol=None):
+    """Records are data from the web: they travel as bytes in their own encoding, never as pickles.
+    Refusing to be pickled turns any graph step whose type was left undeclared (so Beam would fall
+    back to pickle) into a loud error in the tests, not a silent, slow and unsafe encoding."""
+    raise RecordPickledError(
+        f"{type(self).__name__} {getattr(self, 'key', '')!r} was about to be pickled: records move between "
+        "workers only through their own coders (pipelines/beam/coders.py); declare the PCollection's type "
+        "(with_output_types) on the step that produced it")
+
+
 @dataclass(slots=True)
 class Sample:
     """One image-text pair.
@@ -39,6 +53,8 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
     annotations: dict[str, Any] = field(default_factory=dict)
     vectors: dict[str, bytes] = field(default_factory=dict)
+
+    __reduce_ex__ = refuse_pickle
 
     def set_vector(self, name: str, values) -> None:
         """Store a 1-D float array as float16 (half the bytes; cosine scores need no more)."""
@@ -96,6 +112,8 @@ class Rejection:
     reason: str
     detail: str = ""
     kind: str = "sample"
+
+    __reduce_ex__ = refuse_pickle
 
     @classmethod
     def of(cls, record: Any, stage: str, reason: str, detail: Any = "") -> Rejection:

@@ -208,6 +208,20 @@ def eval_command(
 
 
 @app.command()
+def stages(as_json: bool = typer.Option(False, "--json", help="machine-readable: a JSON list of stages")) -> None:
+    """List every stage a recipe can use: record kinds, annotations required and provided, rejection
+    reasons, and every config key with its type and default.
+
+    Example: vlcurate stages
+    """
+    import json
+
+    from pipelines.stages.catalog import catalog, catalog_text
+
+    typer.echo(json.dumps(catalog(), indent=2, default=str) if as_json else catalog_text())
+
+
+@app.command()
 def verify(root: str = typer.Argument(..., help="a run directory with manifest.json (any fsspec URL)")) -> None:
     """Re-hash every shard and rejection file against manifest.json.
 

@@ -83,3 +83,23 @@ def test_file_errors(tmp_path):
     bad.write_text("name: [unclosed")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+
+
+@pytest.mark.parametrize("key,value", [("min_side", "3"), ("min_side", True), ("min_side", 200.0), ("decode", "yes")])
+def test_values_are_not_coerced(key, value):
+    """"3", YAML's yes and 200.0 for an integer (or a string for a bool) are refused, naming the key."""
+    msg = fails({"name": "x", "stages": [{"heuristics": {"image": {key: value}}}]})
+    assert f"stages.0.heuristics.image.{key}" in msg and "values are not converted" in msg
+
+
+def test_yaml_yes_for_an_integer_is_refused(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\nstages:\n  - heuristics:\n      image: {min_side: yes}\n")
+    with pytest.raises(RecipeError, match="stages.0.heuristics.image.min_side: Input should be a valid integer, got True"):
+        load_recipe(path)
+
+
+def test_lists_fill_tuples_and_integers_fill_floats():
+    recipe = parse_recipe({"name": "x", "stages": [{"heuristics": {"image": {"max_aspect": 3, "allowed_formats": ["PNG"]}}}]})
+    image = recipe.stages[0].config.image
+    assert (image.max_aspect, image.allowed_formats) == (3.0, ("PNG",))

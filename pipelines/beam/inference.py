@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from filters.sample import Rejection, Sample
+from pipelines.beam.coders import Tagged
 from pipelines.beam.routing import StageOutputs, guarded_call, split
 
 
@@ -31,8 +32,9 @@ class SampleBatchHandler(ModelHandler):
     def run_inference(self, batch: Sequence[Sample], model, inference_args=None):
         # A batch that raises is retried record by record: one bad record becomes its own
         # error Rejection instead of failing the batch (and, on Dataflow, the job).
-        return guarded_call(lambda records: model.process_batch(records), list(batch),
-                            self.namespace.removeprefix("vlcurate."))
+        outcomes = guarded_call(lambda records: model.process_batch(records), list(batch),
+                                self.namespace.removeprefix("vlcurate."))
+        return [Tagged(o) for o in outcomes]  # one typed carrier for Samples and Rejections alike
 
     def get_num_bytes(self, batch: Sequence[Sample]) -> int:
         # The default pickles the whole batch just to measure it.
@@ -51,6 +53,5 @@ class InferSamples(beam.PTransform):
         self.stage = stage
 
     def expand(self, samples) -> StageOutputs:
-        outcomes = samples | "RunInference" >> RunInference(self.handler).with_output_types(
-            beam.typehints.Union[Sample, Rejection])
-        return split(outcomes, "Route", lambda outcome: outcome, stage=self.stage)
+        outcomes = samples | "RunInference" >> RunInference(self.handler).with_output_types(Tagged)
+        return split(outcomes, "Route", lambda tagged: tagged.record, stage=self.stage)

@@ -18,12 +18,15 @@ import apache_beam as beam
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
 from manifests.shard_format import write_pair_shard
+from pipelines.beam.coders import Tagged
+from pipelines.beam.join import join_with_values, unpack
 from pipelines.beam.routing import REJECTED, KeyedSample
 from pipelines.io.rejection_files import write_rejection_part
 
 log = logging.getLogger("vlcurate")
 SINK_STAGE = "sink"
 _BUCKET_SHIFT = 64 - 12  # 4,096 buckets
+FileInfo = beam.typehints.Dict[str, Any]  # a written file's manifest entry
 
 
 def _order(key: str, seed: int) -> int:
@@ -51,11 +54,11 @@ def _ranked_keys(item: tuple[int, list[tuple[int, str]]], offsets: dict[int, int
         yield key, rank // per_shard
 
 
-def _place(item: tuple[str, dict[str, list[Any]]]):
+def _place(item: tuple[str, list[Tagged]]):
     """One sample per key reaches its shard; other samples with the same key are rejected."""
-    key, joined = item
-    (shard,) = joined["shard"]
-    copies = sorted(joined["sample"], key=lambda s: (s.source, s.caption or "", len(s.image or b"")))
+    key, group = item
+    samples, (shard,) = unpack(group)
+    copies = sorted(samples, key=lambda s: (s.source, s.caption or "", len(s.image or b"")))
     yield shard, copies[0]
     for dup in copies[1:]:
         yield beam.pvalue.TaggedOutput(
@@ -97,18 +100,18 @@ class WriteShards(beam.PTransform):
         )
         key_to_shard = buckets | "Rank" >> beam.FlatMap(
             _ranked_keys, offsets=beam.pvalue.AsSingleton(offsets), per_shard=self.per_shard)
+        by_key = kept | "ByKey" >> beam.Map(lambda s: (s.key, s)).with_output_types(KeyedSample)
         placed = (
-            {"sample": kept | "ByKey" >> beam.Map(lambda s: (s.key, s)).with_output_types(KeyedSample),
-             "shard": key_to_shard}
-            | "Join" >> beam.CoGroupByKey()
+            join_with_values("Join", by_key, key_to_shard)
             | "Place" >> beam.FlatMap(_place)
             .with_output_types(beam.typehints.Tuple[int, Sample], **{REJECTED: Rejection})
             .with_outputs(REJECTED, main="placed")
         )
         infos = (
             placed.placed
-            | "GroupShards" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.root, self.seed))
+            | "GroupShards" >> beam.GroupByKey().with_output_types(
+                beam.typehints.Tuple[int, beam.typehints.Iterable[Sample]])
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.root, self.seed)).with_output_types(FileInfo)
         )
         return infos, placed[REJECTED]
 
@@ -131,7 +134,10 @@ class WriteRejections(beam.PTransform):
 
         return (
             rejected
-            | "Part" >> beam.Map(part_of, counts=beam.pvalue.AsDict(per_stage))
-            | "GroupParts" >> beam.GroupByKey()
+            | "Part" >> beam.Map(part_of, counts=beam.pvalue.AsDict(per_stage)).with_output_types(
+                beam.typehints.Tuple[beam.typehints.Tuple[str, int], Rejection])
+            | "GroupParts" >> beam.GroupByKey().with_output_types(
+                beam.typehints.Tuple[beam.typehints.Tuple[str, int], beam.typehints.Iterable[Rejection]])
             | "WriteParts" >> beam.MapTuple(lambda stage_part, rows: write_rejection_part(root, *stage_part, rows))
+            .with_output_types(FileInfo)
         )

@@ -61,13 +61,14 @@ class KeepTopFraction(beam.PTransform):
         key, fraction = self.score_key, self.fraction
         plan = (
             samples
-            | "Scores" >> beam.Map(lambda s: s.annotations[key])
+            | "Scores" >> beam.Map(lambda s: s.annotations[key]).with_output_types(float)
             | "Histogram" >> beam.CombineGlobally(ScoreHistogram())
             | "Plan" >> beam.Map(plan_cutoff, fraction=fraction)
         )
         cutoff = (
             samples
             | "CutoffBin" >> beam.FlatMap(_band_member, score_key=key, plan=beam.pvalue.AsSingleton(plan))
+            .with_output_types(beam.typehints.Tuple[float, str])
             | "CollectBin" >> beam.combiners.ToList()
             | "Cutoff" >> beam.Map(cutoff_from_band, plan=beam.pvalue.AsSingleton(plan))
         )

@@ -18,10 +18,15 @@ from filters.dedup import CLUSTER, STAGE, dedup_cluster, nearest_centroid, norma
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
 from manifests.schema import Strict
+from pipelines.beam.join import join_with_values, unpack
 from pipelines.beam.routing import KeyedSample, StageOutputs, all_rejections, split
 from pipelines.stages.spec import Preflight, StageSpec
 
 _ASSIGN_BATCH = 1024
+# What travels instead of the samples: (cluster, (id, key, score, float16 embedding)), and decisions
+# (id, (cluster, reason or None, detail)).
+_LIGHT = beam.typehints.Tuple[int, beam.typehints.Tuple[str, str, float, bytes]]
+_DECISION = beam.typehints.Tuple[str, beam.typehints.Tuple[int, beam.typehints.Optional[str], str]]
 
 
 class SemanticDedupConfig(Strict):
@@ -98,9 +103,9 @@ def _dedup(item, epsilon: float | None):
 
 
 def _apply(item):
-    _sample_id, joined = item
-    (cluster, reason, detail), = joined["decision"]
-    for sample in joined["sample"]:
+    _sample_id, group = item
+    samples, ((cluster, reason, detail),) = unpack(group)
+    for sample in samples:
         if reason is None:
             sample.annotations[CLUSTER] = cluster
             yield sample
@@ -118,7 +123,10 @@ class SemanticDedupStage(beam.PTransform):
         usable = split(samples, "HasEmbedding", _with_embedding, stage=STAGE)
         centroids = (
             usable.kept
-            | "TrainKey" >> beam.Map(lambda s: (key_hash(s.key, seed, "kmeans-sample"), s.key, s.vectors[IMAGE_VECTOR]))
+            # The hash shifted into int64's range (same order) so Beam's VarIntCoder can carry it.
+            | "TrainKey" >> beam.Map(lambda s: (key_hash(s.key, seed, "kmeans-sample") - (1 << 63), s.key,
+                                                s.vectors[IMAGE_VECTOR]))
+            .with_output_types(beam.typehints.Tuple[int, str, bytes])
             | "TrainSample" >> beam.combiners.Top.Smallest(c.train_samples)
             | "KMeans" >> beam.Map(_train, config=c, seed=seed)
         )
@@ -129,7 +137,9 @@ class SemanticDedupStage(beam.PTransform):
         assigned = (
             usable.kept
             | "Batch" >> beam.BatchElements(min_batch_size=_ASSIGN_BATCH, max_batch_size=_ASSIGN_BATCH)
+            .with_output_types(beam.typehints.List[Sample])
             | "Assign" >> beam.ParDo(_AssignFn(), beam.pvalue.AsSingleton(centroids), targets)
+            .with_output_types(_LIGHT, decided=_DECISION)
             .with_outputs("decided", main="light")
         )
         deduped = (
@@ -138,11 +148,8 @@ class SemanticDedupStage(beam.PTransform):
             | "Dedup" >> beam.FlatMap(_dedup, epsilon=c.epsilon)
         )
         decisions = (assigned.decided, deduped) | "AllDecisions" >> beam.Flatten()
-        joined = (
-            {"sample": usable.kept | "ById" >> beam.Map(lambda s: (_id(s), s)).with_output_types(KeyedSample),
-             "decision": decisions}
-            | "Join" >> beam.CoGroupByKey()
-        )
+        by_id = usable.kept | "ById" >> beam.Map(lambda s: (_id(s), s)).with_output_types(KeyedSample)
+        joined = join_with_values("Join", by_id, decisions)
         applied = split(joined, "Apply", _apply, stage=STAGE)
         return StageOutputs(applied.kept, all_rejections("AllRejected", usable.rejected, applied.rejected))
 
