@@ -149,25 +149,3 @@ def write_manifest(root: str, manifest: Manifest) -> str:
 def read_manifest(root: str) -> Manifest:
     with fsspec.open(f"{root.rstrip('/')}/{MANIFEST_NAME}", "rt", encoding="utf-8") as f:
         return Manifest.model_validate(json.load(f))
-
-
-def verify_dataset(root: str) -> list[str]:
-    """Problems found re-hashing every file the manifest lists (empty when the dataset is intact)."""
-    manifest = read_manifest(root)
-    problems = []
-    if manifest.counts.kept != sum(s.samples for s in manifest.shards):
-        problems.append("counts.kept differs from the sum of shard sample counts")
-    entries: list[FileEntry] = [*manifest.shards, *(s.metadata for s in manifest.shards), *manifest.rejected,
-                                *manifest.report_files]
-    fs, base = fsspec.core.url_to_fs(root)
-    for entry in entries:
-        path = f"{base.rstrip('/')}/{entry.name}"
-        if not fs.exists(path):
-            problems.append(f"{entry.name}: missing")
-            continue
-        size = fs.size(path)
-        if size != entry.bytes:
-            problems.append(f"{entry.name}: {size} bytes, manifest says {entry.bytes}")
-        elif sha256_of(f"{root.rstrip('/')}/{entry.name}") != entry.sha256:
-            problems.append(f"{entry.name}: sha256 differs from the manifest")
-    return problems

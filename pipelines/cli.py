@@ -222,18 +222,22 @@ def stages(as_json: bool = typer.Option(False, "--json", help="machine-readable:
 
 
 @app.command()
-def verify(root: str = typer.Argument(..., help="a run directory with manifest.json (any fsspec URL)")) -> None:
-    """Re-hash every shard and rejection file against manifest.json.
+def verify(
+    root: str = typer.Argument(..., help="a run directory with manifest.json (any fsspec URL)"),
+    deep: bool = typer.Option(False, "--deep", help="also decode every image of every shard"),
+) -> None:
+    """Re-hash every shard and rejection file against manifest.json; count each shard's records.
 
     Example: vlcurate verify demo/curated
     """
-    from manifests.manifest import read_manifest, verify_dataset
+    from manifests.manifest import read_manifest
+    from manifests.verify import verify_dataset
 
     try:
         manifest = read_manifest(root)
     except FileNotFoundError:
         _fail(f"{root} has no manifest.json: the run did not complete, or this is not a run directory")
-    problems = verify_dataset(root)
+    problems = verify_dataset(root, deep=deep)
     for problem in problems:
         typer.secho(problem, fg=typer.colors.RED, err=True)
     if problems:

@@ -16,7 +16,8 @@ import pytest
 import webdataset as wds
 import yaml
 
-from manifests.manifest import read_manifest, verify_dataset
+from manifests.manifest import read_manifest
+from manifests.verify import verify_dataset
 from manifests.recipe import load_recipe, parse_recipe
 from pipelines.drivers.curate import CurateError, curate, expand_inputs
 from tests.conftest import POOL_RECORDS
@@ -179,3 +180,33 @@ def test_killed_run_leaves_no_manifest_and_no_partial_shard(pool_dir, tmp_path):
     assert all(name.startswith(".") and ".tmp-" in name for name in leftovers)
     with pytest.raises(CurateError, match="not empty"):  # and a rerun is refused until --overwrite
         curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(out))
+
+
+def test_verify_reads_shards_through_the_shard_format(run, tmp_path):
+    """verify counts each shard's records while hashing it, and --deep decodes every image with the
+    format's one decode: a shard whose bytes match a (wrong) manifest is still caught."""
+    import hashlib
+    import io
+    import shutil
+
+    from manifests.shard_format import pair_rows, write_pair_tar
+    from tests.conftest import make_sample
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    assert verify_dataset(str(copy), deep=True) == []
+    manifest = read_manifest(str(copy))
+    samples = [make_sample("a"), make_sample("b")]
+    samples[1].image = b"\xff\xd8\xff\xe0 not really a jpeg"
+    buffer = io.BytesIO()
+    write_pair_tar(buffer, samples, pair_rows(samples))
+    (copy / manifest.shards[0].name).write_bytes(buffer.getvalue())
+    entry = manifest.shards[0].model_copy(update={"bytes": len(buffer.getvalue()), "samples": 3,
+                                                   "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()})
+    forged = manifest.model_copy(update={"shards": [entry, *manifest.shards[1:]],
+                                         "counts": manifest.counts.model_copy(update={"kept": manifest.counts.kept - manifest.shards[0].samples + 3})})
+    (copy / "manifest.json").write_text(forged.model_dump_json())
+    assert verify_dataset(str(copy)) == [f"{entry.name}: 2 records, manifest says 3"]
+    deep = verify_dataset(str(copy), deep=True)
+    assert len(deep) == 2 and f"{entry.name}: 2 records, manifest says 3" in deep
+    assert any(p.startswith(f"{entry.name}: b.jpg: image_undecodable") for p in deep)

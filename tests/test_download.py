@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from manifests.manifest import read_manifest, verify_dataset
+from manifests.manifest import read_manifest
+from manifests.verify import verify_dataset
 from manifests.recipe import parse_recipe
 from pipelines.drivers.curate import curate
 from pipelines.drivers.download import DownloadError, download

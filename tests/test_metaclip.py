@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from filters.metaclip import MetadataMatcher
 from filters.metadata_sources import MetadataSourceError, wordnet_lemmas
-from manifests.manifest import read_manifest, verify_dataset
+from manifests.manifest import read_manifest
+from manifests.verify import verify_dataset
 from manifests.recipe import parse_recipe
 from pipelines.drivers.curate import curate
 from pipelines.drivers.metadata import build_metadata, counts_path
