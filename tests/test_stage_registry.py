@@ -79,3 +79,16 @@ def test_vlcurate_stages_lists_every_stage_with_its_keys():
     assert (min_side["type"], min_side["default"]) == ("int | None", 200)
     metaclip = next(s for s in listed if s["name"] == "metaclip")
     assert next(k for k in metaclip["config"] if k["key"] == "metadata")["required"] is True
+
+
+def test_filters_are_framework_free():
+    """filters/ holds pure per-record logic: no module there imports Beam or pipelines (AST, not grep)."""
+    import ast
+
+    for path in sorted((ROOT / "filters").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith(("apache_beam", "pipelines")), f"{path.name} imports {name}"

@@ -3,12 +3,16 @@ bit-identical, the loss counts caption tokens only, and stage 1 feeds stage 2.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from trainers.adapters import LinearAdapter, MLPAdapter, PerceiverAdapter, VAdapter
 from trainers.captioner import Captioner
 from trainers.llm import FrozenLLM
+from trainers.tasks import CaptioningTask, Record
+from trainers.tasks.captioning import VISUAL
 from trainers.tiny_lm import TinyLM
 from trainers.vision import VisionEncoder
 from trainers.vlm import AdapterVLM
@@ -44,10 +48,17 @@ def test_adapter_shapes(parts):
         assert out.shape == (3, expected, llm.width), kind
 
 
-def _batch(llm, n=3):
+def _task(llm, prompt: str = "Describe the following: <visual> :") -> CaptioningTask:
+    return CaptioningTask(llm.tokenizer, preprocess=lambda image: image, prompt=prompt)  # images: random tensors
+
+
+def _batch(llm, n=3, prompt: str = "Describe the following: <visual> :"):
+    """ModelInputs of n captions of different lengths (so with padding), each with a random image."""
     captions = ["a red circle on a blue background", "a star", "the large green square"]
-    enc = llm.tokenizer([c + " <eos>" for c in captions[:n]], padding=True, return_tensors="pt")
-    return torch.randn(n, 3, 64, 64), enc["input_ids"], enc["attention_mask"]
+    task = _task(llm, prompt)
+    images = torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(n))
+    return task.collate([task.encode(Record(f"k{i}", [image], caption, []))
+                         for i, (image, caption) in enumerate(zip(images, captions))])
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp", "perceiver", "vadapter"])
@@ -59,7 +70,7 @@ def test_frozen_parts_get_no_gradient_and_stay_identical(parts, kind):
     model.train()
     for _ in range(2):
         optimizer.zero_grad()
-        loss = model(*_batch(llm))
+        loss = model(_batch(llm))
         loss.backward()
         optimizer.step()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trainable_parameters())
@@ -71,18 +82,25 @@ def test_frozen_parts_get_no_gradient_and_stay_identical(parts, kind):
 def test_loss_counts_caption_tokens_only(parts):
     vision, llm = parts
     model = AdapterVLM(vision, LinearAdapter(vision.width, llm.width), llm).eval()
-    pixels, ids, mask = _batch(llm, n=2)
+    task, inputs = _task(llm), _batch(llm, n=2)
+    before, after, prompt = len(task.before), len(task.after), len(task.before) + len(task.after)
+    ids, mask = inputs.ids[:, prompt:], inputs.attention_mask[:, prompt:]  # the captions, right-padded
+    assert mask.sum(1).tolist() == [8, 3] and inputs.loss_mask[:, prompt:].equal(mask)  # captions with <eos>
     with torch.no_grad():
-        loss = model(pixels, ids, mask)
+        loss = model(inputs)
         # Changing padded positions' ids must not change the loss.
-        garbage = ids.masked_fill(mask == 0, 5)
-        assert torch.allclose(loss, model(pixels, garbage, mask))
-        # The same computed by hand from the logits.
-        prefix = model.prefix(pixels)
-        inputs = torch.cat([prefix, llm.embed(ids)], dim=1)
-        full_mask = torch.cat([torch.ones(prefix.shape[:2], dtype=mask.dtype), mask], dim=1)
-        logits = llm(inputs, full_mask)
-        p = prefix.shape[1]
+        garbage = replace(inputs, ids=inputs.ids.masked_fill(inputs.attention_mask == 0, 5))
+        assert torch.allclose(loss, model(garbage))
+        # The spliced sequence is [prompt before ; 16 visual tokens ; prompt after ; caption].
+        embeds, full_mask, _ = model.embed_inputs(inputs)
+        visual = model.visual_embeds(inputs.pixels)
+        expected = torch.cat([llm.embed(inputs.ids[:, :before]), visual, llm.embed(inputs.ids[:, before:])], dim=1)
+        assert torch.equal(embeds, expected)
+        assert torch.equal(full_mask, torch.cat([torch.ones(2, before + 16, dtype=torch.long),
+                                                 inputs.attention_mask[:, before:]], dim=1))
+        # The loss computed by hand from the logits.
+        logits = llm(embeds, full_mask)
+        p = before + 16 + after
         losses = []
         for b in range(2):
             for t in range(ids.shape[1]):
@@ -92,24 +110,23 @@ def test_loss_counts_caption_tokens_only(parts):
 
 
 def test_prompt_must_mark_the_visual_tokens(parts):
-    vision, llm = parts
+    _, llm = parts
     with pytest.raises(ValueError, match="<visual>"):
-        AdapterVLM(vision, LinearAdapter(vision.width, llm.width), llm, prompt="Describe:")
+        _task(llm, prompt="Describe:")
 
 
 def test_stage_one_captioner_trains_the_tiny_lm_that_stage_two_reuses(parts):
     vision, llm = parts
     tiny = TinyLM(llm.vocab_size, width=32, layers=2, heads=4, max_len=32)
     captioner = Captioner(vision, tiny, queries=4, heads=4)
-    pixels, ids, mask = _batch(llm)
-    loss = captioner(pixels, ids, mask)
+    loss = captioner(_batch(llm, prompt=VISUAL))  # stage 1 captions from the image alone
     loss.backward()
     assert tiny.blocks[0].attn.q.weight.grad is not None and all(p.grad is None for p in vision.parameters())
     stage2 = VAdapter(vision.width, llm.width, TinyLM(llm.vocab_size, width=32, layers=2, heads=4, max_len=32),
                       queries=8, heads=4)
     stage2.tiny_lm.load_state_dict(tiny.state_dict())
     assert torch.equal(stage2.tiny_lm.blocks[1].mlp.fc.weight, tiny.blocks[1].mlp.fc.weight)
-    assert AdapterVLM(vision, stage2, llm)(pixels, ids, mask).isfinite()
+    assert AdapterVLM(vision, stage2, llm)(_batch(llm)).isfinite()
 
 
 def test_flops_estimate_follows_its_formula(parts):
@@ -118,10 +135,11 @@ def test_flops_estimate_follows_its_formula(parts):
     vision, llm = parts
     adapter = LinearAdapter(vision.width, llm.width)
     model = AdapterVLM(vision, adapter, llm)
-    flops = estimate_flops_per_sample(model, torch.randn(2, 3, 64, 64), caption_tokens=10)
+    inputs = _batch(llm, n=2)  # prompt and captions padded to inputs.ids.shape[1] tokens
+    flops = estimate_flops_per_sample(model, inputs)
     llm_params = count_params(llm.model) - llm.model.get_input_embeddings().weight.numel()
-    prefix = 16 + len(model.prompt_before) + len(model.prompt_after)
-    assert flops == 2 * count_params(vision) * 16 + 6 * count_params(adapter) * 16 + 4 * llm_params * (prefix + 10)
+    tokens = 16 + inputs.ids.shape[1]
+    assert flops == 2 * count_params(vision) * 16 + 6 * count_params(adapter) * 16 + 4 * llm_params * tokens
 
 
 def test_untrained_captioner_starts_near_uniform_loss(parts):
@@ -130,7 +148,6 @@ def test_untrained_captioner_starts_near_uniform_loss(parts):
 
     vision, llm = parts
     captioner = Captioner(vision, TinyLM(llm.vocab_size, width=256, layers=2, heads=4, max_len=32), queries=4, heads=4)
-    pixels, ids, mask = _batch(llm)
     with torch.no_grad():
-        loss = float(captioner(pixels, ids, mask))
+        loss = float(captioner(_batch(llm, prompt=VISUAL)))
     assert abs(loss - math.log(llm.vocab_size)) < 0.5, loss

@@ -43,7 +43,7 @@ def build_model(config: TrainConfig):
             _init_from_stage_one(adapter, a.init_from)
     if config.run.activation_checkpointing and isinstance(adapter, VAdapter):
         adapter.tiny_lm.activation_checkpointing = True
-    model = AdapterVLM(vision, adapter, llm, config.data.prompt)
+    model = AdapterVLM(vision, adapter, llm)
     return model, adapter, tokenizer, vision.preprocess
 
 

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from trainers.decode import beam_search, greedy
+from trainers.inputs import ModelInputs, Spliced, scored, splice, token_loss
 from trainers.layers import Attention
 from trainers.tiny_lm import TinyLM
-from trainers.vlm import caption_loss
 
 
 class AttentionalPooler(nn.Module):
@@ -36,25 +36,28 @@ class Captioner(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for m in (self.pooler, self.tiny_lm) for p in m.parameters() if p.requires_grad]
 
-    def forward(self, pixels: torch.Tensor, caption_ids: torch.Tensor, caption_mask: torch.Tensor) -> torch.Tensor:
-        visual = self.pooler(self.vision(pixels))
-        inputs = torch.cat([visual, self.tiny_lm.token_embedding(caption_ids)], dim=1)
-        padding = torch.cat([torch.ones(visual.shape[:2], dtype=torch.bool, device=visual.device),
-                             caption_mask.bool()], dim=1)
-        hidden = self.tiny_lm.encode(inputs, padding_mask=padding)
-        q = visual.shape[1]
-        logits = self.tiny_lm.logits(hidden[:, q - 1 : q - 1 + caption_ids.shape[1]])
-        return caption_loss(logits, caption_ids, caption_mask)
+    def embed_inputs(self, inputs: ModelInputs) -> Spliced:
+        """Pooled visual tokens spliced into the tiny LM's token embeddings (stage 1's task has no
+        prompt: [visual ; caption])."""
+        return splice(self.tiny_lm.token_embedding(inputs.ids), self.pooler(self.vision(inputs.pixels)), inputs)
+
+    def forward(self, inputs: ModelInputs) -> torch.Tensor:
+        spliced = self.embed_inputs(inputs)
+        hidden = self.tiny_lm.encode(spliced.embeds, padding_mask=spliced.mask.bool())
+        # Only the hidden states that predict loss tokens go through the LM head.
+        return token_loss(self.tiny_lm.logits(scored(hidden, inputs, spliced.text_positions)), inputs)
 
     @torch.no_grad()
-    def generate(self, pixels: torch.Tensor, max_new_tokens: int, eos_id: int, beams: int = 1) -> list[list[int]]:
-        """Caption token ids from the tiny LM itself (greedy when beams == 1), EOS not included."""
-        visual = self.pooler(self.vision(pixels))
+    def generate(self, prompts: ModelInputs, max_new_tokens: int, eos_id: int, beams: int = 1) -> list[list[int]]:
+        """Token ids continuing each prompt (unpadded: a task's `prompts`), from the tiny LM itself
+        (greedy when beams == 1), EOS not included."""
+        prefix = self.embed_inputs(prompts).embeds
 
         def next_logprobs(rows: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-            inputs = torch.cat([visual[rows], self.tiny_lm.token_embedding(ids)], dim=1)
+            inputs = torch.cat([prefix[rows], self.tiny_lm.token_embedding(ids)], dim=1)
             return self.tiny_lm.logits(self.tiny_lm.encode(inputs)[:, -1]).log_softmax(-1)
 
+        batch, device = prompts.batch_size, prefix.device
         if beams == 1:
-            return greedy(next_logprobs, len(pixels), max_new_tokens, eos_id, pixels.device)
-        return beam_search(next_logprobs, len(pixels), beams, max_new_tokens, eos_id, device=pixels.device)
+            return greedy(next_logprobs, batch, max_new_tokens, eos_id, device)
+        return beam_search(next_logprobs, batch, beams, max_new_tokens, eos_id, device=device)

@@ -1,151 +1,107 @@
-"""Training configs: YAML -> nested dataclasses, validated, with `--section.key=value` overrides.
+"""Training configs: YAML -> frozen pydantic models, validated strictly, with `--section.key=value` overrides.
 
-An unknown key or a value of the wrong type stops the run before anything loads, naming the key.
+The models are manifests.schema.Strict, like the curation recipes: an unknown key, or a value of the
+wrong type ("3", `yes` or 200.0 for an integer), stops the run before anything loads, naming the
+dotted key (`optim.steps`); values are never converted, except that integers fill float fields.
+Configs are frozen: derive a changed one with `config.model_copy(update=...)` on the section.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, Field
+
+from manifests.schema import Strict, unwrap_optional, validate_strict
 
 
 class ConfigError(ValueError):
     pass
 
 
-@dataclass
-class VisionConfig:
+class VisionConfig(Strict):
     name: str = "ViT-B-16"
     pretrained: str | None = None  # open_clip tag or checkpoint path
     config_dir: str | None = None  # directory with NAME.json for a custom architecture
     random_init: bool = False  # explicit opt-in for throughput runs only; recorded in checkpoints
 
 
-@dataclass
-class LLMConfig:
+class LLMConfig(Strict):
     path: str = ""  # local directory or hub id
     gguf_file: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
-@dataclass
-class TinyLMConfig:
-    width: int = 256
-    layers: int = 4
-    heads: int = 4
-    max_len: int = 128
+class TinyLMConfig(Strict):
+    width: int = Field(256, ge=1)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    max_len: int = Field(128, ge=1)
 
 
-@dataclass
-class AdapterConfig:
+class AdapterConfig(Strict):
     kind: Literal["linear", "mlp", "perceiver", "vadapter"] = "vadapter"
-    width: int = 512  # perceiver width
-    layers: int = 6  # perceiver depth (vadapter always uses 1)
-    queries: int = 256  # visual tokens out of the perceiver / vadapter / stage-1 pooler
-    heads: int = 8
-    tiny_lm: TinyLMConfig = field(default_factory=TinyLMConfig)
+    width: int = Field(512, ge=1)  # perceiver width
+    layers: int = Field(6, ge=1)  # perceiver depth (vadapter always uses 1)
+    queries: int = Field(256, ge=1)  # visual tokens out of the perceiver / vadapter / stage-1 pooler
+    heads: int = Field(8, ge=1)
+    tiny_lm: TinyLMConfig = TinyLMConfig()
     init_from: str | None = None  # vadapter: a stage-1 (captioner) checkpoint directory
 
 
-@dataclass
-class DataConfig:
+class DataConfig(Strict):
     shards: str = ""  # a run's manifest.json, a brace pattern (DIR/shards/{00000..00009}.tar) or a glob
-    samples_per_epoch: int = 10_000
-    batch_size: int = 32
-    workers: int = 2
-    max_caption_tokens: int = 32
-    prompt: str = "Describe the following: <visual> :"
+    task: Literal["captioning"] = "captioning"  # trainers/tasks/: record -> model inputs and loss mask
+    samples_per_epoch: int = Field(10_000, ge=1)
+    batch_size: int = Field(32, ge=1)
+    workers: int = Field(2, ge=0)
+    max_caption_tokens: int = Field(32, ge=1)
+    prompt: str = "Describe the following: <visual> :"  # stage 2 only; stage 1 captions from the image alone
 
 
-@dataclass
-class OptimConfig:
+class OptimConfig(Strict):
     lr: float = 5e-4
-    warmup_steps: int = 1000
+    warmup_steps: int = Field(1000, ge=0)
     weight_decay: float = 1e-4
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 1.0
-    accumulation: int = 1
-    steps: int = 10_000
+    accumulation: int = Field(1, ge=1)
+    steps: int = Field(10_000, ge=1)
 
 
-@dataclass
-class RunConfig:
+class RunConfig(Strict):
     out_dir: str = "runs/train"
     stage: Literal["vlm", "captioner"] = "vlm"  # captioner: PaLM2-VAdapter stage 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     compile: bool = False
     activation_checkpointing: bool = False
-    checkpoint_every: int = 500
-    log_every: int = 10
+    checkpoint_every: int = Field(500, ge=1)
+    log_every: int = Field(10, ge=1)
     eval_shards: str = ""  # held-out shards for `vlcurate eval` (default: data.shards)
     tensorboard: bool = False
 
 
-@dataclass
-class TrainConfig:
-    run: RunConfig = field(default_factory=RunConfig)
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    llm: LLMConfig = field(default_factory=LLMConfig)
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+class TrainConfig(Strict):
+    run: RunConfig = RunConfig()
+    vision: VisionConfig = VisionConfig()
+    llm: LLMConfig = LLMConfig()
+    adapter: AdapterConfig = AdapterConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
 
     def validate(self) -> TrainConfig:
+        """Checks across sections, which a field's own type cannot express (per-field ones are Field(ge=...))."""
         if not self.data.shards:
             raise ConfigError("data.shards is required (a manifest.json, a brace pattern or a glob of .tar)")
         if self.run.stage == "vlm" and not self.llm.path:
             raise ConfigError("llm.path is required for run.stage: vlm")
         if self.run.stage == "captioner" and self.adapter.kind != "vadapter":
             raise ConfigError("run.stage: captioner trains the tiny LM of adapter.kind: vadapter")
-        for name, value in (("data.batch_size", self.data.batch_size), ("optim.steps", self.optim.steps),
-                            ("optim.accumulation", self.optim.accumulation)):
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
         return self
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where + '.' if where else ''}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})")
-    values = {}
-    for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value or {}, key)
-        else:
-            values[name] = _check(value, hint, key)
-    return cls(**values)
-
-
-def _check(value: Any, hint: Any, key: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
-        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
-    return value
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -155,23 +111,49 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), yaml.safe_load(raw)
 
 
+def _fill_empty_sections(model: type[BaseModel], data: Any) -> Any:
+    """A section left empty in YAML (`llm:` with only comments) is None: read it as {} (all defaults)."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for name, field in model.model_fields.items():
+        inner = unwrap_optional(field.annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and name in out:
+            out[name] = _fill_empty_sections(inner, {} if out[name] is None else out[name])
+    return out
+
+
+def _validated(data: Any, source: str) -> TrainConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    return validate_strict(TrainConfig, _fill_empty_sections(TrainConfig, data), source, ConfigError)
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config {path} does not exist")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     for text in overrides:
         keys, value = _parse_override(text)
         node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
+        for depth, k in enumerate(keys[:-1]):
+            if node.get(k) is None:
+                node[k] = {}
+            if not isinstance(node[k], dict):
+                raise ConfigError(f"override {text!r}: {'.'.join(keys[:depth + 1])} is not a section")
+            node = node[k]
         node[keys[-1]] = value
-    return _build(TrainConfig, data, "").validate()
+    return _validated(data, str(path)).validate()
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    return config.model_dump()
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    return _build(TrainConfig, data, "")
+    """A config from plain data (a checkpoint's state.json, a script): keys it lacks take their defaults,
+    so checkpoints written before a key existed still load. Cross-section checks: call .validate()."""
+    return _validated(data, "config")

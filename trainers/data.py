@@ -4,32 +4,30 @@ Every slot j of the global batch at micro-step s is drawn by a generator seeded 
 shards are resampled in proportion to their sample counts (sampling with replacement over the
 whole dataset). Rank r of W fills slots [r*B, (r+1)*B), so W processes see exactly the samples one
 process sees with a global batch of W*B, and a run resumed at micro-step s sees exactly the batches
-an uninterrupted run saw from s on, whatever the number of DataLoader workers. Random access into
-the tars uses a member index built once (each member's data offset and size), read through
-fsspec, so shards can live on any filesystem (one ranged read per sample: local or cached shards
-train fastest).
-Decode, transform and tokenisation run in DataLoader workers; a sample that fails to decode is
-skipped, replaced by another draw, and counted.
+an uninterrupted run saw from s on, whatever the number of DataLoader workers.
+
+Shards are read through manifests/shard_format.py, the one definition of the format that curation
+and `verify` use too: samples are keyed by their full member path (`a/0001` and `b/0001` are two
+samples), read by random access from a member index built once (one ranged read per member
+through fsspec, so shards can live on any filesystem; local or cached shards train fastest), and
+images are decoded by shard_format.decode_image (EXIF orientation applied, pixel count checked
+first). Decode and the task's encoding run in DataLoader workers; a sample that cannot be decoded
+or encoded is skipped, replaced by another draw, and counted.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import io
 import random
-import tarfile
-from dataclasses import dataclass
 
 import fsspec
-import torch
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from filters.image_checks import ImageProblem
 from manifests.manifest import MANIFEST_NAME, read_manifest
+from manifests.shard_format import PairEntry, PairShardIndex, decode_image, index_pair_shards, read_span
 from manifests.storage import glob_files
-
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+from trainers.tasks.base import Record, Task
 
 
 def shard_urls(spec: str) -> list[str]:
@@ -51,43 +49,20 @@ def shard_urls(spec: str) -> list[str]:
     return urls
 
 
-@dataclass
-class ShardIndex:
-    urls: list[str]
-    samples: list[list[tuple[tuple[int, int], tuple[int, int]]]]  # per shard: (image span, caption span)
-    starts: list[int]  # cumulative sample counts
-
-    @property
-    def total(self) -> int:
-        return self.starts[-1]
-
-    def locate(self, i: int) -> tuple[int, int]:
-        shard = bisect.bisect_right(self.starts, i) - 1
-        return shard, i - self.starts[shard]
-
-
-def build_index(urls: list[str]) -> ShardIndex:
-    samples, starts = [], [0]
-    for url in urls:
-        members: dict[str, dict[str, tuple[int, int]]] = {}
-        with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-            for m in tar:
-                if not m.isfile():
-                    continue
-                base = m.name.rsplit("/", 1)[-1]
-                key, _, ext = base.partition(".")
-                members.setdefault(key, {})[ext.lower()] = (m.offset_data, m.size)
-        pairs = []
-        for key in sorted(members):
-            parts = members[key]
-            image = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
-            if image is not None and "txt" in parts:
-                pairs.append((image, parts["txt"]))
-        samples.append(pairs)
-        starts.append(starts[-1] + len(pairs))
-    if starts[-1] == 0:
+def build_index(urls: list[str]) -> PairShardIndex:
+    index = index_pair_shards(urls)
+    if index.total == 0:
         raise ValueError("the shards hold no image+caption sample")
-    return ShardIndex(urls, samples, starts)
+    return index
+
+
+def read_record(f, entry: PairEntry) -> Record | ImageProblem:
+    """One image+caption pair from an open shard; raises on a caption that is not UTF-8."""
+    data = read_span(f, entry.image)
+    image = decode_image(data)
+    if isinstance(image, ImageProblem):
+        return image
+    return Record(entry.key, [image], read_span(f, entry.caption).decode("utf-8"), [data])
 
 
 def _rng(seed: int, micro_step: int, slot: int) -> random.Random:
@@ -95,15 +70,16 @@ def _rng(seed: int, micro_step: int, slot: int) -> random.Random:
     return random.Random(int.from_bytes(digest, "big"))
 
 
-class CaptionBatches(IterableDataset):
-    """Yields dicts: pixels (B,3,H,W), ids (B,T), mask (B,T), skipped (int), micro_step (int)."""
+class TaskBatches(IterableDataset):
+    """Yields dicts: inputs (ModelInputs), skipped (int), micro_step (int); with keep_raw also
+    records (the decoded Records, for evaluation)."""
 
-    def __init__(self, index: ShardIndex, preprocess, tokenizer, batch_size: int, max_tokens: int, seed: int,
-                 start: int = 0, rank: int = 0, max_redraws: int = 100, keep_raw: bool = False):
-        self.index, self.preprocess, self.tokenizer = index, preprocess, tokenizer
-        self.batch_size, self.max_tokens, self.seed = batch_size, max_tokens, seed
+    def __init__(self, index: PairShardIndex, task: Task, batch_size: int, seed: int, start: int = 0,
+                 rank: int = 0, max_redraws: int = 100, keep_raw: bool = False):
+        self.index, self.task = index, task
+        self.batch_size, self.seed = batch_size, seed
         self.start, self.rank, self.max_redraws = start, rank, max_redraws
-        self.keep_raw = keep_raw  # evaluation: also return the captions and image bytes
+        self.keep_raw = keep_raw
         self._files: dict[int, object] = {}
 
     def __iter__(self):
@@ -115,39 +91,34 @@ class CaptionBatches(IterableDataset):
             step += workers
 
     def batch(self, micro_step: int) -> dict:
-        pixels, captions, images, skipped = [], [], [], 0
+        examples, records, skipped = [], [], 0
         for slot in range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size):
             rng = _rng(self.seed, micro_step, slot)
             for _ in range(self.max_redraws):
-                sample = self._read(*self.index.locate(rng.randrange(self.index.total)))
-                if sample is not None:
+                drawn = self._encode(*self.index.locate(rng.randrange(self.index.total)))
+                if not isinstance(drawn, str):
                     break
                 skipped += 1
             else:
-                raise RuntimeError(f"{self.max_redraws} draws in a row failed to decode: check the shards")
-            pixels.append(sample[0])
-            captions.append(sample[1])
-            images.append(sample[2])
-        eos = self.tokenizer.eos_token or ""
-        enc = self.tokenizer([c + eos for c in captions], padding=True, truncation=True,
-                             max_length=self.max_tokens, add_special_tokens=False, return_tensors="pt")
-        batch = {"pixels": torch.stack(pixels), "ids": enc["input_ids"], "mask": enc["attention_mask"],
-                 "skipped": skipped, "micro_step": micro_step}
+                raise RuntimeError(f"{self.max_redraws} draws in a row could not be used (last: {drawn}): "
+                                   f"check the shards")
+            examples.append(drawn[0])
+            records.append(drawn[1])
+        batch = {"inputs": self.task.collate(examples), "skipped": skipped, "micro_step": micro_step}
         if self.keep_raw:
-            batch.update(captions=captions, images=images)
+            batch["records"] = records
         return batch
 
-    def _read(self, shard: int, i: int):
-        (img_off, img_size), (txt_off, txt_size) = self.index.samples[shard][i]
+    def _encode(self, shard: int, i: int):
+        """(Example, Record), or why the sample was skipped."""
+        entry = self.index.entries[shard][i]
         f = self._files.get(shard)
         if f is None:
             f = self._files[shard] = fsspec.open(self.index.urls[shard], "rb").open()
         try:
-            f.seek(img_off)
-            data = f.read(img_size)
-            image = Image.open(io.BytesIO(data)).convert("RGB")
-            f.seek(txt_off)
-            caption = f.read(txt_size).decode("utf-8")
-            return self.preprocess(image), caption, data if self.keep_raw else None
-        except Exception:  # corrupt image or caption: skipped and counted, never fatal
-            return None
+            record = read_record(f, entry)
+            if isinstance(record, ImageProblem):
+                return f"{entry.key}: {record.reason} ({record.detail})"
+            return self.task.encode(record), record
+        except Exception as err:  # a caption that is not UTF-8, an image the transform refuses: skipped, never fatal
+            return f"{entry.key}: {type(err).__name__}: {err}"

@@ -19,17 +19,18 @@ from trainers.captioner import Captioner
 from trainers.checkpoint import latest_checkpoint, load_weights
 from trainers.cider import cider_d, tokenize
 from trainers.config import TrainConfig
-from trainers.data import CaptionBatches, build_index, shard_urls
+from trainers.data import TaskBatches, build_index, shard_urls
+from trainers.inputs import ModelInputs
+from trainers.tasks import build_task
 from trainers.vlm import AdapterVLM
 
 log = logging.getLogger("vlcurate")
 
 
 @torch.no_grad()
-def generate(model: AdapterVLM, pixels: torch.Tensor, max_new_tokens: int = 32, beams: int = 1) -> list[str]:
-    """Captions from the frozen LLM given [prompt ; visual ; prompt] (greedy when beams == 1)."""
-    prefix = model.prefix(pixels)
-    mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
+def generate(model: AdapterVLM, prompts: ModelInputs, max_new_tokens: int = 32, beams: int = 1) -> list[str]:
+    """Text from the frozen LLM continuing each prompt, visual tokens spliced in (greedy when beams == 1)."""
+    prefix, mask, _ = model.embed_inputs(prompts)
     tok = model.llm.tokenizer
     out = model.llm.model.generate(inputs_embeds=prefix, attention_mask=mask, max_new_tokens=max_new_tokens,
                                    do_sample=False, num_beams=beams, pad_token_id=tok.pad_token_id,
@@ -37,13 +38,13 @@ def generate(model: AdapterVLM, pixels: torch.Tensor, max_new_tokens: int = 32, 
     return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
 
 
-def captions_for(model: AdapterVLM | Captioner, tokenizer, pixels: torch.Tensor, max_new_tokens: int,
-            beams: int) -> list[str]:
+def captions_for(model: AdapterVLM | Captioner, tokenizer, prompts: ModelInputs, max_new_tokens: int,
+                 beams: int) -> list[str]:
     """Stage 2 captions through the frozen LLM; stage 1's captioner decodes with its own tiny LM."""
     if isinstance(model, Captioner):
-        ids = model.generate(pixels, max_new_tokens, tokenizer.eos_token_id, beams)
+        ids = model.generate(prompts, max_new_tokens, tokenizer.eos_token_id, beams)
         return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
-    return generate(model, pixels, max_new_tokens, beams)
+    return generate(model, prompts, max_new_tokens, beams)
 
 
 @torch.no_grad()
@@ -58,18 +59,21 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, batches: int = 
     model.to(device).eval()
     shards = config.run.eval_shards or config.data.shards
     index = build_index(shard_urls(shards))
-    data = CaptionBatches(index, preprocess, tokenizer, config.data.batch_size, config.data.max_caption_tokens,
-                          seed=config.run.seed + 1_000_003, keep_raw=True)
+    task = build_task(config, tokenizer, preprocess)
+    if not hasattr(task, "prompts"):
+        raise ValueError(f"vlcurate eval scores captions; data.task {config.data.task!r} has no prompts to caption")
+    data = TaskBatches(index, task, config.data.batch_size, seed=config.run.seed + 1_000_003, keep_raw=True)
     losses, refs, cands, rows = [], {}, {}, []
     for b in range(batches):
         batch = data.batch(b)
-        pixels = batch["pixels"].to(device)
-        losses.append(float(model(pixels, batch["ids"].to(device), batch["mask"].to(device))))
-        captions = captions_for(model, tokenizer, pixels, config.data.max_caption_tokens, beams)
-        for j, (caption, reference, image) in enumerate(zip(captions, batch["captions"], batch["images"])):
+        inputs = batch["inputs"].to(device)
+        losses.append(float(model(inputs)))
+        prompts = task.prompts(batch["inputs"].pixels).to(device)
+        captions = captions_for(model, tokenizer, prompts, config.data.max_caption_tokens, beams)
+        for j, (caption, record) in enumerate(zip(captions, batch["records"])):
             key = f"{b}-{j}"
-            refs[key], cands[key] = [tokenize(reference)], tokenize(caption)
-            rows.append({"key": key, "generated": caption, "reference": reference, "image": image})
+            refs[key], cands[key] = [tokenize(record.text)], tokenize(caption)
+            rows.append({"key": key, "generated": caption, "reference": record.text, "image": record.image_bytes[0]})
     cider, per = cider_d(refs, cands)
     result = {"checkpoint": str(path), "val_loss": sum(losses) / len(losses), "cider_d": cider,
               "samples": len(rows), "beams": beams}

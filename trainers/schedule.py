@@ -27,18 +27,19 @@ def flops_per_sample(vision_params: int, vision_tokens: int, adapter_params: int
     return 2 * vision_params * vision_tokens + 6 * adapter_params * adapter_tokens + 4 * llm_params * llm_tokens
 
 
-def estimate_flops_per_sample(model, pixels: torch.Tensor, caption_tokens: int) -> float:
+def estimate_flops_per_sample(model, inputs) -> float:
     """Model FLOPs of one training sample (an estimate, 2N per token forward): frozen vision forward
     over its patch tokens, the trainable adapter's 6N over the larger of its input and output token
-    counts, the frozen LLM's forward + input-grad over prefix + caption tokens."""
+    counts, both per image; the frozen LLM's forward + input-grad over the tokens and visual tokens."""
     with torch.no_grad():
-        tokens = model.vision(pixels[:1])
+        tokens = model.vision(inputs.pixels[:1])
         visual = model.adapter(tokens)
+    images = len(inputs.pixels) / inputs.batch_size  # per sample
     llm = model.llm.model
     llm_params = count_params(llm) - llm.get_input_embeddings().weight.numel()
-    prefix = visual.shape[1] + len(model.prompt_before) + len(model.prompt_after)
-    return flops_per_sample(count_params(model.vision), tokens.shape[1], count_params(model.adapter, True),
-                            max(tokens.shape[1], visual.shape[1]), llm_params, prefix + caption_tokens)
+    llm_tokens = inputs.ids.shape[1] + images * visual.shape[1]
+    return flops_per_sample(count_params(model.vision), images * tokens.shape[1], count_params(model.adapter, True),
+                            images * max(tokens.shape[1], visual.shape[1]), llm_params, llm_tokens)
 
 
 def peak_flops() -> float | None:

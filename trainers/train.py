@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader
 from trainers.build import build_model
 from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig, config_to_dict
-from trainers.data import CaptionBatches, build_index, shard_urls
+from trainers.data import TaskBatches, build_index, shard_urls
 from trainers.schedule import count_params, estimate_flops_per_sample, peak_flops, warmup_linear_decay
+from trainers.tasks import build_task
 
 log = logging.getLogger("vlcurate")
 
@@ -46,6 +47,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     torch.manual_seed(config.run.seed)
     index = build_index(shard_urls(config.data.shards))  # before the models: a bad path fails in seconds
     model, trainable, tokenizer, preprocess = build_model(config)
+    task = build_task(config, tokenizer, preprocess)
     model.to(device)
     params = model.trainable_parameters()
     optim = config.optim
@@ -68,8 +70,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if world > 1:
         forward = DDP(forward, device_ids=[local_rank] if cuda else None)
 
-    batches = CaptionBatches(index, preprocess, tokenizer, config.data.batch_size, config.data.max_caption_tokens,
-                             config.run.seed, start=step * optim.accumulation, rank=rank)
+    batches = TaskBatches(index, task, config.data.batch_size, config.run.seed, start=step * optim.accumulation,
+                          rank=rank)
     loader = iter(DataLoader(batches, batch_size=None, num_workers=config.data.workers,
                              persistent_workers=config.data.workers > 0, pin_memory=cuda))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
@@ -82,18 +84,16 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         for micro in range(optim.accumulation):
             batch = next(loader)
             skipped_total += batch["skipped"]
+            inputs = batch["inputs"].to(device, non_blocking=True)
             if logger.flops_per_sample is None and logger.peak and config.run.stage == "vlm":
-                logger.flops_per_sample = estimate_flops_per_sample(
-                    model, batch["pixels"].to(device), batch["ids"].shape[1])
-            pixels = batch["pixels"].to(device, non_blocking=True)
-            ids, mask = batch["ids"].to(device), batch["mask"].to(device)
+                logger.flops_per_sample = estimate_flops_per_sample(model, inputs)
             sync = micro == optim.accumulation - 1 or world == 1
             with autocast, (nullcontext() if sync else forward.no_sync()):
-                loss = forward(pixels, ids, mask) / optim.accumulation
+                loss = forward(inputs) / optim.accumulation
                 loss.backward()
             loss_sum += loss.item()
-            window_samples += ids.shape[0]
-            window_tokens += int(mask.sum())
+            window_samples += inputs.batch_size
+            window_tokens += int(inputs.loss_mask.sum())  # tokens trained on (the caption's, for captioning)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
         optimizer.step()
         scheduler.step()

@@ -1,0 +1,57 @@
+"""Captioning: one image in, its caption out.
+
+The sequence is [prompt before ; <image> ; prompt after ; caption <eos>] with the loss on the
+caption tokens only; the default prompt is PaLM2-VAdapter's "Describe the following: <visual> :",
+where `<visual>` marks where the image's visual tokens go. The prompt's two halves and the caption
+are tokenised apart, so no token ever spans the boundary of the visual tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trainers.inputs import Example, ModelInputs
+from trainers.tasks.base import Record, Task
+
+VISUAL = "<visual>"
+DEFAULT_PROMPT = f"Describe the following: {VISUAL} :"
+
+
+def split_prompt(prompt: str) -> tuple[str, str]:
+    if prompt.count(VISUAL) != 1:
+        raise ValueError(f"the prompt must contain {VISUAL} exactly once: {prompt!r}")
+    before, after = prompt.split(VISUAL)
+    return before.rstrip(" "), after
+
+
+class CaptioningTask(Task):
+    name = "captioning"
+
+    def __init__(self, tokenizer, preprocess, prompt: str = DEFAULT_PROMPT, max_caption_tokens: int = 32):
+        super().__init__(tokenizer, preprocess)
+        before, after = split_prompt(prompt)
+        self.before, self.after = self._ids(before), self._ids(after)
+        self.max_caption_tokens = max_caption_tokens
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def caption_ids(self, caption: str) -> list[int]:
+        """The caption and EOS (the model learns to stop), truncated to max_caption_tokens."""
+        return self.tokenizer(caption + (self.tokenizer.eos_token or ""), truncation=True,
+                              max_length=self.max_caption_tokens, add_special_tokens=False)["input_ids"]
+
+    def encode(self, record: Record) -> Example:
+        if len(record.images) != 1:
+            raise ValueError(f"captioning takes one image per record, {record.key} has {len(record.images)}")
+        caption = self.caption_ids(record.text)
+        return self._example(self.preprocess(record.images[0]), caption)
+
+    def prompts(self, pixels: torch.Tensor) -> ModelInputs:
+        """The prompt alone for each preprocessed image (N, 3, H, W): the inputs to generate from."""
+        return self.collate([self._example(image, []) for image in pixels])
+
+    def _example(self, image: torch.Tensor, caption: list[int]) -> Example:
+        prompt = self.before + self.after
+        return Example(ids=prompt + caption, loss_mask=[0] * len(prompt) + [1] * len(caption),
+                       images=[image], image_positions=[len(self.before)])
