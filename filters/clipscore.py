@@ -38,7 +38,9 @@ class ClipScorer:
         if not images:
             return np.zeros((0, 0), np.float32)
         model = self.loaded.model
-        dtype = next(model.parameters()).dtype
+        # open_clip's "bf16"/"fp16" precision converts only some layers (its class and positional
+        # embeddings stay fp32), so the input dtype follows the precision, as open_clip's own code does.
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.spec.precision]
         pixels = torch.stack([self.loaded.preprocess(im) for im in images]).to(self.spec.device, dtype)
         with torch.inference_mode():
             features = model.encode_image(pixels, normalize=True)

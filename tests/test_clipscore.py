@@ -172,3 +172,17 @@ def test_after_heuristics_broken_images_are_rejected_upstream_only(tiny_clip, po
     assert {"image_undecodable", "image_empty", "image_too_many_pixels"} <= set(by_stage["heuristics"].reasons)
     scored = by_stage["clipscore"].input
     assert by_stage["clipscore"].kept == math.ceil(0.5 * scored)
+
+
+def test_reduced_precision_scores_match_fp32(tiny_clip):
+    """precision bf16 runs (open_clip keeps some parameters in fp32: inputs follow the precision)."""
+    from filters.clip_model import ClipSpec
+    from filters.clipscore import SCORE, ClipScorer
+    from filters.sample import Sample
+
+    samples = lambda: [Sample(f"k{i}", "s", jpeg(scene(i)), "jpg", "a scene") for i in range(4)]  # noqa: E731
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        spec = ClipSpec(tiny_clip["name"], tiny_clip["pretrained"], tiny_clip["config_dir"], precision=precision)
+        scores[precision] = [o.annotations[SCORE] for o in ClipScorer(spec).score_samples(samples())]
+    assert max(abs(a - b) for a, b in zip(scores["fp32"], scores["bf16"])) < 0.05
