@@ -40,8 +40,9 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_metaclip.py
 	$(BIN)/python tests/bench/experiment_adapters.py
 
-# On a GPU machine: trainer throughput and MFU, bf16 + compile, batch sizes swept.
+# On a GPU machine: trainer and CLIPScore correctness on the device; throughput and MFU, bf16 + compile.
 bench-gpu: $(STAMP)
+	$(BIN)/python tests/bench/gpu_check.py --device cuda
 	$(BIN)/python tests/bench/bench_trainer_gpu.py --compile
 
 clean:

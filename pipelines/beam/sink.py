@@ -20,7 +20,7 @@ from filters.sample import Rejection, Sample
 from manifests.shard_format import write_pair_shard
 from pipelines.beam.coders import Tagged
 from pipelines.beam.join import join_with_values, unpack
-from pipelines.beam.routing import REJECTED, KeyedSample
+from pipelines.beam.routing import KeyedSample, split
 from pipelines.io.rejection_files import write_rejection_part
 
 log = logging.getLogger("vlcurate")
@@ -59,10 +59,8 @@ def _place(item: tuple[str, list[Tagged]]):
     key, group = item
     samples, (shard,) = unpack(group)
     copies = sorted(samples, key=lambda s: (s.source, s.caption or "", len(s.image or b"")))
-    yield shard, copies[0]
-    for dup in copies[1:]:
-        yield beam.pvalue.TaggedOutput(
-            REJECTED, Rejection.of(dup, SINK_STAGE, "duplicate_key", f"kept the copy from {copies[0].source}"))
+    return [(shard, copies[0]), *(Rejection.of(dup, SINK_STAGE, "duplicate_key", f"kept the copy from {copies[0].source}")
+                                  for dup in copies[1:])]
 
 
 class _WriteShardFn(beam.DoFn):
@@ -101,19 +99,15 @@ class WriteShards(beam.PTransform):
         key_to_shard = buckets | "Rank" >> beam.FlatMap(
             _ranked_keys, offsets=beam.pvalue.AsSingleton(offsets), per_shard=self.per_shard)
         by_key = kept | "ByKey" >> beam.Map(lambda s: (s.key, s)).with_output_types(KeyedSample)
-        placed = (
-            join_with_values("Join", by_key, key_to_shard)
-            | "Place" >> beam.FlatMap(_place)
-            .with_output_types(beam.typehints.Tuple[int, Sample], **{REJECTED: Rejection})
-            .with_outputs(REJECTED, main="placed")
-        )
+        placed = split(join_with_values("Join", by_key, key_to_shard), "Place", _place, stage=SINK_STAGE,
+                       kind=beam.typehints.Tuple[int, Sample])
         infos = (
-            placed.placed
+            placed.kept
             | "GroupShards" >> beam.GroupByKey().with_output_types(
                 beam.typehints.Tuple[int, beam.typehints.Iterable[Sample]])
             | "WriteShard" >> beam.ParDo(_WriteShardFn(self.root, self.seed)).with_output_types(FileInfo)
         )
-        return infos, placed[REJECTED]
+        return infos, placed.rejected
 
 
 # ---------------------------------------------------------------- rejections
