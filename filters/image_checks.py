@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 # EXIF orientations 5-8 rotate by 90 or 270 degrees: width and height swap on display.
 _EXIF_ORIENTATION_TAG = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+MAX_CLAIMED_SIDE = 1 << 20  # no real image is a million pixels on a side
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,8 @@ def original_size(meta: dict[str, Any], header: ImageHeader) -> tuple[int, int]:
     resized to 256x256 must still count as a banner. Without them the header's size is the original.
     """
     ow, oh = meta.get("original_width"), meta.get("original_height")
-    if isinstance(ow, int) and isinstance(oh, int) and ow > 0 and oh > 0:
+    # Only plausible sizes are trusted: a 5,000-digit "width" once overflowed the aspect division.
+    if all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_CLAIMED_SIDE for v in (ow, oh)):
         return ow, oh
     return header.width, header.height
 

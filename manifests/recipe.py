@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, create_model, model_validator
 
+from filters.record_checks import DEFAULT_MAX_CAPTION_CHARS, DEFAULT_MAX_JSON_DEPTH
 from filters.records import SAMPLE
 from manifests.schema import Strict, validate_strict
 
@@ -94,6 +95,10 @@ class ParquetColumns(Strict):
 class InputConfig(Strict):
     image_extensions: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
     max_member_bytes: int = Field(64 << 20, gt=0, description="larger tar members are rejected, not read")
+    max_caption_chars: int = Field(DEFAULT_MAX_CAPTION_CHARS, gt=0,
+                                   description="longer captions are rejected on read (caption_too_long)")
+    max_json_depth: int = Field(DEFAULT_MAX_JSON_DEPTH, gt=0,
+                                description="KEY.json nested deeper is rejected on read (metadata_too_deep)")
     parquet: ParquetColumns = ParquetColumns()
 
 

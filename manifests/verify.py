@@ -8,6 +8,7 @@ with the format's one decode (EXIF applied, pixel guard).
 from __future__ import annotations
 
 import hashlib
+import re
 
 import fsspec
 
@@ -16,6 +17,9 @@ from manifests.shard_format import (DEFAULT_MAX_PIXELS, decode_image, image_memb
                                     valid_key)
 
 _NO_MEMBER_LIMIT = 1 << 62
+# Files a download writes that its manifest does not list: img2dataset's per-shard stats and the URL
+# list it was given (they hold no samples). The lock exists while a run writes the directory.
+_AUXILIARY = re.compile(r"_input/urls\.parquet|shards/\d+_stats\.json|\.vlcurate\.lock")
 
 
 class _HashingReader:
@@ -82,6 +86,26 @@ def verify_dataset(root: str, deep: bool = False) -> list[str]:
         elif sha256 != entry.sha256:
             problems.append(f"{entry.name}: sha256 differs from the manifest")
         problems += found
+    problems += _unlisted(fs, base.rstrip("/"), manifest, {e.name for e in entries})
+    return problems
+
+
+def _unlisted(fs, base: str, manifest, listed: set[str]) -> list[str]:
+    """Files in the run directory that the manifest does not list (another run's, or a stray one).
+    A chained run's raw/ download is checked against its own manifest."""
+    raw = manifest.inputs.get("raw_manifest")
+    raw_dir = raw.rsplit("/", 1)[0] + "/" if raw else None
+    problems = []
+    if raw_dir:
+        problems += [f"{raw_dir}{p}" for p in verify_dataset(f"{base}/{raw_dir.rstrip('/')}")
+                     if not p.startswith("rejected/")]  # raw's rejection files are also listed here
+    for path in sorted(fs.find(base, withdirs=False)):
+        name = path[len(base) + 1:]
+        if name == "manifest.json" or name in listed or _AUXILIARY.fullmatch(name):
+            continue
+        if raw_dir and name.startswith(raw_dir):
+            continue
+        problems.append(f"{name}: not listed in the manifest (another run's file, or one added later)")
     return problems
 
 

@@ -210,3 +210,44 @@ def test_verify_reads_shards_through_the_shard_format(run, tmp_path):
     deep = verify_dataset(str(copy), deep=True)
     assert len(deep) == 2 and f"{entry.name}: 2 records, manifest says 3" in deep
     assert any(p.startswith(f"{entry.name}: b.jpg: image_undecodable") for p in deep)
+
+
+def test_verify_reports_files_the_manifest_does_not_list(run, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "shards" / "99999.tar").write_bytes(b"from another run")
+    (copy / "notes.txt").write_text("mine")
+    assert verify_dataset(str(copy)) == ["notes.txt: not listed in the manifest (another run's file, or one added later)",
+                                         "shards/99999.tar: not listed in the manifest (another run's file, or one added later)"]
+
+
+def test_overwrite_never_deletes_what_vlcurate_did_not_write(run, pool_dir, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "shards" / "my_notes.txt").write_text("keep me")
+    with pytest.raises(CurateError, match="holds files vlcurate did not write \\(shards/my_notes.txt\\)"):
+        curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(copy), overwrite=True)
+    assert (copy / "shards" / "my_notes.txt").exists() and (copy / "manifest.json").exists()
+    # Inputs inside the output would be deleted by --overwrite (and read as their own output): refused.
+    with pytest.raises(CurateError, match="--input matches files inside --output"):
+        curate(QUICKSTART, f"{copy}/shards/*.tar", str(copy), overwrite=True)
+    assert (copy / "shards" / "00000.tar").exists()
+
+
+def test_a_second_run_into_a_locked_directory_stops_naming_the_holder(pool_dir, tmp_path):
+    import json as _json
+    import socket
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = {"host": "other-machine", "pid": 4242, "since_utc": "2026-11-28T00:00:00+00:00", "command": "vlcurate curate x"}
+    (out / ".vlcurate.lock").write_text(_json.dumps(holder))
+    with pytest.raises(CurateError, match="being written by another run: pid 4242 on other-machine"):
+        curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(out))
+    assert not (out / "shards").exists()
+    # A lock left by a dead process on this machine is taken over, and released at the end.
+    (out / ".vlcurate.lock").write_text(_json.dumps({**holder, "host": socket.gethostname(), "pid": 2 ** 22 + 1}))
+    curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(out))
+    assert (out / "manifest.json").exists() and not (out / ".vlcurate.lock").exists()

@@ -103,3 +103,8 @@ def test_lists_fill_tuples_and_integers_fill_floats():
     recipe = parse_recipe({"name": "x", "stages": [{"heuristics": {"image": {"max_aspect": 3, "allowed_formats": ["PNG"]}}}]})
     image = recipe.stages[0].config.image
     assert (image.max_aspect, image.allowed_formats) == (3.0, ("PNG",))
+
+
+def test_a_bad_boilerplate_regex_is_a_recipe_error():
+    msg = fails({"name": "x", "stages": [{"heuristics": {"boilerplate": {"patterns": ["ok", "(unclosed"]}}}]})
+    assert "stages.0.heuristics.boilerplate.patterns: pattern 1 '(unclosed' is not a valid regular expression" in msg

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -20,7 +21,6 @@ from filters.records import SAMPLE
 from manifests.manifest import Manifest, build_funnel, counts_by_kind, total_counts
 from manifests.recipe import Recipe
 from manifests.shard_format import FORMAT_VERSION as SHARD_FORMAT_VERSION
-from manifests.shard_format import SHARDS_DIR
 from manifests.storage import atomic_write_bytes, glob_files
 from pipelines.beam.routing import Tally, all_rejections
 from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
@@ -28,15 +28,16 @@ from pipelines.beam.sources import COUNTED, REJECTED, ReadSamples
 from pipelines.drivers.download import DownloadResult, download
 from pipelines.drivers.finish import RUN_DIR, build_manifest, finish
 from pipelines.io.readers import STAGE as READ_STAGE
-from pipelines.io.rejection_files import REJECTED_DIR
-from pipelines.io.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_run_dir
+from pipelines.io.run_dir import (CURATE_FILES, DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir,
+                                  inspect_run_dir, ours_matcher)
+from pipelines.io.run_lock import RunLockedError, run_lock
 from pipelines.stages.metaclip_report import STAGE_REPORTS
 from pipelines.stages.spec import Preflight, StageContext
 
 log = logging.getLogger("vlcurate")
 SUMMARY = f"{RUN_DIR}/summary.json"
 RAW_DIR = "raw"  # a chained run's download (a complete `vlcurate download` run directory)
-OWNED = {SHARDS_DIR, REJECTED_DIR, RUN_DIR, RAW_DIR, "reports", "manifest.json"}  # what --overwrite may delete
+OURS = ours_matcher(CURATE_FILES, nested={RAW_DIR: DOWNLOAD_FILES})  # what --overwrite may delete
 PACKAGES = ("apache-beam", "pyarrow", "pillow", "numpy", "fasttext-numpy2-wheel", "spacy", "webdataset",
             "pydantic", "fsspec", "torch", "open_clip_torch", "rapidocr-onnxruntime", "onnxruntime", "faiss-cpu", "pyahocorasick", "matplotlib")
 
@@ -68,18 +69,30 @@ def expand_inputs(pattern: str) -> list[str]:
 def prepare_output(root: str, overwrite: bool, resume_download: bool = False) -> None:
     """Refuse a used directory unless --overwrite; after an interrupted chained run, keep raw/ to resume."""
     try:
-        state = inspect_run_dir(root, OWNED)
+        state = inspect_run_dir(root, OURS)
+        if state is RunDirState.FRESH:
+            clear_run_dir(root, OURS)
+        elif overwrite:
+            clear_run_dir(root, OURS)
+        elif state is RunDirState.INTERRUPTED and resume_download:
+            log.info("%s holds an interrupted run: resuming its download, redoing curation", root)
+            clear_run_dir(root, OURS, keep_prefixes=(f"{RAW_DIR}/",))
+        else:
+            raise CurateError(f"output {root} is not empty; pass --overwrite to replace a previous run")
     except RunDirError as err:
-        raise CurateError(f"{err}; refusing to delete them even with --overwrite") from None
-    if state is RunDirState.FRESH:
-        clear_run_dir(root, set())
-    elif overwrite:
-        clear_run_dir(root, OWNED)
-    elif state is RunDirState.INTERRUPTED and resume_download:
-        log.info("%s holds an interrupted run: resuming its download, redoing curation", root)
-        clear_run_dir(root, OWNED - {RAW_DIR})
-    else:
-        raise CurateError(f"output {root} is not empty; pass --overwrite to replace a previous run")
+        raise CurateError(f"{err}; vlcurate deletes only what it wrote, even with --overwrite") from None
+
+
+def refuse_inputs_inside_output(paths: list[str], root: str) -> None:
+    """--overwrite would delete them (and a run would read its own output)."""
+    def norm(p: str) -> str:
+        return p.rstrip("/") if "://" in p else os.path.abspath(p)
+
+    out = norm(root) + "/"
+    inside = [p for p in paths if norm(p).startswith(out)]
+    if inside:
+        raise CurateError(f"--input matches files inside --output {root} (e.g. {inside[0]}); write to another "
+                          "directory")
 
 
 def _write_summary(_, root: str, shards, rejected_files, reasons, tallies, inputs) -> None:
@@ -151,11 +164,24 @@ def preflight_stages(recipe: Recipe) -> Preflight:
 def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str] | None = None,
            overwrite: bool = False, allow_private_networks: bool | None = None) -> CurateResult:
     """Curate input shards; with a `download:` block in the recipe, input_pattern is a URL list
-    that is downloaded first into OUTPUT/raw/ and the funnel starts at the URLs read."""
-    started = time.perf_counter()
+    that is downloaded first into OUTPUT/raw/ and the funnel starts at the URLs read. The output
+    directory is locked for the whole run (a second run into it stops, naming the holder)."""
     root = output.rstrip("/")
+    paths = None if recipe.download is not None else expand_inputs(input_pattern)
+    if paths is not None:
+        refuse_inputs_inside_output(paths, root)
+    try:
+        with run_lock(root):
+            return _curate(recipe, input_pattern, root, paths, beam_args, overwrite, allow_private_networks)
+    except RunLockedError as err:
+        raise CurateError(str(err)) from None
+
+
+def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | None, beam_args: list[str] | None,
+            overwrite: bool, allow_private_networks: bool | None) -> CurateResult:
+    started = time.perf_counter()
     raw: DownloadResult | None = None
-    if recipe.download is not None:
+    if paths is None:
         prepare_output(root, overwrite, resume_download=True)
         raw = download(recipe, input_pattern, f"{root}/{RAW_DIR}", allow_private_networks=allow_private_networks,
                        reuse_complete=True)
@@ -163,7 +189,6 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
         if not paths:
             raise CurateError(f"the download kept no image (see {raw.manifest_url}); nothing to curate")
     else:
-        paths = expand_inputs(input_pattern)
         prepare_output(root, overwrite)
     log.info("%d input file(s); output %s", len(paths), root)
 

@@ -32,14 +32,15 @@ from manifests.recipe import DownloadConfig, Recipe
 from manifests.storage import atomic_write_bytes, sha256_of
 from pipelines.drivers.finish import build_manifest, finish
 from pipelines.io.rejection_files import write_rejection_files
-from pipelines.io.run_dir import RunDirError, RunDirState, clear_run_dir, inspect_run_dir
+from pipelines.io.run_dir import DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir, inspect_run_dir, ours_matcher
+from pipelines.io.run_lock import RunLockedError, run_lock
 from pipelines.io.url_lists import read_url_list
 
 log = logging.getLogger("vlcurate")
 STAGE = "download"
 SHARDS = "shards"
 INPUT = "_input"
-OWNED = {SHARDS, INPUT, "rejected"}
+OURS = ours_matcher(DOWNLOAD_FILES)  # what --overwrite may delete
 ROW = "vlc_row"
 
 
@@ -59,12 +60,22 @@ class DownloadResult:
 
 def download(recipe: Recipe, url_list: str, output: str, *, overwrite: bool = False,
              allow_private_networks: bool | None = None, reuse_complete: bool = False) -> DownloadResult:
+    """The output directory is locked for the whole download (a second run into it stops)."""
+    root = output.rstrip("/")
+    try:
+        with run_lock(root):
+            return _download(recipe, url_list, root, overwrite, allow_private_networks, reuse_complete)
+    except RunLockedError as err:
+        raise DownloadError(str(err)) from None
+
+
+def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_private_networks: bool | None,
+              reuse_complete: bool) -> DownloadResult:
     config = recipe.download or DownloadConfig()
     allow_private = config.allow_private_networks if allow_private_networks is None else allow_private_networks
     started = time.perf_counter()
-    root = output.rstrip("/")
     try:
-        state = inspect_run_dir(root, OWNED)
+        state = inspect_run_dir(root, OURS)
     except RunDirError as err:
         raise DownloadError(str(err)) from None
     if state is RunDirState.COMPLETE and reuse_complete and not overwrite:
@@ -75,7 +86,10 @@ def download(recipe: Recipe, url_list: str, output: str, *, overwrite: bool = Fa
     if state is RunDirState.INTERRUPTED and not (overwrite or config.incremental):
         raise DownloadError(f"{root} holds an interrupted download and incremental is off; pass --overwrite")
     if overwrite:
-        clear_run_dir(root, OWNED | {"manifest.json"})
+        try:
+            clear_run_dir(root, OURS)
+        except RunDirError as err:
+            raise DownloadError(str(err)) from None
 
     table = read_url_list(url_list, config.url_column, config.caption_column)
     urls, captions = table.column("url").to_pylist(), table.column("caption").to_pylist()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 
+from filters.record_checks import caption_problem, metadata_problem
 from filters.sample import Rejection, Sample
 from manifests.shard_format import KEY_RULE_TEXT, image_member, iter_tar_records, valid_key
 
@@ -55,7 +56,15 @@ def _file_rejection(path: str, reason: str, detail: str) -> Rejection:
 def read_tar(path: str, config: InputConfig) -> Iterator[Record]:
     with fsspec.open(path, "rb") as raw:
         for found in iter_tar_records(raw, config.max_member_bytes):
-            yield _record(path, found.key, found.parts, found.problems, config)
+            yield _guarded(path, found.key, _record, path, found.key, found.parts, found.problems, config)
+
+
+def _guarded(path: str, key: Any, build, *args) -> Record:
+    """One record's construction; whatever it raises is that record's rejection, not its file's."""
+    try:
+        return build(*args)
+    except Exception as err:
+        return Rejection(str(key)[:200], path, None, STAGE, f"error_{type(err).__name__}", str(err)[:2000])
 
 
 def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[str, str]],
@@ -64,10 +73,13 @@ def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[s
     if "json" in parts:
         try:
             loaded = json.loads(parts["json"].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            return Rejection(key, path, None, STAGE, "metadata_invalid_json", str(err))
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: also 5,000-digit ints
+            return Rejection(key, path, None, STAGE, "metadata_invalid_json", f"{type(err).__name__}: {err}"[:500])
         if not isinstance(loaded, dict):
             return Rejection(key, path, None, STAGE, "metadata_invalid_json", "KEY.json is not an object")
+        problem = metadata_problem(loaded, config.max_json_depth)
+        if problem:
+            return Rejection(key, path, None, STAGE, *problem)
         meta = loaded
     url = meta.get("url") if isinstance(meta.get("url"), str) else None
     if not valid_key(key):
@@ -81,6 +93,8 @@ def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[s
             caption = parts["txt"].decode("utf-8")
         except UnicodeDecodeError as err:
             return Rejection(key, path, url, STAGE, "caption_not_utf8", str(err))
+        if problem := caption_problem(caption, config.max_caption_chars):
+            return Rejection(key, path, url, STAGE, *problem)
     image_ext = image_member(parts, config.image_extensions)
     image = parts.get(image_ext) if image_ext else None
     return Sample(key=key, source=path, image=image, image_ext=image_ext, caption=caption, url=url, meta=meta)
@@ -110,12 +124,12 @@ def read_parquet(path: str, config: InputConfig) -> Iterator[Record]:
                 key = values.get(columns.key)
                 key = str(key) if key is not None else f"{stem}_{row:09d}"
                 row += 1
-                yield _parquet_record(path, key, values, image_col, caption_col, columns.url)
+                yield _guarded(path, key, _parquet_record, path, key, values, image_col, caption_col, config)
 
 
 def _parquet_record(path: str, key: str, values: dict[str, Any], image_col: str, caption_col: str | None,
-                    url_col: str) -> Record:
-    url = values.get(url_col) if isinstance(values.get(url_col), str) else None
+                    config: InputConfig) -> Record:
+    url = values.get(config.parquet.url) if isinstance(values.get(config.parquet.url), str) else None
     if not valid_key(key):
         return Rejection(key, path, url, STAGE, "key_invalid", KEY_RULE_TEXT)
     caption = values.get(caption_col) if caption_col else None
@@ -124,7 +138,15 @@ def _parquet_record(path: str, key: str, values: dict[str, Any], image_col: str,
             caption = caption.decode("utf-8")
         except UnicodeDecodeError as err:
             return Rejection(key, path, url, STAGE, "caption_not_utf8", str(err))
+    if caption is not None and not isinstance(caption, str):
+        return Rejection(key, path, url, STAGE, "caption_invalid_type",
+                         f"column {caption_col!r} holds {type(caption).__name__}, not text")
+    if problem := caption_problem(caption, config.max_caption_chars):
+        return Rejection(key, path, url, STAGE, *problem)
     image = values.get(image_col)
+    if image is not None and not isinstance(image, bytes):
+        return Rejection(key, path, url, STAGE, "image_invalid_type",
+                         f"column {image_col!r} holds {type(image).__name__}, not bytes")
     meta = {k: v for k, v in values.items() if k not in (image_col, caption_col) and _json_safe(v)}
     ext = image_col if image_col in ("jpg", "png", "webp") else None
     return Sample(key=key, source=path, image=image, image_ext=ext, caption=caption, url=url, meta=meta)

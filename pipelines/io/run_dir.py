@@ -2,17 +2,22 @@
 
 A directory with a manifest holds a finished run: replaced only with --overwrite. One without a
 manifest but with our files holds an interrupted run: replaced with --overwrite, or resumed where
-the command can resume. Files vlcurate did not write are never deleted.
+the command can resume. vlcurate deletes only files it wrote: those the previous manifest lists,
+and files whose names only vlcurate produces (an interrupted run has no manifest). Any other file
+anywhere below the directory stops the run with its name, even with --overwrite.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from enum import Enum
-from pathlib import PurePosixPath
 
 import fsspec
 
 from manifests.manifest import MANIFEST_NAME
+from manifests.storage import TEMP_MARKER
+from pipelines.io.run_lock import LOCK_NAME
 
 
 class RunDirError(RuntimeError):
@@ -25,25 +30,74 @@ class RunDirState(Enum):
     COMPLETE = "complete"  # a manifest: a finished run
 
 
-def inspect_run_dir(root: str, owned: set[str]) -> RunDirState:
-    fs, path = fsspec.core.url_to_fs(root)
-    if not fs.exists(path):
-        return RunDirState.FRESH
-    present = {PurePosixPath(p).name for p in fs.ls(path, detail=False)}
-    if not present:
-        return RunDirState.FRESH
-    foreign = sorted(present - owned - {MANIFEST_NAME})
-    if foreign:
-        raise RunDirError(f"{root} holds files vlcurate did not write ({', '.join(foreign[:5])}); "
-                          "choose an empty or new output directory")
-    return RunDirState.COMPLETE if MANIFEST_NAME in present else RunDirState.INTERRUPTED
+# Names only vlcurate writes, relative to a run directory (`prefix` for a nested one, e.g. raw/).
+CURATE_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"rejected/[a-z0-9_]+-\d{5,}\.parquet", r"reports/[\w.-]+",
+                r"_run/.+")
+DOWNLOAD_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"shards/\d{5,}_stats\.json", r"shards/_tmp/.+",
+                  r"_input/urls\.parquet", r"rejected/download-\d{5,}\.parquet")
+_ALWAYS = (re.escape(MANIFEST_NAME), re.escape(LOCK_NAME), rf"(.+/)?\.[^/]+{re.escape(TEMP_MARKER)}[0-9a-f]+")
 
 
-def clear_run_dir(root: str, names: set[str]) -> None:
-    """Delete the named entries of root (never anything else)."""
+def ours_matcher(patterns: tuple[str, ...], nested: dict[str, tuple[str, ...]] | None = None):
+    """name -> whether vlcurate writes files of that name (relative to the run directory)."""
+    rules = [*patterns, *_ALWAYS]
+    for prefix, inner in (nested or {}).items():
+        rules += [f"{re.escape(prefix)}/(?:{p})" for p in (*inner, *_ALWAYS)]
+    compiled = re.compile("|".join(f"(?:{r})" for r in rules))
+    return lambda name: compiled.fullmatch(name) is not None
+
+
+def _files(root: str) -> tuple[object, str, list[str]]:
     fs, path = fsspec.core.url_to_fs(root)
+    base = path.rstrip("/")
+    if not fs.exists(base):
+        return fs, base, []
+    return fs, base, sorted(p[len(base) + 1:] for p in fs.find(base, withdirs=False))
+
+
+def _listed(fs, base: str, name: str = MANIFEST_NAME) -> set[str]:
+    """The files a finished run's manifest lists (its own and, for chained runs, raw/'s)."""
+    with fs.open(f"{base}/{name}", "rb") as f:
+        manifest = json.loads(f.read().decode("utf-8"))
+    prefix = name[: -len(MANIFEST_NAME)]
+    listed = {f"{prefix}{e['name']}" for key in ("shards", "rejected", "report_files") for e in manifest.get(key, [])}
+    listed |= {f"{prefix}{s['metadata']['name']}" for s in manifest.get("shards", [])}
+    return listed
+
+
+def inspect_run_dir(root: str, ours) -> RunDirState:
+    """The directory's state; RunDirError naming any file vlcurate did not write."""
+    fs, base, names = _files(root)
+    names = [n for n in names if n != LOCK_NAME]
+    if not names:
+        return RunDirState.FRESH
+    listed: set[str] = set()
     for name in names:
-        target = f"{path}/{name}"
-        if fs.exists(target):
-            fs.rm(target, recursive=True)
-    fs.makedirs(path, exist_ok=True)
+        if name.endswith(MANIFEST_NAME):
+            try:
+                listed |= _listed(fs, base, name)
+            except Exception:  # an unreadable manifest lists nothing; the name rules still apply
+                pass
+    foreign = [n for n in names if n not in listed and not ours(n)]
+    if foreign:
+        raise RunDirError(f"{root} holds files vlcurate did not write ({', '.join(foreign[:5])}"
+                          f"{', ...' if len(foreign) > 5 else ''}); move them away or choose another output directory")
+    return RunDirState.COMPLETE if MANIFEST_NAME in names else RunDirState.INTERRUPTED
+
+
+def clear_run_dir(root: str, ours, keep_prefixes: tuple[str, ...] = ()) -> None:
+    """Delete the files vlcurate wrote below root (never anything else), except under keep_prefixes."""
+    inspect_run_dir(root, ours)  # refuses before deleting anything when a foreign file is there
+    fs, base, names = _files(root)
+    for name in names:
+        if name == LOCK_NAME or any(name.startswith(p) for p in keep_prefixes):
+            continue
+        fs.rm(f"{base}/{name}")
+    parents = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}
+    for directory in sorted(parents, key=len, reverse=True):
+        try:
+            if not fs.ls(f"{base}/{directory}", detail=False):
+                fs.rmdir(f"{base}/{directory}")
+        except (FileNotFoundError, OSError):
+            pass
+    fs.makedirs(base, exist_ok=True)

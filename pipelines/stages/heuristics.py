@@ -7,11 +7,12 @@ keep only the copy with the smallest key.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from filters.caption_rules import DEFAULT_BOILERPLATE_PATTERNS
 from filters.exact_dedup import image_digest, split_duplicates
@@ -32,6 +33,16 @@ class CaptionRules(Strict):
 class BoilerplateRule(Strict):
     enabled: bool = True
     patterns: tuple[str, ...] = DEFAULT_BOILERPLATE_PATTERNS
+
+    @field_validator("patterns")
+    @classmethod
+    def patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for i, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"pattern {i} {pattern!r} is not a valid regular expression: {err}") from None
+        return patterns
 
 
 class LanguageRule(Strict):

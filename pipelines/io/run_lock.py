@@ -1,0 +1,85 @@
+"""One run at a time per output directory: an exclusive lock object, OUT/.vlcurate.lock.
+
+Created with create-if-absent semantics ("xb": O_EXCL on local disks; a conditional put on object
+stores whose fsspec driver supports it, e.g. s3fs's If-None-Match), holding who took it. A second
+run into the same directory stops with a message naming the holder. A lock left by a run that died
+on this machine (its pid is gone) is taken over with a warning; any other lock is removed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import fsspec
+
+log = logging.getLogger("vlcurate")
+LOCK_NAME = ".vlcurate.lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another run holds the output directory."""
+
+
+def _holder() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since_utc":
+            datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:500]}
+
+
+def _dead_here(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _create(fs, path: str, data: bytes) -> bool:
+    try:
+        with fs.open(path, "xb") as f:
+            f.write(data)
+        return True
+    except FileExistsError:
+        return False
+
+
+@contextmanager
+def run_lock(root: str):
+    """Hold OUT/.vlcurate.lock for the duration of the block."""
+    fs, base = fsspec.core.url_to_fs(root)
+    fs.makedirs(base, exist_ok=True)
+    path = f"{base.rstrip('/')}/{LOCK_NAME}"
+    mine = _holder()
+    data = json.dumps(mine).encode("utf-8")
+    if not _create(fs, path, data):
+        try:
+            with fs.open(path, "rb") as f:
+                holder = json.loads(f.read().decode("utf-8"))
+        except Exception:  # unreadable or half-written: still someone's lock
+            holder = {}
+        if _dead_here(holder):
+            log.warning("taking over %s/%s: pid %s on this machine is gone", root, LOCK_NAME, holder.get("pid"))
+            fs.rm(path)
+            if not _create(fs, path, data):
+                raise RunLockedError(f"{root} was locked again by another run while taking over a stale lock")
+        else:
+            who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since_utc')} "
+                   f"({holder.get('command', '?')})") if holder else "an unknown holder"
+            raise RunLockedError(f"{root} is being written by another run: {who}. Wait for it, or if it died, "
+                                 f"delete {root.rstrip('/')}/{LOCK_NAME}")
+    try:
+        yield mine
+    finally:
+        try:
+            fs.rm(path)
+        except FileNotFoundError:
+            pass
