@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from filters.caption_rules import BoilerplateMatcher, count_words
 from filters.complexity import ComplexityCounter
-from filters.image_checks import ImageHeader, decode_problem, original_size, read_header, size_problem
+from filters.image_checks import (ImageHeader, decode_problem, original_size, read_header, size_problem,
+                                  truncation_problem)
 from filters.language import LanguageIdentifier
 from filters.model_files import default_lid_model_path, directory_sha256, file_sha256
 from filters.sample import Rejection, Sample
@@ -96,6 +97,8 @@ class HeuristicFilter:
                                 f"{header.format} not in {list(rules.allowed_formats)}")
         if problem := size_problem(header.width, header.height, min_side=None, max_aspect=None,
                                    max_pixels=rules.max_pixels):
+            return Rejection.of(sample, STAGE, problem.reason, problem.detail)
+        if problem := truncation_problem(sample.image, header):
             return Rejection.of(sample, STAGE, problem.reason, problem.detail)
         width, height = original_size(sample.meta, header) if rules.use_original_size else (header.width, header.height)
         if problem := size_problem(width, height, min_side=rules.min_side, max_aspect=rules.max_aspect,

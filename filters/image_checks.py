@@ -96,6 +96,23 @@ def original_size(meta: dict[str, Any], header: ImageHeader) -> tuple[int, int]:
     return header.width, header.height
 
 
+def truncation_problem(image: bytes, header: ImageHeader) -> ImageProblem | None:
+    """A JPEG too short to hold the size its header declares.
+
+    libjpeg treats data that ends early as a warning and fills the rest with grey, so a file whose
+    header says 8000x8000 but whose scan holds 256x256 decodes "fine". Every 8x8 luma block costs
+    at least one bit of entropy-coded data (a DC code; progressive EOB runs cannot skip the DC
+    scan), so a file of fewer bytes than blocks / 8 cannot be whole, whatever its content.
+    """
+    if header.format != "JPEG":
+        return None
+    blocks = -(-header.width // 8) * -(-header.height // 8)
+    if len(image) * 8 < blocks:
+        return ImageProblem("image_truncated", f"{len(image):,} bytes cannot hold the declared "
+                                               f"{header.width}x{header.height} ({blocks:,} blocks)")
+    return None
+
+
 def decode_problem(image: bytes, fmt: str) -> ImageProblem | None:
     """Decode every byte of the image; a truncated or corrupt stream becomes a reason.
 
@@ -110,5 +127,7 @@ def decode_problem(image: bytes, fmt: str) -> ImageProblem | None:
                     img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
                 img.load()
     except Exception as err:  # PIL raises many types for bad data; every one is a reason here
+        if "truncated" in str(err):
+            return ImageProblem("image_truncated", f"{type(err).__name__}: {err}")
         return ImageProblem("image_undecodable", f"{type(err).__name__}: {err}")
     return None

@@ -11,7 +11,7 @@ import warnings
 
 from PIL import Image, ImageOps
 
-from filters.image_checks import ImageHeader, ImageProblem, read_header, size_problem
+from filters.image_checks import ImageHeader, ImageProblem, read_header, size_problem, truncation_problem
 from filters.sample import Rejection, Sample
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own bomb limit
@@ -22,6 +22,8 @@ def decode_rgb(image: bytes | None, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     if isinstance(header, ImageProblem):
         return header
     problem = size_problem(header.width, header.height, min_side=None, max_aspect=None, max_pixels=max_pixels)
+    if problem is None:
+        problem = truncation_problem(image, header)
     if problem is not None:
         return problem
     return _decode(image, header)
@@ -48,4 +50,5 @@ def _decode(image: bytes, header: ImageHeader) -> Image.Image | ImageProblem:
                     img = ImageOps.exif_transpose(img)
                 return img.convert("RGB")
     except Exception as err:  # PIL raises many types for bad data; every one is a reason here
-        return ImageProblem("image_undecodable", f"{type(err).__name__}: {err}")
+        reason = "image_truncated" if "truncated" in str(err) else "image_undecodable"
+        return ImageProblem(reason, f"{type(err).__name__}: {err}")

@@ -7,6 +7,8 @@ when its upload completes, so a reader never sees a partial file under the final
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from typing import IO, Any
 import fsspec
 
 TEMP_MARKER = ".tmp-"
+log = logging.getLogger("vlcurate")
 
 
 class HashingWriter:
@@ -41,15 +44,40 @@ def atomic_open(url: str) -> Iterator[HashingWriter]:
     parent, _, name = path.rpartition("/")
     temp = f"{parent}/.{name}{TEMP_MARKER}{uuid.uuid4().hex[:12]}"
     fs.makedirs(parent, exist_ok=True)
+    local = _is_local(fs)
     try:
         with fs.open(temp, "wb") as raw:
             writer = HashingWriter(raw)
             yield writer
+            if local:  # the bytes reach the disk before the name does (object stores: upload completes)
+                raw.flush()
+                os.fsync(raw.fileno())
         fs.mv(temp, path)
+        if local:
+            _fsync_directory(parent)
     except BaseException:
         if fs.exists(temp):
             fs.rm(temp)
         raise
+
+
+def _is_local(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def _fsync_directory(path: str) -> None:
+    """Make a rename durable: fsync the directory entry too (POSIX; skipped where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(url: str, data: bytes) -> dict[str, Any]:
@@ -62,7 +90,12 @@ def glob_files(pattern: str) -> list[str]:
     """Files matching a glob on any fsspec filesystem, sorted, as URLs fsspec can open again."""
     fs, _ = fsspec.core.url_to_fs(pattern)
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    matched = sorted(p for p in fs.glob(pattern) if fs.isfile(p))
+    found = sorted(fs.glob(pattern))
+    matched = [p for p in found if fs.isfile(p)]
+    skipped = [p for p in found if p not in set(matched) and not fs.isdir(p)]
+    if skipped:  # FIFOs, sockets, devices: reading one could hang or never end
+        log.warning("skipping %d special file(s) matched by %s (not regular files): %s", len(skipped), pattern,
+                    ", ".join(skipped[:5]))
     if protocol not in ("file", "local"):
         matched = [f"{protocol}://{p}" for p in matched]
     return matched

@@ -169,7 +169,7 @@ def test_after_heuristics_broken_images_are_rejected_upstream_only(tiny_clip, po
     assert m.counts.input == m.counts.kept + m.counts.rejected
     by_stage = {f.stage: f for f in m.funnel}
     assert set(by_stage["clipscore"].reasons) == {"not_in_top_fraction"}
-    assert {"image_undecodable", "image_empty", "image_too_many_pixels"} <= set(by_stage["heuristics"].reasons)
+    assert {"image_truncated", "image_empty", "image_too_many_pixels"} <= set(by_stage["heuristics"].reasons)
     scored = by_stage["clipscore"].input
     assert by_stage["clipscore"].kept == math.ceil(0.5 * scored)
 

@@ -38,7 +38,7 @@ EXPECTED = {
     "resized_banner": {"image_aspect_too_extreme"},
     "gif_format": {"image_format_not_allowed"},
     "duplicate_image": {"duplicate_image"},
-    "corrupt_jpeg": {"image_undecodable"},
+    "corrupt_jpeg": {"image_truncated"},
     "zero_byte_image": {"image_empty"},
     "missing_caption": {"caption_missing"},
     "non_utf8_caption": {"caption_not_utf8"},

@@ -116,7 +116,7 @@ def test_formats(default_filter):
     [
         (b"", "image_empty"),
         (b"this is not an image at all", "image_undecodable"),
-        (make_image(640, 480)[:1500], "image_undecodable"),  # truncated JPEG: header fine, scan broken
+        (make_image(640, 480)[:1500], "image_truncated"),  # truncated JPEG: header fine, scan cut short (issue 13)
         (png_declaring(60_000, 60_000), "image_too_many_pixels"),  # PIL's bomb limit, before any decode
         (png_declaring(12_000, 9_000), "image_too_many_pixels"),  # 108M > our 89.5M limit
     ],

@@ -98,3 +98,45 @@ def test_a_run_with_hostile_records_finishes_and_accounts_for_everything(tmp_pat
     assert m.counts.input == len(records) == m.counts.kept + m.counts.rejected
     kept = {json.loads(r)["key"] for s in m.shards for r in pq.read_table(tmp_path / "out" / s.metadata.name)["json"].to_pylist()}
     assert {f"g{i}" for i in range(4)} | {"huge_width"} <= kept  # an implausible claimed size is ignored, not fatal
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A whole 256x256 JPEG whose frame header is rewritten to declare width x height."""
+    import struct
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def test_a_jpeg_that_lies_about_its_size_is_truncated_not_kept(default_filter):
+    """libjpeg fills a scan that ends early with grey and only warns: the size check catches it."""
+    from filters.image_decode import decode_rgb
+    from tests.conftest import make_sample
+
+    liar = _jpeg_declaring(8000, 8000)
+    (outcome,) = default_filter.filter_batch([make_sample(image=liar)])
+    assert outcome.reason == "image_truncated" and "8000x8000" in outcome.detail
+    assert decode_rgb(liar).reason == "image_truncated"  # model stages and the trainer decode the same way
+    cut = make_image(640, 480)[:2000]  # a plainly cut file: PIL raises "truncated"
+    (outcome,) = default_filter.filter_batch([make_sample(image=cut)])
+    assert outcome.reason == "image_truncated"
+
+
+def test_special_files_matched_by_input_are_reported_not_read(tmp_path, caplog):
+    import os
+
+    from manifests.storage import glob_files
+
+    (tmp_path / "in").mkdir()
+    _tar(tmp_path / "in" / "00000.tar", [_good("a0")])
+    os.mkfifo(tmp_path / "in" / "00001.tar")  # reading a FIFO would block forever
+    with caplog.at_level("WARNING", logger="vlcurate"):
+        assert glob_files(f"{tmp_path}/in/*.tar") == [str(tmp_path / "in" / "00000.tar")]
+    assert "skipping 1 special file(s)" in caplog.text and "00001.tar" in caplog.text

@@ -114,7 +114,7 @@ def _make_record(kind: str, key: str, rng: random.Random, earlier: list[bytes]) 
     if kind == "duplicate_image" and earlier:
         image = rng.choice(earlier)
     elif kind == "corrupt_jpeg":
-        image = image[: len(image) * 6 // 10]  # truncated mid-scan: the header reads, decoding fails
+        image = image[: len(image) * 6 // 10]  # truncated mid-scan: the header reads, decoding fails (image_truncated)
     elif kind == "zero_byte_image":
         image = b""
     elif kind == "huge_header":
