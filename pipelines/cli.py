@@ -166,13 +166,14 @@ def train(
     (under torchrun for DDP: torchrun --nproc_per_node=2 -m pipelines.cli train CONFIG.yaml)
     """
     _setup_logging(verbose)
+    from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError, load_config
-    from trainers.train import train as run_training
+    from trainers.train import TrainingError, train as run_training
 
     try:
         cfg = load_config(config, ctx.args)
         last = run_training(cfg, resume=resume)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, CheckpointError, TrainingError) as err:
         _fail(str(err))
     typer.echo(f"done: step {last.get('step')} loss {last.get('loss', float('nan')):.4f}; "
                f"checkpoints in {cfg.run.out_dir}/checkpoints")
@@ -196,13 +197,14 @@ def eval_command(
     Example: vlcurate eval runs/tiny.yaml --beams 3
     """
     _setup_logging(verbose)
+    from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError, load_config
     from trainers.evaluate import evaluate
 
     try:
         cfg = load_config(config, ctx.args)
         result = evaluate(cfg, checkpoint, batches, beams, out)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, CheckpointError) as err:
         _fail(str(err))
     typer.echo(f"val loss {result['val_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on {result['samples']} samples")
 

@@ -118,7 +118,8 @@ def test_old_checkpoint_configs_still_load_and_round_trip():
     config = config_from_dict(OLD_CHECKPOINT_CONFIG).validate()
     assert config.data.task == "captioning" and config.run.stage == "captioner" and config.optim.accumulation == 2
     saved = config_to_dict(config)
-    assert saved == {**OLD_CHECKPOINT_CONFIG, "data": {**OLD_CHECKPOINT_CONFIG["data"], "task": "captioning"}}
+    assert saved == {**OLD_CHECKPOINT_CONFIG, "data": {**OLD_CHECKPOINT_CONFIG["data"], "task": "captioning"},
+                     "optim": {**OLD_CHECKPOINT_CONFIG["optim"], "skip_nonfinite": False}}  # keys added since
     assert config_from_dict(saved) == config
     with pytest.raises(ConfigError, match=r"config: 1 problem\(s\)\n  optim.warmup: unknown key"):
         config_from_dict({**OLD_CHECKPOINT_CONFIG, "optim": {"warmup": 3}})

@@ -1,13 +1,22 @@
 """Checkpoints: trainable weights (safetensors), optimizer, scheduler, RNG states, data position and
 config, written into a temporary directory that is renamed into place, then `latest` is updated.
-A run killed at any moment leaves the previous checkpoint intact. Loads use weights_only."""
+A run killed at any moment leaves the previous checkpoint intact. Loads use weights_only.
+
+state.json, written last, records the sha256 of every other file and the step; a checkpoint is used
+only if they all check out (flipped bytes, a truncated file or a step that disagrees with the
+directory's name make it invalid, before anything is deserialised). A broken `latest` falls back to
+the newest valid checkpoint, said at WARNING; an existing checkpoint is never deleted."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import random
+import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +25,20 @@ import torch
 from safetensors.torch import load_file, save_file
 
 CHECKPOINTS = "checkpoints"
+STEP_DIR = re.compile(r"step-(\d{8})")
+log = logging.getLogger("vlcurate")
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint where one was expected (the message says which and why)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -46,11 +69,15 @@ def save_checkpoint(out_dir: str, step: int, module: torch.nn.Module, optimizer,
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save(rng, tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    files = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+    (tmp / "state.json").write_text(json.dumps({"step": step, **state, "files": files}, indent=2))
     for f in tmp.iterdir():  # data on disk before the rename makes it visible
         with open(f, "rb") as handle:
             os.fsync(handle.fileno())
-    shutil.rmtree(final, ignore_errors=True)
+    if final.exists():  # never delete a checkpoint: an earlier run's (or a broken one) is moved aside
+        aside = root / f"{final.name}.replaced-{int(time.time())}"
+        log.warning("%s exists; moving it to %s before writing step %d", final, aside.name, step)
+        os.rename(final, aside)
     os.rename(tmp, final)
     pointer = root / ".latest.tmp"
     pointer.write_text(final.name)
@@ -58,12 +85,55 @@ def save_checkpoint(out_dir: str, step: int, module: torch.nn.Module, optimizer,
     return final
 
 
-def latest_checkpoint(out_dir: str) -> Path | None:
-    pointer = Path(out_dir) / CHECKPOINTS / "latest"
-    if not pointer.is_file():
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at path cannot be used, or None when every file checks out."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as err:
+        return f"state.json unreadable ({type(err).__name__}: {err})"
+    named = STEP_DIR.fullmatch(path.name)
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        return "state.json has no step"
+    if named and int(named.group(1)) != state["step"]:
+        return f"state.json says step {state['step']}, the directory says {int(named.group(1))}"
+    files = state.get("files")
+    if files is None:  # written before checkpoints carried checksums: usable, unverified
+        log.warning("%s has no file checksums (an older checkpoint): loading it unverified", path)
         return None
-    path = pointer.parent / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    if not isinstance(files, dict):
+        return "state.json's file checksums are not a mapping"
+    for name, expected in files.items():
+        if not (path / name).is_file():
+            return f"{name} is missing"
+        if _sha256(path / name) != expected:
+            return f"{name} does not match its sha256 in state.json (corrupted or changed)"
+    return None
+
+
+def latest_checkpoint(out_dir: str) -> Path | None:
+    """The checkpoint `latest` points to, if it checks out; else the newest one that does (WARNING).
+    None when the run has no checkpoint; CheckpointError when it has some and none is usable."""
+    root = Path(out_dir) / CHECKPOINTS
+    pointer = root / "latest"
+    candidates = sorted((d for d in root.glob("step-*") if d.is_dir() and STEP_DIR.fullmatch(d.name)),
+                        key=lambda d: d.name, reverse=True) if root.is_dir() else []
+    if pointer.is_file():
+        named = root / pointer.read_text().strip()
+        problem = checkpoint_problem(named) if named.is_dir() else "it does not exist"
+        if problem is None:
+            return named
+        log.warning("checkpoints/latest points to %s, which cannot be used: %s", named.name, problem)
+    for candidate in candidates:
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            if pointer.is_file():
+                log.warning("resuming from %s, the newest valid checkpoint", candidate.name)
+            return candidate
+        log.warning("skipping %s: %s", candidate.name, problem)
+    if candidates or pointer.is_file():
+        raise CheckpointError(f"{root} holds checkpoints but none is usable (see the warnings above); "
+                              "refusing to start over them: move them away or choose another run.out_dir")
+    return None
 
 
 def load_weights(path: Path, module: torch.nn.Module, prefix: str = "") -> None:
@@ -77,6 +147,8 @@ def load_weights(path: Path, module: torch.nn.Module, prefix: str = "") -> None:
 
 
 def load_checkpoint(path: Path, module: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
+    if problem := checkpoint_problem(path):
+        raise CheckpointError(f"{path} cannot be used: {problem}")
     load_weights(path, module)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))

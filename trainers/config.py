@@ -70,6 +70,7 @@ class OptimConfig(Strict):
     grad_clip: float = 1.0
     accumulation: int = Field(1, ge=1)
     steps: int = Field(10_000, ge=1)
+    skip_nonfinite: bool = False  # a NaN/inf loss stops the run; true: skip that update, count it, go on
 
 
 class RunConfig(Strict):

@@ -16,7 +16,7 @@ import torch
 
 from trainers.build import build_model
 from trainers.captioner import Captioner
-from trainers.checkpoint import latest_checkpoint, load_weights
+from trainers.checkpoint import CheckpointError, checkpoint_problem, latest_checkpoint, load_weights
 from trainers.cider import cider_d, tokenize
 from trainers.config import TrainConfig
 from trainers.data import TaskBatches, build_index, shard_urls
@@ -53,6 +53,8 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, batches: int = 
     device = torch.device("cuda" if config.run.device != "cpu" and torch.cuda.is_available() else "cpu")
     model, trainable, tokenizer, preprocess = build_model(config)
     path = Path(checkpoint) if checkpoint else latest_checkpoint(config.run.out_dir)
+    if checkpoint and (problem := checkpoint_problem(path)):
+        raise CheckpointError(f"{path} cannot be used: {problem}")
     if path is None:
         raise FileNotFoundError(f"no checkpoint in {config.run.out_dir}/checkpoints; train first or pass --checkpoint")
     load_weights(path, trainable)

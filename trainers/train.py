@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -24,6 +25,10 @@ from trainers.schedule import count_params, estimate_flops_per_sample, peak_flop
 from trainers.tasks import build_task
 
 log = logging.getLogger("vlcurate")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (a non-finite loss); the message says what to change."""
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -55,11 +60,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                                   betas=(optim.beta1, optim.beta2), fused=cuda)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(optim.warmup_steps, optim.steps))
     out = Path(config.run.out_dir)
-    step, skipped_total = 0, 0
-    checkpoint = latest_checkpoint(str(out)) if resume else None
+    step, skipped_total, nonfinite_steps = 0, 0, 0
+    checkpoint = latest_checkpoint(str(out)) if resume else None  # CheckpointError: some, none usable
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, trainable, optimizer, scheduler)
         step, skipped_total = state["step"], state.get("skipped", 0)
+        nonfinite_steps = state.get("nonfinite_steps", 0)
         log.info("resumed from %s at step %d", checkpoint, step)
     elif resume:
         log.info("--resume: no checkpoint in %s, starting fresh", out)
@@ -94,18 +100,28 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             loss_sum += loss.item()
             window_samples += inputs.batch_size
             window_tokens += int(inputs.loss_mask.sum())  # tokens trained on (the caption's, for captioning)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        if world > 1:
+        if world > 1:  # before the step, so every rank takes the same decision on a non-finite loss
             reduced = torch.tensor([loss_sum], device=device)
             dist.all_reduce(reduced)
             loss_sum = reduced.item() / world
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
+        if math.isfinite(loss_sum) and math.isfinite(float(grad_norm)):
+            optimizer.step()
+        elif optim.skip_nonfinite:
+            nonfinite_steps += 1
+            log.warning("step %d: loss %s, grad norm %s: update skipped (optim.skip_nonfinite)", step + 1, loss_sum,
+                        float(grad_norm))
+        else:
+            raise TrainingError(f"step {step + 1}: the loss is {loss_sum} (grad norm {float(grad_norm)}): "
+                                "training diverged or a batch is broken; lower optim.lr, or set "
+                                "optim.skip_nonfinite: true to skip such updates. Checkpoints so far are kept.")
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
         samples_seen = step * optim.accumulation * config.data.batch_size * world
         last = {"step": step, "epoch": samples_seen / config.data.samples_per_epoch, "loss": loss_sum,
-                "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "skipped": skipped_total}
+                "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "skipped": skipped_total,
+                "nonfinite_steps": nonfinite_steps}
         if step % config.run.log_every == 0 or step == optim.steps:
             elapsed = time.perf_counter() - started
             rate = window_samples * world / elapsed
@@ -115,7 +131,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         if rank == 0 and (step % config.run.checkpoint_every == 0 or step == optim.steps):
             save_checkpoint(str(out), step, trainable, optimizer, scheduler,
                             {"data_micro_step": step * optim.accumulation, "skipped": skipped_total,
-                             "config": config_to_dict(config)})
+                             "nonfinite_steps": nonfinite_steps, "config": config_to_dict(config)})
         if world > 1:
             dist.barrier()
     logger.close()
