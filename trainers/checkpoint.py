@@ -9,7 +9,6 @@ the newest valid checkpoint, said at WARNING; an existing checkpoint is never de
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from manifests.storage import sha256_of
+
 CHECKPOINTS = "checkpoints"
 STEP_DIR = re.compile(r"step-(\d{8})")
 log = logging.getLogger("vlcurate")
@@ -34,11 +35,7 @@ class CheckpointError(RuntimeError):
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(str(path))  # uncached: a checkpoint file can change under the same name
 
 
 def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
