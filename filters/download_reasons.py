@@ -8,12 +8,22 @@ import re
 GUARD_PRIVATE = "vlcurate refused a private network address"
 GUARD_TOO_LARGE = "vlcurate refused a response larger than"
 GUARD_SCHEME = "vlcurate refused a redirect to scheme"
+GUARD_PIXELS = "vlcurate refused an image declaring more pixels than"
+GUARD_DEADLINE = "vlcurate cut off a request that outran its deadline"
 
 _HTTP = re.compile(r"HTTP Error (\d{3})")
+# Checked before the HTTP status: urllib reports these as "HTTP Error 302: ..." too.
+_BEFORE_STATUS: tuple[tuple[str, str], ...] = (
+    ("infinite loop", "redirect_loop"),
+    ("Redirection to url", "redirect_scheme_not_allowed"),  # urllib refusing file:, data:, ... itself
+    (GUARD_SCHEME, "redirect_scheme_not_allowed"),
+)
 # (pattern in the message, reason), first match wins; messages come from urllib, ssl, socket, cv2 and img2dataset.
 _RULES: tuple[tuple[str, str], ...] = (
     (GUARD_PRIVATE, "private_address"),
     (GUARD_TOO_LARGE, "response_too_large"),
+    (GUARD_PIXELS, "image_too_many_pixels"),
+    (GUARD_DEADLINE, "timeout"),
     (GUARD_SCHEME, "redirect_scheme_not_allowed"),
     ("X-Robots-Tag", "robots_opt_out"),
     ("timed out", "timeout"),
@@ -41,6 +51,9 @@ _RULES: tuple[tuple[str, str], ...] = (
 
 def download_reason(status: str | None, error_message: str | None) -> str:
     message = error_message or ""
+    for needle, reason in _BEFORE_STATUS:
+        if needle in message:
+            return reason
     http = _HTTP.search(message)
     if http:
         return f"http_{http.group(1)}"

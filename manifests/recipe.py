@@ -40,7 +40,10 @@ class DownloadConfig(Strict):
     max_aspect_ratio: float | None = Field(None, ge=1.0)
     max_image_bytes: int = Field(32 << 20, gt=0, description="larger responses are refused while reading")
     retries: int = Field(0, ge=0)
-    timeout: float = Field(10, gt=0, description="seconds per request")
+    timeout: float = Field(10, gt=0, description="seconds a socket may wait for each read")
+    deadline: float = Field(60, gt=0, description="seconds for a whole request: a server dripping bytes is cut off")
+    max_pixels: int | None = Field(89_478_485, gt=0, description="images declaring more pixels are refused "
+                                   "from their header, before img2dataset decodes them")
     user_agent_token: str | None = Field("vlcurate", description="added to the User-Agent; matched in X-Robots-Tag")
     honor_robots_tag: bool = Field(True, description="skip images whose X-Robots-Tag opts out")
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")

@@ -15,8 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
 
+from pipelines.drivers.sample_data import png_declaring
+
 SLOW_SECONDS = 3.0  # beyond the tests' 1 s timeout, bounded so the server thread ends
 DELAY_SECONDS = 0.0  # per image, set by tests that need a download to take time
+DRIP_SECONDS = 0.5  # between the bytes of /drip.jpg: each read well within the 1 s socket timeout
+DRIP_BYTES = 20  # bounded, so the server thread ends (10 s) even if nobody cuts it off
 
 
 def jpeg(i: int, width: int = 320, height: int = 240, noise: bool = False) -> bytes:
@@ -79,6 +83,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", "ftp://127.0.0.1/x.jpg")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif path == "/loop.jpg":  # redirects to itself forever
+            self.send_response(302)
+            self.send_header("Location", "/loop.jpg")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path == "/file-redirect.jpg":
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path == "/bomb.png":  # a small PNG declaring 30000 x 30000 pixels
+            self._send(png_declaring(30_000, 30_000), "image/png")
+        elif path == "/drip.jpg":  # a byte at a time, each well within the socket timeout
+            body = jpeg(5)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(min(len(body), DRIP_BYTES)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(DRIP_SECONDS)
+            except OSError:
+                pass  # the client gave up: that is the point
         elif path == "/robots.jpg":
             self._send(jpeg(3), headers=[("X-Robots-Tag", "noai")])
         elif path == "/tiny.jpg":

@@ -92,3 +92,29 @@ def test_guarded_opener_has_no_file_or_ftp_handlers():
     for url in ("file:///etc/passwd", "ftp://127.0.0.1/x"):
         with pytest.raises(urllib.error.URLError, match="unknown url type"):
             guarded_opener(allow_private=True, max_bytes=1 << 20).open(url, timeout=5)
+
+
+def test_a_dripping_server_is_cut_off_at_the_whole_request_deadline():
+    import time
+    import urllib.error
+
+    from filters.download_reasons import GUARD_DEADLINE
+
+    with ImageServer() as server:
+        opener = guarded_opener(allow_private=True, max_bytes=1 << 20, deadline=1.5)
+        started = time.perf_counter()
+        with pytest.raises(urllib.error.URLError, match=GUARD_DEADLINE):
+            opener.open(f"{server.base}/drip.jpg", timeout=1).read()  # each byte comes within the timeout
+        assert time.perf_counter() - started < 4
+        assert len(opener.open(f"{server.base}/img/3.jpg", timeout=5).read()) > 1000  # the next request is unaffected
+
+
+def test_a_pixel_bomb_is_refused_from_its_header():
+    import urllib.error
+
+    from filters.download_reasons import GUARD_PIXELS
+
+    with ImageServer() as server:
+        opener = guarded_opener(allow_private=True, max_bytes=1 << 20, max_pixels=89_478_485)
+        with pytest.raises(urllib.error.URLError, match=GUARD_PIXELS):
+            opener.open(f"{server.base}/bomb.png", timeout=5).read()

@@ -156,7 +156,8 @@ def _run_img2dataset(config: DownloadConfig, input_url: str, shards_url: str, al
     from pipelines.io.download_guard import guarded_img2dataset  # imports img2dataset: only when downloading
 
     directives = list(config.disallowed_header_directives) if config.honor_robots_tag else []
-    with guarded_img2dataset(allow_private, config.max_image_bytes) as img2dataset_download:
+    with guarded_img2dataset(allow_private, config.max_image_bytes, config.max_pixels,
+                             config.deadline) as img2dataset_download:
         img2dataset_download(
             url_list=input_url, input_format="parquet", url_col="url",
             caption_col="caption" if has_captions else None, save_additional_columns=[ROW],

@@ -15,7 +15,9 @@ from __future__ import annotations
 import http.client
 import importlib
 import os
+import socket
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,8 +32,13 @@ from img2dataset.downloader import Downloader  # noqa: E402
 # The package re-exports its `main` function under the module's name; fetch the module itself.
 img2dataset_main = importlib.import_module("img2dataset.main")
 
-from filters.download_reasons import GUARD_PRIVATE, GUARD_SCHEME, GUARD_TOO_LARGE  # noqa: E402
+from filters.download_reasons import (GUARD_DEADLINE, GUARD_PIXELS, GUARD_PRIVATE, GUARD_SCHEME,  # noqa: E402
+                                     GUARD_TOO_LARGE)
+from filters.image_checks import ImageHeader, read_header  # noqa: E402
 from filters.url_safety import ALLOWED_SCHEMES, is_private_address  # noqa: E402
+
+
+_request = threading.local()  # this thread's request: img2dataset opens and reads in the same thread
 
 
 def _check_peer(conn: http.client.HTTPConnection) -> None:
@@ -41,31 +48,84 @@ def _check_peer(conn: http.client.HTTPConnection) -> None:
         raise OSError(f"{GUARD_PRIVATE} ({address})")
 
 
-class _PublicHTTPConnection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        _check_peer(self)
+def _arm_deadline(conn: http.client.HTTPConnection) -> None:
+    """The socket timeout bounds each read, not the request: a server dripping a byte every few
+    seconds would hold a worker for hours. A timer shuts the socket down at the deadline."""
+    _disarm()  # a thread makes one request at a time: an earlier request's timer must not cut this one
+    deadline = getattr(conn, "deadline", None)
+    if not deadline:
+        return
+    state = {"expired": False}
+    sock = conn.sock
+
+    def expire() -> None:
+        state["expired"] = True
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed: the request finished in time
+
+    timer = threading.Timer(deadline, expire)
+    timer.daemon = True
+    timer.start()
+    _request.timers = [*getattr(_request, "timers", []), (timer, state)]
 
 
-class _PublicHTTPSConnection(http.client.HTTPSConnection):
+class _GuardedConnection(http.client.HTTPConnection):
+    check_peer = True
+    deadline: float | None = None
+
     def connect(self) -> None:
         super().connect()
-        _check_peer(self)
+        if self.check_peer:
+            _check_peer(self)
+        _arm_deadline(self)
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    check_peer = True
+    deadline: float | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        if self.check_peer:
+            _check_peer(self)
+        _arm_deadline(self)
+
+
+class _PublicHTTPConnection(_GuardedConnection):
+    pass
+
+
+class _PublicHTTPSConnection(_GuardedHTTPSConnection):
+    pass
+
+
+class _AnyHTTPConnection(_GuardedConnection):
+    check_peer = False
+
+
+class _AnyHTTPSConnection(_GuardedHTTPSConnection):
+    check_peer = False
+
+
+def _with_deadline(connection: type, deadline: float | None) -> type:
+    return type(connection.__name__, (connection,), {"deadline": deadline})
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, allow_private: bool):
+    def __init__(self, allow_private: bool, deadline: float | None = None):
         super().__init__()
-        self.connection = http.client.HTTPConnection if allow_private else _PublicHTTPConnection
+        self.connection = _with_deadline(_AnyHTTPConnection if allow_private else _PublicHTTPConnection, deadline)
 
     def http_open(self, req):
         return self.do_open(self.connection, req)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, allow_private: bool):
+    def __init__(self, allow_private: bool, deadline: float | None = None):
         super().__init__(context=ssl.create_default_context())
-        self.connection = http.client.HTTPSConnection if allow_private else _PublicHTTPSConnection
+        self.connection = _with_deadline(_AnyHTTPSConnection if allow_private else _PublicHTTPSConnection, deadline)
 
     def https_open(self, req):
         return self.do_open(self.connection, req, context=self._context)
@@ -80,24 +140,39 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
 
 
 class _SizeCap(urllib.request.BaseHandler):
+    """Bounds what a successful response may cost: its bytes, its declared pixels (checked from the
+    header before img2dataset decodes anything), and its time (the deadline armed on connect)."""
+
     handler_order = 1000  # after HTTPErrorProcessor: only successful responses get here
 
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
+    def __init__(self, max_bytes: int, max_pixels: int | None):
+        self.max_bytes, self.max_pixels = max_bytes, max_pixels
 
     def _cap(self, req, response):
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             response.close()
             raise urllib.error.URLError(f"{GUARD_TOO_LARGE} {self.max_bytes} bytes (declared {declared})")
-        read = response.read
+        read, max_bytes, max_pixels = response.read, self.max_bytes, self.max_pixels
 
         def bounded_read(amt: int | None = None) -> bytes:
-            if amt is not None:
-                return read(amt)
-            data = read(self.max_bytes + 1)
-            if len(data) > self.max_bytes:
-                raise urllib.error.URLError(f"{GUARD_TOO_LARGE} {self.max_bytes} bytes")
+            try:
+                data = read(amt if amt is not None else max_bytes + 1)
+            except Exception:
+                if _expired():
+                    raise urllib.error.URLError(f"{GUARD_DEADLINE} (timed out)") from None
+                raise
+            if _expired():
+                raise urllib.error.URLError(f"{GUARD_DEADLINE} (timed out)")
+            if amt is None:
+                _disarm()
+                if len(data) > max_bytes:
+                    raise urllib.error.URLError(f"{GUARD_TOO_LARGE} {max_bytes} bytes")
+                header = read_header(data)
+                if max_pixels and isinstance(header, ImageHeader) and header.width * header.height > max_pixels:
+                    raise urllib.error.URLError(f"{GUARD_PIXELS} {max_pixels} ({header.width}x{header.height})")
+                if not isinstance(header, ImageHeader) and header.reason == "image_too_many_pixels":
+                    raise urllib.error.URLError(f"{GUARD_PIXELS} {max_pixels} ({header.detail})")
             return data
 
         response.read = bounded_read
@@ -106,11 +181,23 @@ class _SizeCap(urllib.request.BaseHandler):
     http_response = https_response = _cap
 
 
-def guarded_opener(allow_private: bool, max_bytes: int) -> urllib.request.OpenerDirector:
+def _expired() -> bool:
+    return any(state["expired"] for _, state in getattr(_request, "timers", []))
+
+
+def _disarm() -> None:
+    for timer, _ in getattr(_request, "timers", []):
+        timer.cancel()
+    _request.timers = []
+
+
+def guarded_opener(allow_private: bool, max_bytes: int, max_pixels: int | None = None,
+                   deadline: float | None = None) -> urllib.request.OpenerDirector:
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.UnknownHandler(), _HTTPHandler(allow_private), _HTTPSHandler(allow_private),
+    for handler in (urllib.request.UnknownHandler(), _HTTPHandler(allow_private, deadline),
+                    _HTTPSHandler(allow_private, deadline),
                     urllib.request.HTTPDefaultErrorHandler(), _RedirectHandler(),
-                    urllib.request.HTTPErrorProcessor(), _SizeCap(max_bytes)):
+                    urllib.request.HTTPErrorProcessor(), _SizeCap(max_bytes, max_pixels)):
         opener.add_handler(handler)
     return opener
 
@@ -130,10 +217,12 @@ class GuardedDownloader(Downloader):
 
 
 @contextmanager
-def guarded_img2dataset(allow_private: bool, max_bytes: int) -> Iterator[Any]:
+def guarded_img2dataset(allow_private: bool, max_bytes: int, max_pixels: int | None = None,
+                        deadline: float | None = None) -> Iterator[Any]:
     """img2dataset's `download` function, with GuardedDownloader in place of its Downloader."""
     original = img2dataset_main.Downloader
-    GuardedDownloader.guard = {"allow_private": allow_private, "max_bytes": max_bytes}
+    GuardedDownloader.guard = {"allow_private": allow_private, "max_bytes": max_bytes, "max_pixels": max_pixels,
+                               "deadline": deadline}
     img2dataset_main.Downloader = GuardedDownloader
     try:
         yield img2dataset_main.download
