@@ -100,7 +100,11 @@ class HeuristicFilter:
             return Rejection.of(sample, STAGE, problem.reason, problem.detail)
         if problem := truncation_problem(sample.image, header):
             return Rejection.of(sample, STAGE, problem.reason, problem.detail)
-        width, height = original_size(sample.meta, header) if rules.use_original_size else (header.width, header.height)
+        width, height = header.width, header.height
+        if rules.use_original_size:
+            width, height, ignored = original_size(sample.meta, header, rules.min_download_side)
+            if ignored:  # both sizes recorded: the decoded one decided
+                sample.annotations["image_claimed_size_ignored"] = ignored
         if problem := size_problem(width, height, min_side=rules.min_side, max_aspect=rules.max_aspect,
                                    max_pixels=None):
             return Rejection.of(sample, STAGE, problem.reason, problem.detail)

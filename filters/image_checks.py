@@ -83,17 +83,32 @@ def size_problem(
     return None
 
 
-def original_size(meta: dict[str, Any], header: ImageHeader) -> tuple[int, int]:
-    """The size the image had before any download-time resize.
+def original_size(meta: dict[str, Any], header: ImageHeader, min_download_side: int | None = 128
+                  ) -> tuple[int, int, str | None]:
+    """The size the size rules judge, and why a claimed original size was ignored (None if not).
 
     DataComp's size rule reads img2dataset's original_width/original_height: a 1000x150 banner
-    resized to 256x256 must still count as a banner. Without them the header's size is the original.
+    resized to 256x256 must still count as a banner. But the claim is only metadata: it is trusted
+    when the image we hold could be a download-time resize of it (the same aspect within rounding,
+    or a square border/crop output) and is not tiny (its longest side at least min_download_side,
+    or the original's own, if smaller); otherwise the decoded size decides. A 16x16 image claiming
+    an 8000x8000 original is judged as 16x16.
     """
     ow, oh = meta.get("original_width"), meta.get("original_height")
+    if ow is None and oh is None:
+        return header.width, header.height, None
     # Only plausible sizes are trusted: a 5,000-digit "width" once overflowed the aspect division.
-    if all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_CLAIMED_SIDE for v in (ow, oh)):
-        return ow, oh
-    return header.width, header.height
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_CLAIMED_SIDE for v in (ow, oh)):
+        return header.width, header.height, "not two plausible integers"
+    w, h = header.width, header.height
+    # A uniform resize rounds each side by < 1 pixel; either orientation (the claim may predate EXIF
+    # rotation; the size rules, min side and aspect, do not depend on it).
+    same_aspect = min(abs(ow * h - oh * w), abs(ow * w - oh * h)) <= ow + oh
+    if not (same_aspect or w == h):
+        return w, h, f"{w}x{h} cannot be a resize of {ow}x{oh}"
+    if min_download_side and max(w, h) < min(max(ow, oh), min_download_side):
+        return w, h, f"{w}x{h} is too small to stand for {ow}x{oh}"
+    return ow, oh, None
 
 
 def truncation_problem(image: bytes, header: ImageHeader) -> ImageProblem | None:

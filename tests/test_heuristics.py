@@ -180,3 +180,25 @@ def test_image_ext_of_webp_sample_is_detected():
     Image.new("RGB", (8, 8)).save(buffer, format="WEBP")
     assert extension_for(buffer.getvalue()) == "webp"
     assert extension_for(make_image(fmt="PNG")) == "png" and extension_for(b"??") == "bin"
+
+
+@pytest.mark.parametrize(
+    ("size", "meta", "expected"),
+    [
+        ((16, 16), {"original_width": 8000, "original_height": 8000}, "image_too_small: 16x16"),  # claim ignored
+        ((512, 128), {"original_width": 2000, "original_height": 500}, "image_aspect_too_extreme: 2000x500"),
+        ((256, 256), {"original_width": 1200, "original_height": 300}, "image_aspect_too_extreme: 1200x300"),
+    ],
+)
+def test_claimed_original_sizes_are_trusted_only_when_the_image_could_be_their_resize(size, meta, expected):
+    """Issue 13: a claim that cannot describe the image held is ignored and the decoded size decides."""
+    outcome = only(HeuristicFilter(config(complexity={"enabled": False})), make_sample(image=make_image(*size), meta=meta))
+    assert f"{outcome.reason}: {outcome.detail}".startswith(expected)
+
+
+def test_an_ignored_claim_is_recorded_beside_the_decoded_size():
+    meta = {"original_width": 300, "original_height": 1200}  # portrait claim, landscape image: not its resize
+    kept = only(HeuristicFilter(config(complexity={"enabled": False})), make_sample(image=make_image(320, 240), meta=meta))
+    assert (kept.annotations["image_width"], kept.annotations["image_height"]) == (320, 240)
+    assert kept.annotations["image_claimed_size_ignored"] == "320x240 cannot be a resize of 300x1200"
+    assert kept.meta["original_width"] == 300  # the claim itself stays in the record's metadata

@@ -107,7 +107,10 @@ def _make_record(kind: str, key: str, rng: random.Random, earlier: list[bytes]) 
     elif kind == "extreme_aspect":
         scene = scene.resize((rng.randint(700, 1200), rng.randint(200, 230)))  # min side passes
     elif kind == "resized_banner":
-        original = (1200, 300)  # img2dataset resized a banner; the original aspect still counts
+        # img2dataset resized a 1200x300 banner into a 256x256 square (border mode): the original
+        # aspect still counts, and a square output is a resize the claim can describe.
+        original = (1200, 300)
+        scene = scene.resize((256, 256))
 
     image = _encode(scene, fmt, exif)
     ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}[fmt]

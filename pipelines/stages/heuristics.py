@@ -59,6 +59,8 @@ class ImageRules(Strict):
     min_side: int | None = Field(200, ge=1, description="DataComp: min(original w, h) >= 200")
     max_aspect: float | None = Field(3.0, ge=1.0, description="DataComp: max/min <= 3.0")
     use_original_size: bool = Field(True, description="size rules read img2dataset's original_width/height")
+    min_download_side: int | None = Field(128, ge=1, description="a claimed original size is ignored when the "
+                                          "image held is smaller than this on its longest side (and than the claim)")
     decode: bool = Field(True, description="fully decode images that pass, to catch corrupt data")
 
 
