@@ -210,12 +210,14 @@ def write_pair_tar(out: IO[bytes], samples: list[Sample], rows: list[dict[str, A
             add_member(tar, f"{sample.key}.{METADATA_EXT}", row["json"].encode("utf-8"))
 
 
-def write_pair_shard(root: str, index: int, samples: list[Sample]) -> dict[str, Any]:
-    """shards/NNNNN.parquet, then shards/NNNNN.tar, both atomic: a visible .tar means a whole shard."""
+def write_pair_shard(root: str, index: int, samples: list[Sample],
+                     rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """shards/NNNNN.parquet, then shards/NNNNN.tar, both atomic: a visible .tar means a whole shard.
+    `rows`: pair_rows(samples) when the caller has them already."""
     from manifests.storage import atomic_open
 
     name = f"{SHARDS_DIR}/{index:05d}"
-    rows = pair_rows(samples)
+    rows = pair_rows(samples) if rows is None else rows
     with atomic_open(f"{root}/{name}.parquet") as out:
         out.write(pair_parquet(samples, rows))
     parquet = {"name": f"{name}.parquet", "bytes": out.bytes, "sha256": out.sha256.hexdigest()}

@@ -140,3 +140,26 @@ def test_special_files_matched_by_input_are_reported_not_read(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="vlcurate"):
         assert glob_files(f"{tmp_path}/in/*.tar") == [str(tmp_path / "in" / "00000.tar")]
     assert "skipping 1 special file(s)" in caplog.text and "00001.tar" in caplog.text
+
+
+def test_a_sample_the_sink_cannot_write_is_rejected_and_its_shard_written(tmp_path):
+    """Vectors of another length than the rest of the shard's (a stage bug, or a mixed model) are a
+    rejection of that sample (`sink`), not a crash of the run."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from filters.sample import Sample
+    from pipelines.beam.sink import WriteShards
+
+    samples = []
+    for i in range(5):
+        s = Sample(f"k{i}", "in.tar", make_image(colour=(i * 40, 0, 0)), "jpg", GOOD_CAPTION)
+        s.set_vector("clip_image_embedding", [0.1] * (8 if i != 3 else 4))
+        samples.append(s)
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        infos, rejected = (p | beam.Create(samples).with_output_types(Sample)
+                           | WriteShards(str(tmp_path / "out"), samples_per_shard=10, seed=0))
+        _ = rejected | beam.Map(lambda r: (tmp_path / "rejected.txt").write_text(f"{r.key} {r.reason}"))
+        _ = infos | beam.Map(lambda i: (tmp_path / "info.txt").write_text(str(i["samples"])))
+    assert (tmp_path / "rejected.txt").read_text() == "k3 vector_length_mismatch"
+    assert (tmp_path / "info.txt").read_text() == "4"

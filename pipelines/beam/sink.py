@@ -11,16 +11,17 @@ their shard. No step holds more than one bucket of keys or one shard of samples.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import apache_beam as beam
 
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
-from manifests.shard_format import write_pair_shard
+from manifests.shard_format import pair_rows, write_pair_shard
 from pipelines.beam.coders import Tagged
 from pipelines.beam.join import join_with_values, unpack
-from pipelines.beam.routing import KeyedSample, split
+from pipelines.beam.routing import REJECTED, KeyedSample, all_rejections, error_rejection, split
 from pipelines.io.rejection_files import write_rejection_part
 
 log = logging.getLogger("vlcurate")
@@ -64,6 +65,10 @@ def _place(item: tuple[str, list[Tagged]]):
 
 
 class _WriteShardFn(beam.DoFn):
+    """Writes one shard. Each sample is encoded first, alone and guarded: one that cannot be written
+    (a vector of another length than its shard's, say) becomes its own `sink` rejection and the
+    shard is written without it. Failing to write the shard itself is infrastructure: the run stops."""
+
     def __init__(self, root: str, seed: int):
         self.root = root
         self.seed = seed
@@ -71,7 +76,28 @@ class _WriteShardFn(beam.DoFn):
     def process(self, item: tuple[int, list[Sample]]):
         index, samples = item
         samples = sorted(samples, key=lambda s: (_order(s.key, self.seed), s.key))
-        info = write_pair_shard(self.root, index, samples)
+        writable, rows = [], {}
+        for sample in samples:
+            try:
+                (rows[sample.key],) = pair_rows([sample])  # KEY.json and the parquet row
+                if sample.caption is not None:
+                    sample.caption.encode("utf-8")
+                if any(len(v) % 2 for v in sample.vectors.values()):
+                    raise ValueError("a float16 vector with an odd number of bytes")
+            except Exception as err:
+                yield beam.pvalue.TaggedOutput(REJECTED, error_rejection(sample, SINK_STAGE, err))
+                continue
+            writable.append(sample)
+        dims = {name: Counter(len(s.vectors[name]) for s in writable if name in s.vectors)
+                for name in {n for s in writable for n in s.vectors}}
+        for name, lengths in dims.items():  # the shard's parquet holds one vector length per column
+            common = max(lengths, key=lambda n: (lengths[n], -n))
+            for sample in [s for s in writable if name in s.vectors and len(s.vectors[name]) != common]:
+                writable.remove(sample)
+                yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(
+                    sample, SINK_STAGE, "vector_length_mismatch",
+                    f"{name}: {len(sample.vectors[name]) // 2} values, the shard's have {common // 2}"))
+        info = write_pair_shard(self.root, index, writable, [rows[s.key] for s in writable])
         log.info("wrote %s: %d samples, %.1f MB", info["name"], info["samples"], info["bytes"] / 1e6)
         yield info
 
@@ -101,13 +127,14 @@ class WriteShards(beam.PTransform):
         by_key = kept | "ByKey" >> beam.Map(lambda s: (s.key, s)).with_output_types(KeyedSample)
         placed = split(join_with_values("Join", by_key, key_to_shard), "Place", _place, stage=SINK_STAGE,
                        kind=beam.typehints.Tuple[int, Sample])
-        infos = (
+        written = (
             placed.kept
             | "GroupShards" >> beam.GroupByKey().with_output_types(
                 beam.typehints.Tuple[int, beam.typehints.Iterable[Sample]])
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.root, self.seed)).with_output_types(FileInfo)
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.root, self.seed))
+            .with_output_types(FileInfo, **{REJECTED: Rejection}).with_outputs(REJECTED, main="infos")
         )
-        return infos, placed.rejected
+        return written.infos, all_rejections("SinkRejections", placed.rejected, written[REJECTED])
 
 
 # ---------------------------------------------------------------- rejections
