@@ -75,6 +75,11 @@ def resolve_checkpoint(spec: ClipSpec) -> str:
         raise ClipWeightsError(
             f"{spec.stage}.model.pretrained {spec.pretrained!r} is neither a file nor a pretrained tag of "
             f"{spec.name} (tags: {', '.join(tags) or 'none'}); " + _fix_hint(spec))
+    host, reachable = _hub_reachable(tag_cfg, spec.cache_dir)
+    if not reachable:  # fail in seconds: the hub client retries an unreachable host for about a minute
+        raise ClipWeightsError(
+            f"the weights of {spec.name}/{spec.pretrained} are not in open_clip's cache and {host} cannot be "
+            f"reached from this machine; " + _fix_hint(spec))
     try:
         path = open_clip.download_pretrained(tag_cfg, cache_dir=spec.cache_dir)
     except Exception as err:  # hub unreachable, auth, disk: all mean "no weights here"
@@ -123,6 +128,36 @@ def check_weights(spec: ClipSpec) -> tuple[dict[str, Any], list[str]]:
         deferred.append(f"{spec.stage}: building {spec.name} on {spec.device} happens on the workers "
                         "(the driver builds no model on a device)")
     return _identity(spec, checkpoint), deferred
+
+
+def _hub_reachable(tag_cfg: dict[str, Any], cache_dir: str | None, timeout: float = 5.0) -> tuple[str, bool]:
+    """(host, whether weights could come from it): True at once when the file is cached already."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if tag_cfg.get("hf_hub"):
+        try:
+            from huggingface_hub import constants, try_to_load_from_cache
+
+            repo_id = tag_cfg["hf_hub"].rstrip("/")
+            for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+                if isinstance(try_to_load_from_cache(repo_id, name, cache_dir=cache_dir), str):
+                    return repo_id, True
+            endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+        except ImportError:
+            endpoint = "https://huggingface.co"
+    else:
+        endpoint = tag_cfg.get("url", "")
+        cached = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(urlsplit(endpoint).path))
+        if os.path.isfile(cached):  # open_clip's cache for URL weights
+            return endpoint, True
+    parts = urlsplit(endpoint)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return host, True
+    except OSError:
+        return host, False
 
 
 @dataclass

@@ -186,3 +186,22 @@ def test_reduced_precision_scores_match_fp32(tiny_clip):
         spec = ClipSpec(tiny_clip["name"], tiny_clip["pretrained"], tiny_clip["config_dir"], precision=precision)
         scores[precision] = [o.annotations[SCORE] for o in ClipScorer(spec).score_samples(samples())]
     assert max(abs(a - b) for a, b in zip(scores["fp32"], scores["bf16"])) < 0.05
+
+
+def test_an_unreachable_hub_fails_in_seconds(tmp_path, monkeypatch):
+    """A tag not in the cache, with the hub unreachable (here: a closed loopback port), fails fast
+    naming the fix, instead of after the hub client's minute of retries."""
+    import socket
+    import time
+
+    from filters.clip_model import ClipSpec, ClipWeightsError, resolve_checkpoint
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    started = time.perf_counter()
+    with pytest.raises(ClipWeightsError, match="cannot be reached from this machine; set clipscore.model.pretrained"):
+        resolve_checkpoint(ClipSpec("ViT-B-32", "laion2b_s34b_b79k", cache_dir=str(tmp_path)))
+    assert time.perf_counter() - started < 10
