@@ -251,3 +251,12 @@ def test_a_second_run_into_a_locked_directory_stops_naming_the_holder(pool_dir, 
     (out / ".vlcurate.lock").write_text(_json.dumps({**holder, "host": socket.gethostname(), "pid": 2 ** 22 + 1}))
     curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(out))
     assert (out / "manifest.json").exists() and not (out / ".vlcurate.lock").exists()
+
+
+def test_a_run_leaves_no_temporary_directories_behind(pool_dir, tmp_path):
+    import os
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    curate(QUICKSTART, f"{pool_dir}/shards/00000.tar", str(tmp_path / "out"))
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -146,6 +149,24 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str
              tallies=beam.pvalue.AsList(tally_counts), inputs=beam.pvalue.AsList(inputs)))
 
 
+@contextmanager
+def _private_tempdir():
+    """Beam's runners leave empty temporary directories behind (three per run, measured); they go
+    into one directory of ours instead, removed afterwards. TMPDIR reaches worker processes too."""
+    scratch = tempfile.mkdtemp(prefix="vlcurate-beam-")
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = scratch, scratch
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def preflight_stages(recipe: Recipe) -> Preflight:
     """Every stage's driver-side checks (files, weights, tags); models on devices are left to workers."""
     found = Preflight()
@@ -199,7 +220,7 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = "DirectRunner"
     pipeline_started = time.perf_counter()
-    with beam.Pipeline(options=options) as p:
+    with _private_tempdir(), beam.Pipeline(options=options) as p:
         build_pipeline(p, recipe, paths, root)
     pipeline_s = time.perf_counter() - pipeline_started
 
