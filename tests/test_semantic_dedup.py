@@ -107,3 +107,30 @@ def test_kmeans_is_deterministic_and_targets_map_to_clusters():
     assert all(len(set(labels[i * 50:(i + 1) * 50])) == 1 for i in range(4))
     assert target_clusters(centres[:1], a) == {int(labels[0])}
     assert train_centroids(points[:3], 10, 5, seed=0).shape == (3, 32)  # k shrinks to the sample
+
+
+def test_an_embedding_of_another_length_is_rejected_not_fatal(tmp_path):
+    """One sample whose embedding has another length (another model, a bug) is rejected; k-means
+    trains on the common length and the rest are deduplicated as usual."""
+    import apache_beam as beam
+    import numpy as np
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from filters.sample import Rejection, Sample
+    from pipelines.stages.semantic_dedup import SemanticDedupConfig, SemanticDedupStage
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(12):
+        s = Sample(f"k{i:02d}", "in.tar", b"x", "jpg", "a caption")
+        vector = rng.normal(size=4 if i == 5 else 8)
+        s.set_vector("clip_image_embedding", vector / np.linalg.norm(vector))
+        s.annotations["clip_score"] = 0.3
+        samples.append(s)
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        outputs = (p | beam.Create(samples).with_output_types(Sample)
+                   | SemanticDedupStage(SemanticDedupConfig(clusters=2, epsilon=0.01), seed=0))
+        _ = outputs.rejected | "R" >> beam.Map(lambda r: (tmp_path / f"rej-{r.key}").write_text(r.reason + "|" + r.detail))
+        _ = outputs.kept | "K" >> beam.Map(lambda s: (tmp_path / f"kept-{s.key}").write_text("1"))
+    assert (tmp_path / "rej-k05").read_text() == "embedding_missing|clip_image_embedding has 4 values, the centroids 8"
+    assert len(list(tmp_path.glob("kept-*"))) == 11

@@ -8,6 +8,8 @@ if dropped) is joined back to the sample by its id. The k-means training sample 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import apache_beam as beam
 import numpy as np
 from pydantic import Field
@@ -52,7 +54,11 @@ def _with_embedding(sample: Sample):
 
 
 def _train(rows: list[tuple[int, str, bytes]], config: SemanticDedupConfig, seed: int) -> np.ndarray:
-    rows = sorted(rows)
+    # One embedding length trains the centroids (the most common); samples of another length are
+    # rejected at assignment, not allowed to break k-means.
+    lengths = Counter(len(b) for _, _, b in rows)
+    common = max(lengths, key=lambda n: (lengths[n], -n)) if lengths else 0
+    rows = sorted(r for r in rows if len(r[2]) == common)
     embeddings = np.stack([np.frombuffer(b, "<f2") for _, _, b in rows]).astype(np.float32)
     return train_centroids(embeddings, config.clusters, config.iterations, seed)
 
@@ -71,6 +77,13 @@ class _AssignFn(beam.DoFn):
     """Batch of Samples -> (cluster, light record) or a final decision for samples off-target."""
 
     def process(self, batch: list[Sample], centroids: np.ndarray, targets: list[int] | None):
+        dim = centroids.shape[1]
+        for sample in [s for s in batch if len(s.vectors[IMAGE_VECTOR]) != 2 * dim]:
+            yield beam.pvalue.TaggedOutput("decided", (_id(sample), (-1, "embedding_missing", (
+                f"{IMAGE_VECTOR} has {len(sample.vectors[IMAGE_VECTOR]) // 2} values, the centroids {dim}"))))
+        batch = [s for s in batch if len(s.vectors[IMAGE_VECTOR]) == 2 * dim]
+        if not batch:
+            return
         embeddings = np.stack([s.get_vector(IMAGE_VECTOR) for s in batch])
         clusters = nearest_centroid(embeddings, centroids)
         allowed = set(targets) if targets is not None else None
