@@ -63,3 +63,22 @@ def test_bad_recipe_fails_before_running(tmp_path, pool_dir):
 def test_verify_without_manifest(tmp_path):
     result = vlcurate("verify", str(tmp_path))
     assert result.returncode == 2 and "has no manifest.json" in result.stderr
+
+
+def test_two_concurrent_runs_into_one_directory(pool_dir, tmp_path):
+    """Issue 13: two runs started together race for the output's lock: exactly one runs, the other
+    stops at once naming the winner's pid, and the result verifies."""
+    out = tmp_path / "shared"
+    args = [sys.executable, "-m", "pipelines.cli", "curate", "manifests/recipes/quickstart.yaml",
+            "--input", f"{pool_dir}/shards/*.tar", "--output", str(out)]
+    runs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = []
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        results.append((run.pid, run.returncode, err))
+    winners = [r for r in results if r[1] == 0]
+    losers = [r for r in results if r[1] != 0]
+    assert len(winners) == 1 and len(losers) == 1, results
+    assert losers[0][1] == 2 and "being written by another run" in losers[0][2] and f"pid {winners[0][0]}" in losers[0][2]
+    assert vlcurate("verify", str(out)).returncode == 0
