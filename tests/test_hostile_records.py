@@ -163,3 +163,24 @@ def test_a_sample_the_sink_cannot_write_is_rejected_and_its_shard_written(tmp_pa
         _ = infos | beam.Map(lambda i: (tmp_path / "info.txt").write_text(str(i["samples"])))
     assert (tmp_path / "rejected.txt").read_text() == "k3 vector_length_mismatch"
     assert (tmp_path / "info.txt").read_text() == "4"
+
+
+def test_an_error_on_a_group_rejects_the_records_in_it():
+    """The guard also covers steps over groups (a join, a dedup group): each record in the failing
+    group becomes an error rejection; other groups go on."""
+    from filters.sample import Sample
+    from pipelines.beam.coders import Tagged
+    from pipelines.beam.routing import guarded_call
+
+    def explode(item):
+        key, group = item
+        if key == "bad":
+            raise KeyError("boom")
+        return list(group)
+
+    a, b, c = (Sample(k, "in.tar") for k in "abc")
+    assert guarded_call(explode, ("ok", [a]), "sink") == [a]
+    rejected = guarded_call(explode, ("bad", [Tagged(b), Tagged(value=3), Tagged(c)]), "sink")
+    assert [(r.key, r.stage, r.reason) for r in rejected] == [("b", "sink", "error_KeyError"), ("c", "sink", "error_KeyError")]
+    with pytest.raises(KeyError):  # nothing to reject: an error of ours, not of a record
+        guarded_call(explode, ("bad", [1, 2]), "sink")

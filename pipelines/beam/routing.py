@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from filters.sample import Rejection, Sample
-from pipelines.beam import coders  # noqa: F401  (registers the record coders wherever stages run)
+from pipelines.beam.coders import Tagged  # importing coders registers them wherever stages run
 
 REJECTED = "rejected"
 # Declared on keyed steps so Beam encodes (key, Sample) with SampleCoder, not its pickle fallback.
@@ -39,6 +39,7 @@ def error_rejection(record: Any, stage: str, err: BaseException) -> Rejection:
 
 
 def _as_list(outcomes: Any) -> list:
+    """A step returns a record, a Rejection, a list of them, or yields them (a tuple counts as a list)."""
     if outcomes is None:
         return []
     if isinstance(outcomes, (list, tuple)):
@@ -67,9 +68,21 @@ def guarded_call(fn: Callable, element: Any, stage: str, *args, **kwargs) -> lis
             if len(element) == 1:
                 return [error_rejection(element[0], stage, err)]
             return [o for record in element for o in guarded_call(fn, [record], stage, *args, **kwargs)]
-        if hasattr(element, "KIND"):
-            return [error_rejection(element, stage, err)]
-        raise  # not a record (a group, a key): nothing to reject, an error of ours
+        records = _records_in(element)
+        if records:  # a record, or a group of them (a join, a dedup group): each is rejected
+            return [error_rejection(record, stage, err) for record in records]
+        raise  # no record in it (a key, a group of scores): nothing to reject, an error of ours
+
+
+def _records_in(element: Any) -> list:
+    """The records an element carries: itself, or those inside a (key, group) or a Tagged."""
+    if hasattr(element, "KIND"):
+        return [element]
+    if isinstance(element, Tagged):
+        return [element.record] if element.record is not None and hasattr(element.record, "KIND") else []
+    if isinstance(element, (str, bytes, dict)) or not isinstance(element, Iterable):
+        return []
+    return [record for item in element for record in _records_in(item)]
 
 
 class RoutedDoFn(beam.DoFn):
