@@ -184,3 +184,16 @@ def test_an_error_on_a_group_rejects_the_records_in_it():
     assert [(r.key, r.stage, r.reason) for r in rejected] == [("b", "sink", "error_KeyError"), ("c", "sink", "error_KeyError")]
     with pytest.raises(KeyError):  # nothing to reject: an error of ours, not of a record
         guarded_call(explode, ("bad", [1, 2]), "sink")
+
+
+def test_the_output_lock_works_through_fsspec_beyond_local_disks():
+    """The lock goes through fsspec's create-only "xb" mode, so any filesystem implementing it gets
+    it (s3fs turns it into a conditional put, If-None-Match: *); memory:// exercises that path."""
+    from pipelines.io.run_lock import RunLockedError, run_lock
+
+    with run_lock("memory://vlc-lock-test/out") as holder:
+        with pytest.raises(RunLockedError, match=f"pid {holder['pid']} on {holder['host']}"):
+            with run_lock("memory://vlc-lock-test/out"):
+                pass
+    with run_lock("memory://vlc-lock-test/out"):  # released: the next run takes it
+        pass
