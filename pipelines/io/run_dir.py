@@ -35,7 +35,8 @@ CURATE_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"rejected/[a-z0-9_]+-\d{5,}\.p
                 r"_run/.+")
 DOWNLOAD_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"shards/\d{5,}_stats\.json", r"shards/_tmp/.+",
                   r"_input/urls\.parquet", r"rejected/download-\d{5,}\.parquet")
-_ALWAYS = (re.escape(MANIFEST_NAME), re.escape(LOCK_NAME), rf"(.+/)?\.[^/]+{re.escape(TEMP_MARKER)}[0-9a-f]+")
+_ALWAYS = (re.escape(MANIFEST_NAME), re.escape(LOCK_NAME), rf"{re.escape(LOCK_NAME)}\.\d+\.[0-9a-f]+\.tmp",
+           rf"(.+/)?\.[^/]+{re.escape(TEMP_MARKER)}[0-9a-f]+")
 
 
 def ours_matcher(patterns: tuple[str, ...], nested: dict[str, tuple[str, ...]] | None = None):

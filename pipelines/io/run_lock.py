@@ -1,7 +1,8 @@
 """One run at a time per output directory: an exclusive lock object, OUT/.vlcurate.lock.
 
-Created with create-if-absent semantics ("xb": O_EXCL on local disks; a conditional put on object
-stores whose fsspec driver supports it, e.g. s3fs's If-None-Match), holding who took it. A second
+Created with create-if-absent semantics (on local disks a complete temporary file hard-linked into
+place, which fails if the name exists; elsewhere fsspec's "xb" mode, a conditional put on object
+stores whose driver supports it, e.g. s3fs's If-None-Match), holding who took it, never seen empty. A second
 run into the same directory stops with a message naming the holder. A lock left by a run that died
 on this machine (its pid is gone) is taken over with a warning; any other lock is removed by hand.
 """
@@ -13,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -44,6 +46,23 @@ def _dead_here(holder: dict) -> bool:
 
 
 def _create(fs, path: str, data: bytes) -> bool:
+    """Create path holding data, only if absent, so that no reader ever sees it empty: on a local
+    disk a complete temporary file is hard-linked into place (link fails if the name exists); on
+    object stores a create-only put makes the object appear whole or not at all."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        temp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(temp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(temp)
     try:
         with fs.open(path, "xb") as f:
             f.write(data)
