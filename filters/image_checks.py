@@ -142,7 +142,11 @@ def decode_problem(image: bytes, fmt: str) -> ImageProblem | None:
                     img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
                 img.load()
     except Exception as err:  # PIL raises many types for bad data; every one is a reason here
-        if "truncated" in str(err):
-            return ImageProblem("image_truncated", f"{type(err).__name__}: {err}")
-        return ImageProblem("image_undecodable", f"{type(err).__name__}: {err}")
+        return decode_error(err)
     return None
+
+
+def decode_error(err: Exception) -> ImageProblem:
+    """The reason for an exception PIL raised while decoding: cut data, or anything else."""
+    reason = "image_truncated" if "truncated" in str(err) else "image_undecodable"
+    return ImageProblem(reason, f"{type(err).__name__}: {err}")

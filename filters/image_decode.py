@@ -11,7 +11,8 @@ import warnings
 
 from PIL import Image, ImageOps
 
-from filters.image_checks import ImageHeader, ImageProblem, read_header, size_problem, truncation_problem
+from filters.image_checks import (ImageHeader, ImageProblem, decode_error, read_header, size_problem,
+                                  truncation_problem)
 from filters.sample import Rejection, Sample
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own bomb limit
@@ -50,5 +51,4 @@ def _decode(image: bytes, header: ImageHeader) -> Image.Image | ImageProblem:
                     img = ImageOps.exif_transpose(img)
                 return img.convert("RGB")
     except Exception as err:  # PIL raises many types for bad data; every one is a reason here
-        reason = "image_truncated" if "truncated" in str(err) else "image_undecodable"
-        return ImageProblem(reason, f"{type(err).__name__}: {err}")
+        return decode_error(err)

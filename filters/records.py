@@ -12,12 +12,3 @@ from filters.sample import Sample
 
 SAMPLE = Sample.KIND
 DOCUMENT = Document.KIND
-RECORD_TYPES: dict[str, type] = {SAMPLE: Sample, DOCUMENT: Document}
-Record = Sample | Document
-
-
-def record_type(kind: str) -> type:
-    try:
-        return RECORD_TYPES[kind]
-    except KeyError:
-        raise ValueError(f"unknown record kind {kind!r} (known: {', '.join(RECORD_TYPES)})") from None

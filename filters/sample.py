@@ -120,6 +120,12 @@ class Rejection:
         """A Rejection of any record kind (anything with key, source, url and KIND)."""
         return cls(record.key, record.source, record.url, stage, reason, str(detail), record.KIND)
 
+    @classmethod
+    def for_error(cls, key: Any, source: str, url: str | None, stage: str, err: BaseException,
+                  kind: str = "sample") -> Rejection:
+        """The guard's rejection: reason error_<ExceptionClass>, the message in detail."""
+        return cls(str(key)[:200], source, url, stage, f"error_{type(err).__name__}", str(err)[:2000], kind)
+
     def to_bytes(self) -> bytes:
         return json.dumps(
             [self.key, self.source, self.url, self.stage, self.reason, self.detail, self.kind],

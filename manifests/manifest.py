@@ -78,6 +78,10 @@ class Manifest(BaseModel):
     reports: dict[str, Any] = {}  # per stage: its summary (e.g. MetaCLIP's head/tail entry counts)
     report_files: list[FileEntry] = []  # files stages wrote under reports/
 
+    def file_entries(self) -> list[FileEntry]:
+        """Every file the run wrote and lists (names relative to the run directory)."""
+        return [*self.shards, *(s.metadata for s in self.shards), *self.rejected, *self.report_files]
+
 
 ReasonCounts = dict[tuple[str, str, str], int]  # (stage, kind, reason) -> rejections
 TallyCounts = dict[tuple[str, str, str, str], int]  # (stage, kind, event, reason) -> n; event: converted/produced/edit

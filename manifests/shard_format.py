@@ -40,7 +40,7 @@ _KEY_RULE = re.compile(r"[A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)*")
 KEY_RULE_TEXT = "keys hold letters, digits, _ and -, in parts separated by /"
 
 decode_image = decode_rgb  # the one decode: bytes -> RGB PIL image as displayed, or an ImageProblem
-__all__ = ["decode_image", "DEFAULT_MAX_PIXELS"]
+MAX_PIXELS = DEFAULT_MAX_PIXELS  # its default pixel guard
 
 
 def valid_key(key: Any) -> bool:

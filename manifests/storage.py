@@ -91,8 +91,9 @@ def glob_files(pattern: str) -> list[str]:
     fs, _ = fsspec.core.url_to_fs(pattern)
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     found = sorted(fs.glob(pattern))
-    matched = [p for p in found if fs.isfile(p)]
-    skipped = [p for p in found if p not in set(matched) and not fs.isdir(p)]
+    regular = {p: fs.isfile(p) for p in found}
+    matched = [p for p in found if regular[p]]
+    skipped = [p for p in found if not regular[p] and not fs.isdir(p)]
     if skipped:  # FIFOs, sockets, devices: reading one could hang or never end
         log.warning("skipping %d special file(s) matched by %s (not regular files): %s", len(skipped), pattern,
                     ", ".join(skipped[:5]))

@@ -12,8 +12,8 @@ import re
 
 import fsspec
 
-from manifests.manifest import FileEntry, read_manifest
-from manifests.shard_format import (DEFAULT_MAX_PIXELS, decode_image, image_member, iter_tar_records,
+from manifests.manifest import read_manifest
+from manifests.shard_format import (MAX_PIXELS, decode_image, image_member, iter_tar_records,
                                     valid_key)
 
 _NO_MEMBER_LIMIT = 1 << 62
@@ -48,7 +48,7 @@ def _check_shard(fs, path: str, name: str, samples: int, deep: bool) -> tuple[li
             if not valid_key(record.key):
                 problems.append(f"{name}: invalid key {record.key!r}")
             if deep and (ext := image_member(record.parts)) is not None:
-                decoded = decode_image(record.parts[ext], DEFAULT_MAX_PIXELS)
+                decoded = decode_image(record.parts[ext], MAX_PIXELS)
                 if not hasattr(decoded, "size"):
                     problems.append(f"{name}: {record.key}.{ext}: {decoded.reason} ({decoded.detail})")
         reader.drain()
@@ -65,8 +65,7 @@ def verify_dataset(root: str, deep: bool = False) -> list[str]:
         problems.append("counts.kept differs from the sum of shard sample counts")
     fs, base = fsspec.core.url_to_fs(root)
     shards = {s.name: s.samples for s in manifest.shards}
-    entries: list[FileEntry] = [*manifest.shards, *(s.metadata for s in manifest.shards), *manifest.rejected,
-                                *manifest.report_files]
+    entries = manifest.file_entries()
     for entry in entries:
         path = f"{base.rstrip('/')}/{entry.name}"
         if not fs.exists(path):

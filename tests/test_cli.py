@@ -65,20 +65,42 @@ def test_verify_without_manifest(tmp_path):
     assert result.returncode == 2 and "has no manifest.json" in result.stderr
 
 
-def test_two_concurrent_runs_into_one_directory(pool_dir, tmp_path):
-    """Issue 13: two runs started together race for the output's lock: exactly one runs, the other
-    stops at once naming the winner's pid, and the result verifies."""
+_HOLD_LOCK = """
+import sys, time
+from pipelines.io.run_lock import RunLockedError, run_lock
+start, out = float(sys.argv[1]), sys.argv[2]
+time.sleep(max(0.0, start - time.time()))  # every contender tries at the same instant
+try:
+    with run_lock(out):
+        print("won", flush=True)
+        time.sleep(float(sys.argv[3]))
+except RunLockedError as err:
+    print("lost:", err, flush=True)
+"""
+
+
+def test_concurrent_runs_into_one_directory(pool_dir, tmp_path):
+    """Issue 13: processes racing for one output's lock: exactly one wins; a curate run started while
+    another holds the lock stops at once naming the holder's pid, and runs once it is released."""
+    import time
+
     out = tmp_path / "shared"
-    args = [sys.executable, "-m", "pipelines.cli", "curate", "manifests/recipes/quickstart.yaml",
-            "--input", f"{pool_dir}/shards/*.tar", "--output", str(out)]
-    runs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
-    results = []
-    for run in runs:
-        _, err = run.communicate(timeout=300)
-        results.append((run.pid, run.returncode, err))
-    winners = [r for r in results if r[1] == 0]
-    losers = [r for r in results if r[1] != 0]
-    assert len(winners) == 1 and len(losers) == 1, results
-    assert losers[0][1] == 2 and "being written by another run" in losers[0][2] and f"pid {winners[0][0]}" in losers[0][2]
-    assert vlcurate("verify", str(out)).returncode == 0
+    start = time.time() + 5  # after every racer has started; the winner holds longer than any lateness
+    racers = [subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(start), str(out), "5"], cwd=ROOT,
+                               stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [r.communicate(timeout=60)[0] for r in racers]
+    assert sorted(line.split(":")[0].strip() for line in results) == ["lost"] * 3 + ["won"], results
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, "0", str(out), "120"], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "won"
+        args = ["curate", "manifests/recipes/quickstart.yaml", "--input", f"{pool_dir}/shards/*.tar", "--output", str(out)]
+        refused = vlcurate(*args)
+        assert refused.returncode == 2 and "being written by another run" in refused.stderr
+        assert f"pid {holder.pid}" in refused.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without releasing: its pid is gone on this machine, so the next run takes over.
+    assert vlcurate(*args).returncode == 0 and vlcurate("verify", str(out)).returncode == 0

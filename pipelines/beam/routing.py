@@ -35,7 +35,7 @@ class StageOutputs(NamedTuple):
 
 
 def error_rejection(record: Any, stage: str, err: BaseException) -> Rejection:
-    return Rejection.of(record, stage, f"error_{type(err).__name__}", str(err)[:2000])
+    return Rejection.for_error(record.key, record.source, record.url, stage, err, record.KIND)
 
 
 def _as_list(outcomes: Any) -> list:

@@ -73,9 +73,7 @@ def prepare_output(root: str, overwrite: bool, resume_download: bool = False) ->
     """Refuse a used directory unless --overwrite; after an interrupted chained run, keep raw/ to resume."""
     try:
         state = inspect_run_dir(root, OURS)
-        if state is RunDirState.FRESH:
-            clear_run_dir(root, OURS)
-        elif overwrite:
+        if state is RunDirState.FRESH or overwrite:
             clear_run_dir(root, OURS)
         elif state is RunDirState.INTERRUPTED and resume_download:
             log.info("%s holds an interrupted run: resuming its download, redoing curation", root)

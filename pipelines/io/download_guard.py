@@ -50,10 +50,10 @@ def _check_peer(conn: http.client.HTTPConnection) -> None:
 
 def _arm_deadline(conn: http.client.HTTPConnection) -> None:
     """The socket timeout bounds each read, not the request: a server dripping a byte every few
-    seconds would hold a worker for hours. A timer shuts the socket down at the deadline."""
-    _disarm()  # a thread makes one request at a time: an earlier request's timer must not cut this one
-    deadline = getattr(conn, "deadline", None)
-    if not deadline:
+    seconds would hold a worker for hours. A timer shuts the socket down at the deadline. A thread
+    makes one request at a time, so it holds one timer: an earlier request's is cancelled first."""
+    _disarm()
+    if not conn.deadline:
         return
     state = {"expired": False}
     sock = conn.sock
@@ -65,13 +65,26 @@ def _arm_deadline(conn: http.client.HTTPConnection) -> None:
         except OSError:
             pass  # already closed: the request finished in time
 
-    timer = threading.Timer(deadline, expire)
+    timer = threading.Timer(conn.deadline, expire)
     timer.daemon = True
     timer.start()
-    _request.timers = [*getattr(_request, "timers", []), (timer, state)]
+    _request.timer, _request.state = timer, state
 
 
-class _GuardedConnection(http.client.HTTPConnection):
+def _expired() -> bool:
+    return getattr(_request, "state", {}).get("expired", False)
+
+
+def _disarm() -> None:
+    timer = getattr(_request, "timer", None)
+    if timer is not None:
+        timer.cancel()
+    _request.timer, _request.state = None, {}
+
+
+class _Guarded:
+    """Mixed into http.client's connections: check the peer's address, then arm the deadline."""
+
     check_peer = True
     deadline: float | None = None
 
@@ -82,41 +95,14 @@ class _GuardedConnection(http.client.HTTPConnection):
         _arm_deadline(self)
 
 
-class _GuardedHTTPSConnection(http.client.HTTPSConnection):
-    check_peer = True
-    deadline: float | None = None
-
-    def connect(self) -> None:
-        super().connect()
-        if self.check_peer:
-            _check_peer(self)
-        _arm_deadline(self)
-
-
-class _PublicHTTPConnection(_GuardedConnection):
-    pass
-
-
-class _PublicHTTPSConnection(_GuardedHTTPSConnection):
-    pass
-
-
-class _AnyHTTPConnection(_GuardedConnection):
-    check_peer = False
-
-
-class _AnyHTTPSConnection(_GuardedHTTPSConnection):
-    check_peer = False
-
-
-def _with_deadline(connection: type, deadline: float | None) -> type:
-    return type(connection.__name__, (connection,), {"deadline": deadline})
+def _connection(base: type, allow_private: bool, deadline: float | None) -> type:
+    return type(f"Guarded{base.__name__}", (_Guarded, base), {"check_peer": not allow_private, "deadline": deadline})
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
     def __init__(self, allow_private: bool, deadline: float | None = None):
         super().__init__()
-        self.connection = _with_deadline(_AnyHTTPConnection if allow_private else _PublicHTTPConnection, deadline)
+        self.connection = _connection(http.client.HTTPConnection, allow_private, deadline)
 
     def http_open(self, req):
         return self.do_open(self.connection, req)
@@ -125,7 +111,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, allow_private: bool, deadline: float | None = None):
         super().__init__(context=ssl.create_default_context())
-        self.connection = _with_deadline(_AnyHTTPSConnection if allow_private else _PublicHTTPSConnection, deadline)
+        self.connection = _connection(http.client.HTTPSConnection, allow_private, deadline)
 
     def https_open(self, req):
         return self.do_open(self.connection, req, context=self._context)
@@ -179,16 +165,6 @@ class _SizeCap(urllib.request.BaseHandler):
         return response
 
     http_response = https_response = _cap
-
-
-def _expired() -> bool:
-    return any(state["expired"] for _, state in getattr(_request, "timers", []))
-
-
-def _disarm() -> None:
-    for timer, _ in getattr(_request, "timers", []):
-        timer.cancel()
-    _request.timers = []
 
 
 def guarded_opener(allow_private: bool, max_bytes: int, max_pixels: int | None = None,

@@ -64,7 +64,7 @@ def _guarded(path: str, key: Any, build, *args) -> Record:
     try:
         return build(*args)
     except Exception as err:
-        return Rejection(str(key)[:200], path, None, STAGE, f"error_{type(err).__name__}", str(err)[:2000])
+        return Rejection.for_error(key, path, None, STAGE, err)
 
 
 def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[str, str]],

@@ -9,13 +9,12 @@ anywhere below the directory stops the run with its name, even with --overwrite.
 
 from __future__ import annotations
 
-import json
 import re
 from enum import Enum
 
 import fsspec
 
-from manifests.manifest import MANIFEST_NAME
+from manifests.manifest import MANIFEST_NAME, read_manifest
 from manifests.storage import TEMP_MARKER
 from pipelines.io.run_lock import LOCK_NAME
 
@@ -56,14 +55,11 @@ def _files(root: str) -> tuple[object, str, list[str]]:
     return fs, base, sorted(p[len(base) + 1:] for p in fs.find(base, withdirs=False))
 
 
-def _listed(fs, base: str, name: str = MANIFEST_NAME) -> set[str]:
+def _listed(root: str, name: str) -> set[str]:
     """The files a finished run's manifest lists (its own and, for chained runs, raw/'s)."""
-    with fs.open(f"{base}/{name}", "rb") as f:
-        manifest = json.loads(f.read().decode("utf-8"))
     prefix = name[: -len(MANIFEST_NAME)]
-    listed = {f"{prefix}{e['name']}" for key in ("shards", "rejected", "report_files") for e in manifest.get(key, [])}
-    listed |= {f"{prefix}{s['metadata']['name']}" for s in manifest.get("shards", [])}
-    return listed
+    manifest = read_manifest(f"{root.rstrip('/')}/{prefix}".rstrip("/"))
+    return {f"{prefix}{entry.name}" for entry in manifest.file_entries()}
 
 
 def inspect_run_dir(root: str, ours) -> RunDirState:
@@ -76,7 +72,7 @@ def inspect_run_dir(root: str, ours) -> RunDirState:
     for name in names:
         if name.endswith(MANIFEST_NAME):
             try:
-                listed |= _listed(fs, base, name)
+                listed |= _listed(root, name)
             except Exception:  # an unreadable manifest lists nothing; the name rules still apply
                 pass
     foreign = [n for n in names if n not in listed and not ours(n)]
