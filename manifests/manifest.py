@@ -26,7 +26,8 @@ class FileEntry(BaseModel):
 
 
 class ShardEntry(FileEntry):
-    samples: int
+    samples: int  # records in the shard: image-text pairs, or documents when kind is "document"
+    kind: str = "sample"
     metadata: FileEntry  # the shard's parquet
 
 

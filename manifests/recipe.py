@@ -95,7 +95,22 @@ class ParquetColumns(Strict):
     url: str = "url"
 
 
+class WebInputConfig(Strict):
+    """How web inputs (WARC files, saved pages, tables of url + html) are read into documents."""
+
+    max_record_bytes: int = Field(64 << 20, gt=0, description="WARC records (or gzip members) larger are "
+                                  "rejected unread (warc_record_too_large)")
+    max_html_bytes: int = Field(32 << 20, gt=0, description="larger pages are rejected (html_too_large)")
+    url_column: str = Field("url", description="tables of pages: the page URL column")
+    html_column: str = Field("html", description="tables of pages: the HTML column (text or bytes)")
+    key_column: str = Field("key", description="tables of pages: the key column, if any")
+
+
 class InputConfig(Strict):
+    kind: Literal["sample", "document"] = Field(
+        "sample", description="sample: webdataset tars or parquets of image-text pairs; document: WARC files, "
+        "saved .html pages or tables of url + html, read into interleaved documents")
+    web: WebInputConfig = WebInputConfig()
     image_extensions: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
     max_member_bytes: int = Field(64 << 20, gt=0, description="larger tar members are rejected, not read")
     max_caption_chars: int = Field(DEFAULT_MAX_CAPTION_CHARS, gt=0,
@@ -125,7 +140,10 @@ class Recipe(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"stage(s) listed twice: {', '.join(duplicates)}")
-        object.__setattr__(self, "stages", assemble(self.stages))  # frozen model: once, here
+        if self.download is not None and self.input.kind != SAMPLE:
+            raise ValueError("download: fetches image-text pairs; it cannot be combined with input.kind "
+                             f"{self.input.kind!r}")
+        object.__setattr__(self, "stages", assemble(self.stages, self.input.kind))  # frozen model: once, here
         return self
 
     def resolved(self) -> dict[str, Any]:
@@ -162,6 +180,11 @@ def assemble(stages: list[_StageEntryBase], kind: str = SAMPLE) -> list[_StageEn
         kind = spec.produces
         resolved.append(entry)
     return resolved
+
+
+def output_kind(recipe: Recipe) -> str:
+    """The kind of record the run's shards hold: what the last stage produces, else what is read."""
+    return recipe.stages[-1].spec.produces if recipe.stages else recipe.input.kind
 
 
 # ---------------------------------------------------------------- loading

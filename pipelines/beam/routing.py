@@ -15,10 +15,12 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from filters.records import Event
 from filters.sample import Rejection, Sample
 from pipelines.beam.coders import Tagged  # importing coders registers them wherever stages run
 
 REJECTED = "rejected"
+TALLIES = "tallies"
 # Declared on keyed steps so Beam encodes (key, Sample) with SampleCoder, not its pickle fallback.
 KeyedSample = beam.typehints.Tuple[str, Sample]
 # Counts a stage reports besides rejections: ((stage, kind, event, reason), n), event being
@@ -44,7 +46,7 @@ def _as_list(outcomes: Any) -> list:
         return []
     if isinstance(outcomes, (list, tuple)):
         return list(outcomes)
-    if hasattr(outcomes, "KIND") or isinstance(outcomes, Rejection):
+    if hasattr(outcomes, "KIND") or isinstance(outcomes, (Rejection, Event)):
         return [outcomes]
     return list(outcomes)  # a generator: drained here, so an error mid-way is still caught
 
@@ -54,6 +56,9 @@ def _emit(outcomes: Iterable, stage: str):
         if isinstance(outcome, Rejection):
             Metrics.counter(stage, outcome.reason).inc()
             yield beam.pvalue.TaggedOutput(REJECTED, outcome)
+        elif isinstance(outcome, Event):
+            if outcome.n:
+                yield beam.pvalue.TaggedOutput(TALLIES, ((stage, outcome.kind, outcome.event, outcome.reason), outcome.n))
         else:
             yield outcome
 
@@ -110,13 +115,17 @@ def split(pcoll, label: str, step: Callable | RoutedDoFn, *args, stage: str, kin
     """Apply `step` (a function or a RoutedDoFn) to each element and route its outcomes."""
     dofn = step if isinstance(step, RoutedDoFn) else _RoutedFn(step, stage)
     outputs = (pcoll | label >> beam.ParDo(dofn, *args, **kwargs)
-               .with_output_types(kind, **{REJECTED: Rejection})
-               .with_outputs(REJECTED, main="kept"))
-    return StageOutputs(outputs.kept, outputs[REJECTED])
+               .with_output_types(kind, **{REJECTED: Rejection, TALLIES: Tally})
+               .with_outputs(REJECTED, TALLIES, main="kept"))
+    return StageOutputs(outputs.kept, outputs[REJECTED], outputs[TALLIES])
 
 
 def all_rejections(label: str, *pcolls) -> beam.PCollection:
     return pcolls | label >> beam.Flatten().with_output_types(Rejection)
+
+
+def all_tallies(label: str, *pcolls) -> beam.PCollection:
+    return [p for p in pcolls if p is not None] | label >> beam.Flatten().with_output_types(Tally)
 
 
 def no_rejections(pipeline, label: str = "NoRejections") -> beam.PCollection:

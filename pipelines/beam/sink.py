@@ -10,18 +10,21 @@ their shard. No step holds more than one bucket of keys or one shard of samples.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from typing import Any
 
 import apache_beam as beam
 
+from filters.document import Document
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
+from manifests.document_format import document_json, write_document_shard
 from manifests.shard_format import pair_rows, write_pair_shard
 from pipelines.beam.coders import Tagged
 from pipelines.beam.join import join_with_values, unpack
-from pipelines.beam.routing import REJECTED, KeyedSample, all_rejections, error_rejection, split
+from pipelines.beam.routing import REJECTED, all_rejections, error_rejection, split
 from pipelines.io.rejection_files import write_rejection_part
 
 log = logging.getLogger("vlcurate")
@@ -34,7 +37,7 @@ def _order(key: str, seed: int) -> int:
     return key_hash(key, seed, "shard-order")
 
 
-def _bucketed(sample: Sample, seed: int) -> tuple[int, tuple[int, str]]:
+def _bucketed(sample: Sample | Document, seed: int) -> tuple[int, tuple[int, str]]:
     h = _order(sample.key, seed)
     return h >> _BUCKET_SHIFT, (h, sample.key)
 
@@ -56,10 +59,11 @@ def _ranked_keys(item: tuple[int, list[tuple[int, str]]], offsets: dict[int, int
 
 
 def _place(item: tuple[str, list[Tagged]]):
-    """One sample per key reaches its shard; other samples with the same key are rejected."""
+    """One record per key reaches its shard; other records with the same key are rejected. Which
+    copy survives depends only on the copies (source file, then content), not on arrival order."""
     key, group = item
     samples, (shard,) = unpack(group)
-    copies = sorted(samples, key=lambda s: (s.source, s.caption or "", len(s.image or b"")))
+    copies = sorted(samples, key=lambda s: (s.source, s.to_bytes()))
     return [(shard, copies[0]), *(Rejection.of(dup, SINK_STAGE, "duplicate_key", f"kept the copy from {copies[0].source}")
                                   for dup in copies[1:])]
 
@@ -102,14 +106,42 @@ class _WriteShardFn(beam.DoFn):
         yield info
 
 
-class WriteShards(beam.PTransform):
-    """Kept Samples -> shards/NNNNN.{tar,parquet}; outputs shard infos and `duplicate_key` rejections."""
+class _WriteDocumentShardFn(beam.DoFn):
+    """Writes one shard of documents (OBELICS layout); a document that cannot be encoded is its own
+    `sink` rejection, as for samples."""
 
-    def __init__(self, root: str, samples_per_shard: int, seed: int):
+    def __init__(self, root: str, seed: int):
+        self.root = root
+        self.seed = seed
+
+    def process(self, item: tuple[int, list[Document]]):
+        index, docs = item
+        docs = sorted(docs, key=lambda d: (_order(d.key, self.seed), d.key))
+        writable, layouts = [], []
+        for doc in docs:
+            try:
+                layout = document_json(doc)
+                json.dumps(layout, ensure_ascii=False).encode("utf-8")
+            except Exception as err:
+                yield beam.pvalue.TaggedOutput(REJECTED, error_rejection(doc, SINK_STAGE, err))
+                continue
+            writable.append(doc)
+            layouts.append(layout)
+        info = write_document_shard(self.root, index, writable, layouts)
+        log.info("wrote %s: %d documents, %.1f MB", info["name"], info["samples"], info["bytes"] / 1e6)
+        yield info
+
+
+class WriteShards(beam.PTransform):
+    """Kept records -> shards/NNNNN.{tar,parquet} (the pair layout for Samples, OBELICS' for
+    Documents); outputs shard infos and `duplicate_key` rejections."""
+
+    def __init__(self, root: str, samples_per_shard: int, seed: int, record_type: type = Sample):
         super().__init__()
-        self.root, self.per_shard, self.seed = root, samples_per_shard, seed
+        self.root, self.per_shard, self.seed, self.record_type = root, samples_per_shard, seed, record_type
 
     def expand(self, kept):
+        record = self.record_type
         buckets = (
             kept
             | "OrderKey" >> beam.Map(_bucketed, seed=self.seed)
@@ -124,14 +156,15 @@ class WriteShards(beam.PTransform):
         )
         key_to_shard = buckets | "Rank" >> beam.FlatMap(
             _ranked_keys, offsets=beam.pvalue.AsSingleton(offsets), per_shard=self.per_shard)
-        by_key = kept | "ByKey" >> beam.Map(lambda s: (s.key, s)).with_output_types(KeyedSample)
+        by_key = kept | "ByKey" >> beam.Map(lambda s: (s.key, s)).with_output_types(beam.typehints.Tuple[str, record])
         placed = split(join_with_values("Join", by_key, key_to_shard), "Place", _place, stage=SINK_STAGE,
-                       kind=beam.typehints.Tuple[int, Sample])
+                       kind=beam.typehints.Tuple[int, record])
+        writer = _WriteDocumentShardFn if record is Document else _WriteShardFn
         written = (
             placed.kept
             | "GroupShards" >> beam.GroupByKey().with_output_types(
-                beam.typehints.Tuple[int, beam.typehints.Iterable[Sample]])
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.root, self.seed))
+                beam.typehints.Tuple[int, beam.typehints.Iterable[record]])
+            | "WriteShard" >> beam.ParDo(writer(self.root, self.seed))
             .with_output_types(FileInfo, **{REJECTED: Rejection}).with_outputs(REJECTED, main="infos")
         )
         return written.infos, all_rejections("SinkRejections", placed.rejected, written[REJECTED])

@@ -20,14 +20,16 @@ import apache_beam as beam
 import fsspec
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from filters.records import SAMPLE
+from filters.document import Document
+from filters.records import DOCUMENT
+from filters.sample import Sample
 from manifests.manifest import Manifest, build_funnel, counts_by_kind, total_counts
-from manifests.recipe import Recipe
+from manifests.recipe import Recipe, output_kind
 from manifests.shard_format import FORMAT_VERSION as SHARD_FORMAT_VERSION
 from manifests.storage import atomic_write_bytes, glob_files
 from pipelines.beam.routing import Tally, all_rejections
 from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
-from pipelines.beam.sources import COUNTED, REJECTED, ReadSamples
+from pipelines.beam.sources import COUNTED, REJECTED, ReadRecords
 from pipelines.drivers.download import DownloadResult, download
 from pipelines.drivers.finish import RUN_DIR, build_manifest, finish
 from pipelines.io.readers import STAGE as READ_STAGE
@@ -38,6 +40,7 @@ from pipelines.stages.metaclip_report import STAGE_REPORTS
 from pipelines.stages.spec import Preflight, StageContext
 
 log = logging.getLogger("vlcurate")
+WEB_ONLY_SUFFIXES = (".warc", ".warc.gz", ".html", ".htm", ".jsonl", ".jsonl.gz")
 SUMMARY = f"{RUN_DIR}/summary.json"
 RAW_DIR = "raw"  # a chained run's download (a complete `vlcurate download` run directory)
 OURS = ours_matcher(CURATE_FILES, nested={RAW_DIR: DOWNLOAD_FILES})  # what --overwrite may delete
@@ -55,10 +58,18 @@ class CurateResult:
     manifest_url: str
 
 
-def expand_inputs(pattern: str) -> list[str]:
+def expand_inputs(pattern: str, kind: str = Sample.KIND) -> list[str]:
     matched = glob_files(pattern)
     if not matched:
         raise CurateError(f"--input {pattern!r} matches no files")
+    web = [p for p in matched if p.lower().endswith(WEB_ONLY_SUFFIXES)]
+    if web and kind != DOCUMENT:
+        raise CurateError(f"--input matches web pages or crawls (e.g. {web[0]}) but the recipe reads image-text "
+                          "pairs; set `input: {kind: document}` in the recipe (see manifests/recipes/obelics.yaml)")
+    pairs = [p for p in matched if p.lower().endswith((".tar", ".tar.gz", ".tgz"))]
+    if pairs and kind == DOCUMENT:
+        raise CurateError(f"--input matches webdataset shards (e.g. {pairs[0]}) but the recipe reads web pages "
+                          "(input.kind: document); pass WARC, .html, or url+html parquet/JSONL files")
     tars = {p.rsplit(".tar", 1)[0] for p in matched if p.endswith(".tar")}
     sidecars = [p for p in matched if p.endswith(".parquet") and p.rsplit(".parquet", 1)[0] in tars]
     if sidecars:
@@ -118,8 +129,8 @@ def _stage_reports(root: str) -> tuple[dict, list[dict]]:
 
 
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str) -> None:
-    read = p | "ReadInputs" >> ReadSamples(paths, recipe.input)
-    kept, rejected, tallies = read.samples, [read[REJECTED]], []
+    read = p | "ReadInputs" >> ReadRecords(paths, recipe.input)
+    kept, rejected, tallies = read.records, [read[REJECTED]], []
     context = StageContext(recipe.seed, root)
     for i, entry in enumerate(recipe.stages):
         outputs = kept | f"{i:02d}_{entry.name}" >> entry.spec.build(entry.config, context)
@@ -127,7 +138,9 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str
         rejected.append(outputs.rejected)
         if outputs.tallies is not None:
             tallies.append(outputs.tallies)
-    shards, sink_rejected = kept | "WriteShards" >> WriteShards(root, recipe.output.samples_per_shard, recipe.seed)
+    record_type = Document if output_kind(recipe) == DOCUMENT else Sample
+    shards, sink_rejected = kept | "WriteShards" >> WriteShards(root, recipe.output.samples_per_shard, recipe.seed,
+                                                                record_type)
     every_rejection = all_rejections("AllRejections", *rejected, sink_rejected)
     rejection_files = every_rejection | "WriteRejections" >> WriteRejections(
         root, recipe.output.rejected_rows_per_file, recipe.seed)
@@ -186,7 +199,7 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
     that is downloaded first into OUTPUT/raw/ and the funnel starts at the URLs read. The output
     directory is locked for the whole run (a second run into it stops, naming the holder)."""
     root = output.rstrip("/")
-    paths = None if recipe.download is not None else expand_inputs(input_pattern)
+    paths = None if recipe.download is not None else expand_inputs(input_pattern, recipe.input.kind)
     if paths is not None:
         refuse_inputs_inside_output(paths, root)
     try:
@@ -228,7 +241,7 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     tallies = {(stage, kind, event, reason): n for stage, kind, event, reason, n in summary["tallies"]}
     reports, report_files = _stage_reports(root)
     stage_order = [READ_STAGE, *(e.name for e in recipe.stages), SINK_STAGE]
-    kept = {SAMPLE: sum(s["samples"] for s in summary["shards"])}
+    kept = {output_kind(recipe): sum(s["samples"] for s in summary["shards"])}
     by_kind = counts_by_kind(summary["inputs"], kept, reasons, tallies)
     funnel = build_funnel(stage_order, summary["inputs"], reasons, tallies)
     counts = total_counts(by_kind)
@@ -236,8 +249,8 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     if raw is not None:  # the funnel starts at the URLs read; the download's rejections are part of the table
         prior = raw.manifest
         funnel = prior.funnel + funnel
-        by_kind[SAMPLE] = by_kind[SAMPLE].model_copy(update={
-            "input": prior.counts.input, "rejected": prior.counts.rejected + by_kind[SAMPLE].rejected})
+        by_kind[Sample.KIND] = by_kind[Sample.KIND].model_copy(update={
+            "input": prior.counts.input, "rejected": prior.counts.rejected + by_kind[Sample.KIND].rejected})
         counts = total_counts(by_kind)
         rejected = [{**f.model_dump(), "name": f"{RAW_DIR}/{f.name}"} for f in prior.rejected] + rejected
         inputs = {"url_list": input_pattern, "raw_manifest": f"{RAW_DIR}/manifest.json",

@@ -1,0 +1,222 @@
+"""An HTML page to interleaved nodes (paragraphs and images in reading order), as OBELICS does it.
+
+OBELICS (Laurençon et al. 2023, §3.2 and appendix A.1) simplifies the DOM before extraction: it
+drops comments and non-content elements (scripts, styles, navigation, headers, footers, forms,
+iframes, hidden elements), unwraps formatting tags so their text joins the surrounding paragraph,
+and cuts text into paragraphs at block boundaries; images stay where they stand, with their URL
+resolved against the page. Their code (a selectolax walk with old pins) no longer runs, so this is
+our own walk over lexbor's HTML5 tree (selectolax >= 1.0): the parser builds a spec-conformant
+tree from any markup, however malformed, and the walk is iterative, so a page nested 5,000 levels
+deep costs a loop, not a recursion.
+
+Which nodes to keep is not decided here: image URL rules (logo, icon, ...) and paragraph rules are
+stages (pipelines/stages/obelics_nodes.py), so every removal is counted as an edit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+from filters.document import ImageNode, Node, TextNode
+
+# Elements whose whole subtree is not content (OBELICS' simplification list, plus elements that
+# never render text: templates, SVG and MathML markup, media fallbacks).
+REMOVED = frozenset({
+    "head", "script", "style", "noscript", "nav", "header", "footer", "form", "iframe", "frame", "frameset",
+    "template", "svg", "math", "button", "select", "textarea", "input", "option", "object", "embed",
+    "canvas", "video", "audio", "map", "dialog", "menu", "aside",
+})
+# Elements that start and end a paragraph; everything else (b, i, span, a, em, strong, font, ...)
+# is unwrapped: its text joins the paragraph around it.
+BLOCKS = frozenset({
+    "address", "article", "blockquote", "body", "caption", "center", "dd", "details", "div", "dl", "dt",
+    "fieldset", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "html", "li", "main",
+    "ol", "p", "pre", "section", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+    "legend", "hgroup",
+})
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+_SPACES = re.compile(r"[^\S\n]+")
+_SRCSET_ITEM = re.compile(r"\s*(\S+?)(?:\s+([0-9.]+)([wx]))?\s*(?:,\s*|$)")
+_LAZY_SOURCES = ("data-src", "data-lazy-src", "data-original")  # lazy loaders keep the real src here
+
+
+@dataclass(slots=True)
+class ExtractedPage:
+    nodes: list[Node] = field(default_factory=list)
+    title: str | None = None
+    canonical_url: str | None = None  # <link rel=canonical>, else og:url: for pages saved without their URL
+    lang: str | None = None  # <html lang>
+
+
+def extract(html: str, page_url: str | None) -> ExtractedPage:
+    """Paragraphs and images of the page in reading order."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    page = ExtractedPage()
+    base = page_url
+    head = tree.head
+    if head is not None:
+        base, page.canonical_url, page.title = _head_facts(head, page_url)
+    root = tree.root
+    if root is not None and root.attributes.get("lang"):
+        page.lang = root.attributes["lang"]
+    body = tree.body
+    if body is not None:
+        page.nodes = _walk(body, base)
+    return page
+
+
+def _head_facts(head, page_url: str | None) -> tuple[str | None, str | None, str | None]:
+    base, canonical, og_url, title = page_url, None, None, None
+    for element in head.css("base[href], link[rel][href], meta[property][content], title"):
+        attrs = element.attributes
+        if element.tag == "base" and base == page_url:
+            base = urljoin(page_url or "", attrs.get("href") or "") or page_url
+        elif element.tag == "link" and "canonical" in (attrs.get("rel") or "").lower().split():
+            canonical = canonical or attrs.get("href")
+        elif element.tag == "meta" and (attrs.get("property") or "").lower() == "og:url":
+            og_url = og_url or attrs.get("content")
+        elif element.tag == "title":
+            title = _SPACES.sub(" ", element.text(deep=True) or "").strip() or None
+    return base, canonical or og_url, title
+
+
+def _walk(body, base: str | None) -> list[Node]:
+    nodes: list[Node] = []
+    buffer: list[str] = []
+
+    def flush() -> None:
+        if buffer:
+            text = _paragraph("".join(buffer))
+            buffer.clear()
+            if text:
+                nodes.append(TextNode(text))
+
+    stop = body.mem_id
+    node = body.child
+    while node is not None:
+        tag = node.tag
+        descend = False
+        if tag == "-text":
+            buffer.append(node.text_content or "")
+        elif tag in REMOVED or tag[0] in "-_!":  # comments, doctype, processing instructions
+            pass
+        elif _hidden(node):
+            pass
+        elif tag == "img":
+            flush()
+            image = _image(node, base)
+            if image is not None:
+                nodes.append(image)
+        elif tag == "picture":
+            flush()
+            image = _picture(node, base)
+            if image is not None:
+                nodes.append(image)
+        elif tag == "br":
+            buffer.append("\n")
+        else:
+            if tag in BLOCKS:
+                flush()
+            descend = node.child is not None
+        if descend:
+            node = node.child
+            continue
+        while node.next is None:  # climb to the next sibling, closing the blocks left behind
+            node = node.parent
+            if node is None or node.mem_id == stop:
+                flush()
+                return nodes
+            if node.tag in BLOCKS:
+                flush()
+        node = node.next
+    flush()
+    return nodes
+
+
+def _paragraph(text: str) -> str:
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _hidden(node) -> bool:
+    attrs = node.attributes
+    if not attrs:
+        return False
+    return ("hidden" in attrs or (attrs.get("aria-hidden") or "").lower() == "true"
+            or bool(_HIDDEN_STYLE.search(attrs.get("style") or "")))
+
+
+def _resolve(url: str | None, base: str | None) -> str | None:
+    if not url:
+        return None
+    url = url.strip()
+    if not url or url.startswith(("data:", "javascript:", "about:", "blob:")):
+        return None
+    try:
+        resolved = urljoin(base, url) if base else url
+        parts = urlsplit(resolved)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return resolved
+
+
+def largest_srcset_candidate(srcset: str | None) -> str | None:
+    """The srcset candidate with the largest width (or density) descriptor; no descriptor is 1x."""
+    best, best_size = None, -1.0
+    for url, size, unit in _SRCSET_ITEM.findall(srcset or ""):
+        value = float(size) if size else 1.0
+        value = value * 10_000 if unit == "w" else value  # any width beats a bare density
+        if url and value > best_size:
+            best, best_size = url, value
+    return best
+
+
+def _image(node, base: str | None, srcset_extra: list[str] | None = None) -> ImageNode | None:
+    attrs = node.attributes
+    srcsets = [s for s in (*(srcset_extra or ()), attrs.get("srcset")) if s]
+    candidates = [largest_srcset_candidate(", ".join(srcsets)), attrs.get("src"),
+                  *(attrs.get(name) for name in _LAZY_SOURCES)]
+    url = next((r for r in (_resolve(c, base) for c in candidates if c) if r), None)
+    if url is None:
+        return None
+    meta = {}
+    for name in ("width", "height"):
+        value = (attrs.get(name) or "").strip().removesuffix("px")
+        if value.isdigit():
+            meta[name] = int(value)
+    alt = _SPACES.sub(" ", attrs.get("alt") or "").strip() or None
+    return ImageNode(url, alt_text=alt, meta=meta)
+
+
+def _picture(node, base: str | None) -> ImageNode | None:
+    """<picture>: the largest candidate among its <source> srcsets, with the <img>'s alt text."""
+    sources, img = [], None
+    for child in node.iter():
+        if child.tag == "source" and child.attributes.get("srcset"):
+            sources.append(_sized_srcset(child.attributes["srcset"]))
+        elif child.tag == "img" and img is None:
+            img = child
+    if img is None:
+        if not sources:
+            return None
+        url = _resolve(largest_srcset_candidate(", ".join(sources)), base)
+        return ImageNode(url) if url else None
+    return _image(img, base, sources)
+
+
+def _sized_srcset(srcset: str) -> str:
+    return srcset.strip().rstrip(",")
+
+
+def page_domain(url: str | None) -> str | None:
+    try:
+        host = urlsplit(url or "").hostname
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None

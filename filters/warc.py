@@ -1,0 +1,281 @@
+"""WARC records from a (possibly damaged) WARC file, with resync after every kind of damage.
+
+Real crawls are damaged: records cut short, gzip members that do not decompress, garbage between
+records. fastwarc and warcio both stop at the first corrupt gzip member (checked: an OSError or
+ArchiveLoadFailed ends the iteration and the rest of the file is lost), so the framing is ours:
+
+- gzip files are read member by member (the standard per-record compression, as Common Crawl
+  writes it); a member that does not decompress becomes one `warc_bad_gzip` entry and reading
+  resumes at the next gzip magic bytes (1f 8b 08) that start a member which does decompress;
+- uncompressed files are read by Content-Length; a record whose block runs into the next
+  `WARC/1.x` line (it was cut short) is `warc_truncated`, and reading resumes at that line;
+- anything that is not a WARC header where one should be (`warc_bad_header`) is skipped up to the
+  next line starting with `WARC/1.`.
+
+Every damaged region becomes exactly one WarcEntry with a reason, so a file's entries count all
+its records, good and bad. Offsets are those of the record in the file (for gzip, the compressed
+offset of its member: what CDX indexes point at). Pure Python with zlib; nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+GZIP_MAGIC = b"\x1f\x8b\x08"
+MAX_HEADER_BYTES = 64 << 10
+DEFAULT_MAX_RECORD_BYTES = 64 << 20
+_SCAN_CHUNK = 1 << 20
+_VERSION = re.compile(rb"WARC/1\.[0-9]")
+_NEXT_RECORD = re.compile(rb"(?:^|\n)(WARC/1\.[0-9]\r?\n)")
+
+
+@dataclass(slots=True)
+class WarcEntry:
+    """One record of a WARC file, or one damaged region of it (then `reason` says what broke)."""
+
+    offset: int
+    headers: dict[str, str] = field(default_factory=dict)  # WARC headers, names lower-cased
+    block: bytes | None = None
+    reason: str | None = None
+    detail: str = ""
+
+    @property
+    def record_type(self) -> str:
+        return self.headers.get("warc-type", "").lower()
+
+    @property
+    def target_uri(self) -> str | None:
+        uri = self.headers.get("warc-target-uri")
+        return uri.strip("<>") if uri is not None else None  # WARC 1.0's example wraps it in <>
+
+
+ReadAt = Callable[[int, int], bytes]  # (offset, length) -> up to length bytes at offset
+
+
+def iter_warc(raw: BinaryIO, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[WarcEntry]:
+    """Every record (or damaged region) of a WARC file, gzip or not, in file order."""
+    head = raw.read(2)
+    raw.seek(0)
+    if head == GZIP_MAGIC[:2]:
+        yield from _iter_gzip(raw, max_record_bytes)
+    else:
+        yield from _parse_records(_file_reader(raw), 0, None, max_record_bytes)
+
+
+# ---------------------------------------------------------------- record framing
+def _parse_records(read_at: ReadAt, start: int, end: int | None, max_record_bytes: int,
+                   member_offset: int | None = None) -> Iterator[WarcEntry]:
+    """Records from start to end (None: to EOF). In a gzip member, entries carry the member's offset."""
+    pos = start
+    while end is None or pos < end:
+        pos = _skip_blank(read_at, pos, end)
+        head = read_at(pos, MAX_HEADER_BYTES)
+        if end is not None:
+            head = head[: end - pos]
+        if not head:
+            return
+        where = member_offset if member_offset is not None else pos
+        if not _VERSION.match(head):
+            resume = _find_next_record(read_at, pos + 1, end)
+            yield WarcEntry(where, reason="warc_bad_header",
+                            detail=f"no WARC/1.x line at offset {pos}; skipped {_span(pos, resume)}")
+            if resume is None:
+                return
+            pos = resume
+            continue
+        terminator = head.find(b"\r\n\r\n")
+        sep = 4
+        if terminator < 0:
+            terminator, sep = head.find(b"\n\n"), 2  # lenient: bare newlines
+        if terminator < 0:
+            cut = len(head) < MAX_HEADER_BYTES
+            resume = _find_next_record(read_at, pos + 1, end)
+            yield WarcEntry(where, reason="warc_truncated" if cut and resume is None else "warc_bad_header",
+                            detail="the WARC header block never ends" + ("" if cut else " within 64 KiB"))
+            if resume is None:
+                return
+            pos = resume
+            continue
+        headers = _parse_headers(head[:terminator])
+        length = headers.get("content-length", "").strip()
+        if not length.isdigit():
+            resume = _find_next_record(read_at, pos + 1, end)
+            yield WarcEntry(where, headers, reason="warc_bad_header",
+                            detail=f"Content-Length is {length or 'missing'!r}")
+            if resume is None:
+                return
+            pos = resume
+            continue
+        block_start, size = pos + terminator + sep, int(length)
+        block_end = block_start + size
+        if size > max_record_bytes:
+            yield WarcEntry(where, headers, reason="warc_record_too_large",
+                            detail=f"{size} bytes > max_record_bytes {max_record_bytes}")
+            pos = block_end
+            continue
+        block = read_at(block_start, size + 4)
+        if end is not None:
+            block = block[: max(0, end - block_start)]
+        trailer = block[size:]
+        block = block[:size]
+        if len(block) < size or not (trailer.startswith(b"\r\n") or trailer.startswith(b"\n") or not trailer):
+            # Short, or not followed by the blank lines that end a record: cut short where the next
+            # record starts (uncompressed files), or at the end of the data.
+            found = _NEXT_RECORD.search(block)
+            resume = block_start + found.start(1) if found else None
+            if resume is not None or len(block) < size:
+                yield WarcEntry(where, headers, block[: found.start(1)] if found else block, reason="warc_truncated",
+                                detail=f"{len(block) if not found else found.start(1)} of {size} block bytes")
+                if resume is None:
+                    return
+                pos = resume
+                continue
+        yield WarcEntry(where, headers, bytes(block))
+        pos = block_end
+
+
+def _parse_headers(data: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    last = None
+    for line in data.decode("utf-8", "replace").splitlines()[1:]:
+        if line[:1] in (" ", "\t") and last:  # a folded continuation line
+            headers[last] += " " + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        if sep:
+            last = name.strip().lower()
+            headers[last] = value.strip()
+    return headers
+
+
+def _skip_blank(read_at: ReadAt, pos: int, end: int | None) -> int:
+    while end is None or pos < end:
+        chunk = read_at(pos, 64)
+        stripped = chunk.lstrip(b"\r\n")
+        pos += len(chunk) - len(stripped)
+        if stripped or not chunk:
+            return pos
+    return pos
+
+
+def _find_next_record(read_at: ReadAt, pos: int, end: int | None) -> int | None:
+    """Offset of the next line starting with a WARC version, searching from pos."""
+    while end is None or pos < end:
+        chunk = read_at(pos - 1 if pos else 0, _SCAN_CHUNK + 16)
+        if end is not None:
+            chunk = chunk[: end - pos + 1]
+        if not chunk:
+            return None
+        base = pos - 1 if pos else 0
+        found = _NEXT_RECORD.search(chunk, 1 if pos else 0)
+        if found:
+            return base + found.start(1)
+        if len(chunk) < _SCAN_CHUNK:
+            return None
+        pos += _SCAN_CHUNK
+    return None
+
+
+def _span(start: int, resume: int | None) -> str:
+    return f"bytes {start}..{resume}" if resume is not None else f"from {start} to the end"
+
+
+def _file_reader(raw: BinaryIO) -> ReadAt:
+    def read_at(offset: int, length: int) -> bytes:
+        raw.seek(offset)
+        return raw.read(length)
+    return read_at
+
+
+# ---------------------------------------------------------------- gzip members
+def _iter_gzip(raw: BinaryIO, max_record_bytes: int) -> Iterator[WarcEntry]:
+    pos = 0
+    while True:
+        raw.seek(pos)
+        if not raw.read(1):
+            return
+        member = _inflate_member(raw, pos, max_record_bytes + MAX_HEADER_BYTES)
+        if member.error is None:
+            if member.too_large:  # one entry for the member: its records were not kept to be parsed
+                yield WarcEntry(pos, reason="warc_record_too_large",
+                                detail=f"the gzip member inflates past {max_record_bytes} bytes")
+            elif member.cut:  # the file ends inside it: whatever it held is one cut record
+                yield WarcEntry(pos, reason="warc_truncated", detail="the file ends inside this gzip member")
+            else:
+                data = member.data
+                yield from _parse_records(lambda o, n: data[o : o + n], 0, len(data), max_record_bytes, pos)
+            if member.cut:
+                return
+            pos = member.end
+            continue
+        resume = _next_good_member(raw, pos + 1, max_record_bytes)
+        yield WarcEntry(pos, reason="warc_bad_gzip",
+                        detail=f"{member.error}; skipped {_span(pos, resume)}")
+        if resume is None:
+            return
+        pos = resume
+
+
+@dataclass(slots=True)
+class _Member:
+    data: bytes = b""
+    end: int = 0  # file offset just past the member
+    error: str | None = None
+    cut: bool = False  # the file ended inside the member
+    too_large: bool = False
+
+
+def _inflate_member(raw: BinaryIO, start: int, limit: int, probe: bool = False) -> _Member:
+    """Decompress the gzip member at `start`, keeping at most `limit` bytes of output (the rest is
+    inflated and dropped, so a bomb costs time, not memory). probe: stop after the first output."""
+    raw.seek(start)
+    if raw.read(3) != GZIP_MAGIC:
+        return _Member(error="no gzip magic bytes")
+    raw.seek(start)
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out, kept, consumed = [], 0, 0
+    too_large = False
+    while not inflater.eof:
+        chunk = inflater.unconsumed_tail or raw.read(1 << 16)
+        if not inflater.unconsumed_tail:
+            consumed += len(chunk)
+        if not chunk:
+            return _Member(b"".join(out), start + consumed, cut=True, too_large=too_large)
+        try:
+            piece = inflater.decompress(chunk, 1 << 20)
+        except zlib.error as err:
+            return _Member(error=f"gzip member does not decompress ({err})")
+        if kept + len(piece) <= limit:
+            out.append(piece)
+            kept += len(piece)
+        else:
+            too_large = True
+        if probe and kept >= 64:
+            break
+    end = start + consumed - len(inflater.unused_data)
+    return _Member(b"".join(out), end, too_large=too_large)
+
+
+def _next_good_member(raw: BinaryIO, pos: int, max_record_bytes: int) -> int | None:
+    """The next offset holding gzip magic bytes whose member inflates to something starting like a
+    WARC record; random magic bytes inside compressed data are skipped."""
+    while True:
+        raw.seek(pos)
+        chunk = raw.read(_SCAN_CHUNK + 2)
+        if not chunk:
+            return None
+        found = chunk.find(GZIP_MAGIC)
+        if found < 0:
+            if len(chunk) < _SCAN_CHUNK + 2:
+                return None
+            pos += _SCAN_CHUNK
+            continue
+        candidate = pos + found
+        member = _inflate_member(raw, candidate, max_record_bytes, probe=True)
+        if member.error is None and _VERSION.match(member.data.lstrip(b"\r\n")):
+            return candidate
+        pos = candidate + 1

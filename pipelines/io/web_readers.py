@@ -1,0 +1,170 @@
+"""Web inputs to Documents: WARC files, saved HTML files, and tables of (url, html).
+
+Plain Python (no Beam), like readers.py. One WARC record is one input record: it becomes a Document
+or a Rejection of stage `read` with the precise reason (filters/web_page.py, filters/warc.py), and a
+damaged region of a file is one rejection after which reading goes on. Nothing in a page executes;
+HTML is parsed by lexbor into a tree and walked (filters/html_extract.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import fsspec
+
+from filters.document import Document
+from filters.html_extract import extract, page_domain
+from filters.sample import Rejection
+from filters.warc import iter_warc
+from filters.web_page import NotAPage, decode_html, post_request_id, page_from_record, valid_target_uri
+from pipelines.io.readers import STAGE, _guarded
+
+if TYPE_CHECKING:
+    from manifests.recipe import InputConfig
+
+KIND = Document.KIND
+WEB_SUFFIXES = (".warc", ".warc.gz", ".html", ".htm", ".parquet", ".jsonl", ".jsonl.gz")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
+
+
+def read_web_file(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
+    """Every record of one web input file, as Documents or Rejections (never raises for bad data)."""
+    name = PurePosixPath(path).name.lower()
+    if name.endswith((".warc", ".warc.gz")):
+        records = read_warc(path, config)
+    elif name.endswith((".html", ".htm")):
+        records = iter([_guarded(path, file_stem(path), read_html_file, path, config)])
+    elif name.endswith((".parquet", ".jsonl", ".jsonl.gz")):
+        records = read_page_table(path, config)
+    else:
+        yield _file_rejection(path, "file_unsupported", f"expected one of {', '.join(WEB_SUFFIXES)}")
+        return
+    try:
+        yield from records
+    except Exception as err:  # the file itself (not a record) could not be read on
+        yield _file_rejection(path, "file_unreadable", f"{type(err).__name__}: {err}")
+
+
+def _file_rejection(path: str, reason: str, detail: str) -> Rejection:
+    return Rejection(f"{file_stem(path)}#unreadable", path, None, STAGE, reason, detail[:2000], KIND)
+
+
+def file_stem(path: str) -> str:
+    """A key-safe stem of the file name: CC-MAIN-...-00001.warc.gz -> CC-MAIN-...-00001."""
+    name = PurePosixPath(path).name
+    for suffix in (".gz", ".warc", ".html", ".htm", ".parquet", ".jsonl"):
+        name = name.removesuffix(suffix)
+    return _UNSAFE.sub("_", name).strip("_") or "page"
+
+
+# ---------------------------------------------------------------- WARC
+def read_warc(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
+    stem = file_stem(path)
+    post_requests: set[str] = set()  # record ids of POST requests seen so far in this file
+    with fsspec.open(path, "rb") as raw:
+        for entry in iter_warc(raw, config.web.max_record_bytes):
+            key = f"{stem}_{entry.offset:012d}"
+            url = entry.target_uri
+            if entry.reason is not None:
+                yield Rejection(key, path, url, STAGE, entry.reason, entry.detail, KIND)
+                continue
+            if request_id := post_request_id(entry):
+                post_requests.add(request_id)
+            yield _guarded(path, key, _warc_document, path, key, entry, post_requests, config)
+
+
+def _warc_document(path: str, key: str, entry, post_requests: set[str], config: InputConfig):
+    page = page_from_record(entry, post_requests, config.web.max_html_bytes)
+    if isinstance(page, NotAPage):
+        return Rejection(key, path, entry.target_uri, STAGE, page.reason, page.detail, KIND)
+    meta = {"warc_file": path, "warc_offset": entry.offset, "warc_record_id": entry.headers.get("warc-record-id"),
+            "warc_date": entry.headers.get("warc-date"), "charset": page.charset,
+            "charset_source": page.charset_source}
+    return document_from_html(key, path, page.url, page.html, meta)
+
+
+# ---------------------------------------------------------------- saved pages
+def read_html_file(path: str, config: InputConfig) -> Document | Rejection:
+    """A saved page; its URL from <link rel=canonical> or og:url, else the file name (recorded as such)."""
+    key = file_stem(path)
+    with fsspec.open(path, "rb") as f:
+        body = f.read(config.web.max_html_bytes + 1)
+    if len(body) > config.web.max_html_bytes:
+        return Rejection(key, path, None, STAGE, "html_too_large", f"> max_html_bytes {config.web.max_html_bytes}",
+                         KIND)
+    page = decode_html(body, None)
+    if isinstance(page, NotAPage):
+        return Rejection(key, path, None, STAGE, page.reason, page.detail, KIND)
+    meta = {"charset": page.charset, "charset_source": page.charset_source}
+    return document_from_html(key, path, None, page.html, meta)
+
+
+def read_page_table(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
+    """Rows of (url, html) from a parquet or JSONL file, for pages crawled with other tools."""
+    columns = config.web
+    stem = file_stem(path)
+    for row, values in enumerate(_table_rows(path)):
+        key = values.get(columns.key_column) if isinstance(values, dict) else None
+        key = str(key) if key is not None else f"{stem}_{row:09d}"
+        yield _guarded(path, key, _table_document, path, key, values, config)
+
+
+def _table_rows(path: str) -> Iterator[Any]:
+    if path.lower().endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with fsspec.open(path, "rb") as raw:
+            for batch in pq.ParquetFile(raw).iter_batches(batch_size=64):
+                yield from batch.to_pylist()
+        return
+    with fsspec.open(path, "rb", compression="infer") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError as err:
+                yield {"__invalid__": f"{type(err).__name__}: {err}"[:300]}
+
+
+def _table_document(path: str, key: str, values: Any, config: InputConfig) -> Document | Rejection:
+    columns = config.web
+    if not isinstance(values, dict) or "__invalid__" in values:
+        detail = values.get("__invalid__", "") if isinstance(values, dict) else "a row that is not an object"
+        return Rejection(key, path, None, STAGE, "row_invalid_json", detail, KIND)
+    url, html = values.get(columns.url_column), values.get(columns.html_column)
+    if not isinstance(url, str) or (problem := valid_target_uri(url)) is not None:
+        detail = problem.detail if isinstance(url, str) else f"column {columns.url_column!r} holds no URL"
+        return Rejection(key, path, url if isinstance(url, str) else None, STAGE, "page_bad_url", detail, KIND)
+    if isinstance(html, (bytes, bytearray)):
+        if len(html) > columns.max_html_bytes:
+            return Rejection(key, path, url, STAGE, "html_too_large", f"{len(html)} bytes", KIND)
+        page = decode_html(bytes(html), None)
+        if isinstance(page, NotAPage):
+            return Rejection(key, path, url, STAGE, page.reason, page.detail, KIND)
+        html, meta = page.html, {"charset": page.charset, "charset_source": page.charset_source}
+    elif isinstance(html, str):
+        if len(html) > columns.max_html_bytes:
+            return Rejection(key, path, url, STAGE, "html_too_large", f"{len(html)} characters", KIND)
+        meta = {}
+    else:
+        return Rejection(key, path, url, STAGE, "html_missing", f"column {columns.html_column!r} holds no HTML", KIND)
+    return document_from_html(key, path, url, html, meta)
+
+
+# ---------------------------------------------------------------- one page
+def document_from_html(key: str, source: str, url: str | None, html: str, meta: dict[str, Any]) -> Document:
+    page = extract(html, url)
+    if url is None:  # a saved file: its canonical URL (or og:url), else the file's own path
+        canonical = page.canonical_url if page.canonical_url and valid_target_uri(page.canonical_url) is None else None
+        url, source_of_url = (canonical, "canonical") if canonical else (source, "file")
+        meta = {**meta, "url_source": source_of_url}
+        if canonical:
+            page = extract(html, canonical)  # relative image URLs resolve against it
+    doc_meta = {"url": url, "domain": page_domain(url), "title": page.title, "html_lang": page.lang, **meta}
+    return Document(key=key, source=source, url=url, nodes=page.nodes,
+                    meta={k: v for k, v in doc_meta.items() if v is not None})
