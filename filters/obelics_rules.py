@@ -35,6 +35,10 @@ class WordLists:
                    common_words("en", config.common_words_top_n))
 
 
+TEXT_RULES = ("too_few_words", "too_many_words", "char_repetition", "word_repetition", "special_characters",
+              "few_stop_words", "flagged_words", "low_punctuation", "few_common_words")
+
+
 def _bounded(value: float, low: float | None, high: float | None) -> bool:
     return (low is None or value >= low) and (high is None or value <= high)
 

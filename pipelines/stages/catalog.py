@@ -34,7 +34,7 @@ def config_keys(model: type[BaseModel], prefix: str = "") -> list[dict[str, Any]
 def stage_record(spec: StageSpec) -> dict[str, Any]:
     return {"name": spec.name, "summary": spec.summary, "accepts": list(spec.accepts), "produces": spec.produces,
             "requires": list(spec.requires), "provides": list(spec.provides), "uses": list(spec.uses),
-            "reasons": list(spec.reasons), "report": spec.report, "config": config_keys(spec.config)}
+            "reasons": list(spec.reasons), "edits": list(spec.edits), "report": spec.report, "config": config_keys(spec.config)}
 
 
 def catalog() -> list[dict[str, Any]]:
@@ -46,7 +46,7 @@ def catalog_text() -> str:
     for stage in catalog():
         lines.append(f"{stage['name']}: {stage['summary']}")
         lines.append(f"  records   {', '.join(stage['accepts'])} -> {stage['produces']}")
-        for label in ("requires", "uses", "provides", "reasons"):
+        for label in ("requires", "uses", "provides", "reasons", "edits"):
             if stage[label]:
                 lines.append(f"  {label:<9} {', '.join(stage[label])}")
         if stage["report"]:

@@ -13,7 +13,7 @@ from pydantic import Field
 from filters.document import Document
 from filters.language import LanguageIdentifier
 from filters.model_files import default_lid_model_path, file_sha256
-from filters.obelics_rules import WordLists, document_failure
+from filters.obelics_rules import TEXT_RULES, WordLists, document_failure
 from filters.records import DOCUMENT
 from filters.sample import Rejection
 from pipelines.beam.routing import RoutedDoFn, split
@@ -105,9 +105,7 @@ SPEC = StageSpec(
     accepts=(DOCUMENT,),
     produces=DOCUMENT,
     provides=("doc_words", "doc_images", "language", "language_score"),
-    reasons=tuple(f"document_{r}" for r in (
-        "too_few_images", "too_many_images", "too_few_words", "too_many_words", "char_repetition",
-        "word_repetition", "special_characters", "few_stop_words", "flagged_words", "low_punctuation",
-        "few_common_words", "language_not_allowed", "language_score_low", "perplexity_too_high")),
+    reasons=tuple(f"document_{r}" for r in ("too_few_images", "too_many_images", *TEXT_RULES, "language_not_allowed",
+                                            "language_score_low", "perplexity_too_high")),
     preflight=preflight,
 )

@@ -9,7 +9,7 @@ import apache_beam as beam
 from pydantic import Field
 
 from filters.document import Document
-from filters.obelics_rules import WordLists, filter_nodes
+from filters.obelics_rules import TEXT_RULES, WordLists, filter_nodes
 from filters.records import DOCUMENT, edit
 from filters.word_lists import flagged_words
 from manifests.schema import Strict
@@ -82,5 +82,6 @@ SPEC = StageSpec(
     build=lambda config, context: NodesStage(config),
     accepts=(DOCUMENT,),
     produces=DOCUMENT,
+    edits=(*(f"paragraph_{r}" for r in TEXT_RULES), "image_url_banned", "image_repeated_in_document"),
     preflight=check_word_lists,
 )

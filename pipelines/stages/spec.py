@@ -48,6 +48,7 @@ class StageSpec:
     provides: tuple[str, ...] = ()  # annotations it adds (all it may add; see provides_for)
     uses: tuple[str, ...] = ()  # annotations it reuses when an earlier stage provides them
     reasons: tuple[str, ...] = ()  # rejection reasons it can give (besides the guard's error_*)
+    edits: tuple[str, ...] = ()  # reasons of the edits it makes (parts of kept records removed)
     preflight: Callable[[Any], Preflight] = _nothing  # driver-side checks; builds no model on a device
     # (config, {used annotation: the config of the stage that provides it}) -> config; raises
     # ValueError when the combination cannot work. How tmars inherits clipscore's model.
