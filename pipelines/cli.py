@@ -234,6 +234,7 @@ def verify(
     """
     from manifests.manifest import read_manifest
     from manifests.verify import verify_dataset
+    from pipelines.drivers.funnel_table import kept_text
 
     try:
         manifest = read_manifest(root)
@@ -244,7 +245,7 @@ def verify(
         typer.secho(problem, fg=typer.colors.RED, err=True)
     if problems:
         raise typer.Exit(1)
-    typer.echo(f"ok: {len(manifest.shards)} shard(s), {manifest.counts.kept:,} samples, "
+    typer.echo(f"ok: {len(manifest.shards)} shard(s), {kept_text(manifest)}, "
                f"{len(manifest.rejected)} rejection file(s) match {root}/manifest.json")
 
 
