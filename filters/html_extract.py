@@ -36,6 +36,8 @@ BLOCKS = frozenset({
     "ol", "p", "pre", "section", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
     "legend", "hgroup",
 })
+_BOILERPLATE_CLASSES = frozenset({"footer", "site-info"})
+_BOILERPLATE_NAMES = frozenset({"footer", "header", "nav", "navbar", "navigation", "menu"})
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _SPACES = re.compile(r"[^\S\n]+")
 _SRCSET_ITEM = re.compile(r"\s*(\S+?)(?:\s+([0-9.]+)([wx]))?\s*(?:,\s*|$)")
@@ -143,11 +145,20 @@ def _paragraph(text: str) -> str:
 
 
 def _hidden(node) -> bool:
+    """Hidden from readers, or a navigation/footer container by its name (OBELICS
+    dom_tree_simplificator.py l.118-168: class token footer or site-info; a div whose id, class or
+    title is exactly footer, header, nav, navbar, navigation or menu)."""
     attrs = node.attributes
     if not attrs:
         return False
-    return ("hidden" in attrs or (attrs.get("aria-hidden") or "").lower() == "true"
-            or bool(_HIDDEN_STYLE.search(attrs.get("style") or "")))
+    if "hidden" in attrs or (attrs.get("aria-hidden") or "").lower() == "true" or _HIDDEN_STYLE.search(
+            attrs.get("style") or ""):
+        return True
+    classes = (attrs.get("class") or "").lower()
+    if _BOILERPLATE_CLASSES.intersection(classes.split()):
+        return True
+    return node.tag == "div" and any((attrs.get(a) or "").strip().lower() in _BOILERPLATE_NAMES
+                                     for a in ("id", "class", "title"))
 
 
 def _resolve(url: str | None, base: str | None) -> str | None:

@@ -1,0 +1,87 @@
+"""HTML -> interleaved nodes: OBELICS' DOM simplification, on hand-written pages."""
+
+from __future__ import annotations
+
+from filters.document import ImageNode, TextNode
+from filters.html_extract import extract, largest_srcset_candidate
+
+PAGE = """<!doctype html><html lang="en"><head><title> A  page </title>
+<link rel="canonical" href="https://example.org/story"><script>var x = "<p>not text</p>";</script></head>
+<body>
+<nav><a href="/">Home</a> <a href="/news">News</a></nav>
+<header>Site header</header>
+<!-- a comment that is not content -->
+<h1>The headline</h1>
+<p>First <b>bold</b> and <i>italic</i> words<br>on two lines.</p>
+<div style="display: none">hidden by style</div><div hidden>hidden by attribute</div>
+<div aria-hidden="true">hidden from readers</div>
+<img src="img/one.jpg" alt=" first   image ">
+<picture><source srcset="/p/small.webp 480w, /p/large.webp 1200w"><source srcset="/p/mid.jpg 800w">
+<img src="/p/fallback.jpg" alt="a picture"></picture>
+<p>Second paragraph with a <a href="/x">link</a>.</p>
+<form><input value="type here"><button>Send</button></form>
+<iframe src="https://ads.example/"></iframe>
+<footer>Copyright</footer>
+<style>p { color: red }</style><noscript>enable js</noscript>
+</body></html>"""
+
+
+def texts(nodes):
+    return [n.text for n in nodes if isinstance(n, TextNode)]
+
+
+def test_dom_simplification_keeps_content_in_reading_order():
+    page = extract(PAGE, "https://example.org/section/page.html")
+    kinds = ["t" if isinstance(n, TextNode) else "i" for n in page.nodes]
+    assert kinds == ["t", "t", "i", "i", "t"]
+    assert texts(page.nodes) == ["The headline", "First bold and italic words\non two lines.",
+                                 "Second paragraph with a link."]
+    one, picture = [n for n in page.nodes if isinstance(n, ImageNode)]
+    assert one.url == "https://example.org/section/img/one.jpg" and one.alt_text == "first image"
+    assert picture.url == "https://example.org/p/large.webp" and picture.alt_text == "a picture"
+    assert page.title == "A page" and page.canonical_url == "https://example.org/story" and page.lang == "en"
+
+
+def test_nothing_of_the_removed_elements_leaks():
+    flat = " ".join(texts(extract(PAGE, "https://example.org/").nodes))
+    for gone in ("Home", "Site header", "comment", "hidden", "type here", "Send", "Copyright", "color", "enable js",
+                 "not text"):
+        assert gone not in flat
+
+
+def test_base_href_and_lazy_and_unfetchable_sources():
+    html = """<html><head><base href="https://cdn.example/assets/"></head><body>
+    <img src="data:image/gif;base64,R0lGOD" data-src="lazy.jpg">
+    <img src="javascript:alert(1)"><img src="ftp://x.example/a.jpg"><img>
+    <img srcset="a.jpg 1x, b.jpg 2x"></body></html>"""
+    urls = [n.url for n in extract(html, "https://site.example/page").nodes]
+    assert urls == ["https://cdn.example/assets/lazy.jpg", "https://cdn.example/assets/b.jpg"]
+
+
+def test_srcset_largest_candidate():
+    assert largest_srcset_candidate("a.jpg 320w, b.jpg 1024w, c.jpg 640w") == "b.jpg"
+    assert largest_srcset_candidate("a.jpg, b.jpg 2x, c.jpg 1.5x") == "b.jpg"
+    assert largest_srcset_candidate("") is None
+
+
+def test_malformed_markup_never_fails():
+    broken = "<html><body><p>unclosed <b>bold <div>inside</p></b> trailing <img src=x.jpg<p>end &amp; &bogus; </table>"
+    page = extract(broken, "https://example.org/")
+    joined = " ".join(texts(page.nodes))
+    assert "unclosed bold" in joined and "inside" in joined and "end &" in joined
+
+
+def test_deep_nesting_is_a_loop_not_a_recursion():
+    html = "<div>" * 5000 + "deep text here" + "</div>" * 5000 + "<p>after</p>"
+    assert texts(extract(html, "https://example.org/").nodes) == ["deep text here", "after"]
+
+
+def test_block_boundaries_split_paragraphs_inline_tags_do_not():
+    html = "<body><div>one <span>two</span></div><div>three<ul><li>four</li><li>five</li></ul></div></body>"
+    assert texts(extract(html, None).nodes) == ["one two", "three", "four", "five"]
+
+
+def test_navigation_and_footer_containers_by_name():
+    html = """<body><div id="menu">Menu entries</div><div class="nav">Nav entries</div>
+    <section class="page footer">Footer text</section><div class="menu-item">kept text</div></body>"""
+    assert texts(extract(html, None).nodes) == ["kept text"]
