@@ -76,7 +76,10 @@ def _head_facts(head, page_url: str | None) -> tuple[str | None, str | None, str
     for element in head.css("base[href], link[rel][href], meta[property][content], title"):
         attrs = element.attributes
         if element.tag == "base" and base == page_url:
-            base = urljoin(page_url or "", attrs.get("href") or "") or page_url
+            try:
+                base = urljoin(page_url or "", attrs.get("href") or "") or page_url
+            except ValueError:  # <base href="http://[oops/">: a broken base is ignored, not the page
+                base = page_url
         elif element.tag == "link" and "canonical" in (attrs.get("rel") or "").lower().split():
             canonical = canonical or attrs.get("href")
         elif element.tag == "meta" and (attrs.get("property") or "").lower() == "og:url":

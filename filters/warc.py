@@ -31,6 +31,9 @@ DEFAULT_MAX_RECORD_BYTES = 64 << 20
 _SCAN_CHUNK = 1 << 20
 _VERSION = re.compile(rb"WARC/1\.[0-9]")
 _NEXT_RECORD = re.compile(rb"(?:^|\n)(WARC/1\.[0-9]\r?\n)")
+# In a block already known to be cut short, the next record may start mid-line (a writer died
+# mid-record and another appended to the file): a version line followed by a header line.
+_CUT_BY_RECORD = re.compile(rb"WARC/1\.[0-9]\r?\n(?=[A-Za-z][A-Za-z0-9-]*:)")
 
 
 @dataclass(slots=True)
@@ -42,6 +45,10 @@ class WarcEntry:
     block: bytes | None = None
     reason: str | None = None
     detail: str = ""
+    # Its place among the entries of its gzip member. Per-record gzip (Common Crawl) gives 0 always;
+    # a whole-file gzip (`gzip x.warc`) is one member whose records all share its offset, so offset
+    # alone does not tell them apart (their keys collided).
+    member_index: int = 0
 
     @property
     def record_type(self) -> str:
@@ -125,11 +132,15 @@ def _parse_records(read_at: ReadAt, start: int, end: int | None, max_record_byte
         if len(block) < size or not (trailer.startswith(b"\r\n") or trailer.startswith(b"\n") or not trailer):
             # Short, or not followed by the blank lines that end a record: cut short where the next
             # record starts (uncompressed files), or at the end of the data.
-            found = _NEXT_RECORD.search(block)
-            resume = block_start + found.start(1) if found else None
+            # Line-start matches only missed a record appended right after the cut bytes (the cut
+            # record swallowed it as its block and the record after it was lost): search mid-line too.
+            starts = [m.start(1) for m in [_NEXT_RECORD.search(block)] if m]
+            starts += [m.start() for m in [_CUT_BY_RECORD.search(block)] if m]
+            cut_at = min(starts) if starts else None
+            resume = block_start + cut_at if cut_at is not None else None
             if resume is not None or len(block) < size:
-                yield WarcEntry(where, headers, block[: found.start(1)] if found else block, reason="warc_truncated",
-                                detail=f"{len(block) if not found else found.start(1)} of {size} block bytes")
+                yield WarcEntry(where, headers, block[:cut_at], reason="warc_truncated",
+                                detail=f"{len(block) if cut_at is None else cut_at} of {size} block bytes")
                 if resume is None:
                     return
                 pos = resume
@@ -207,7 +218,10 @@ def _iter_gzip(raw: BinaryIO, max_record_bytes: int) -> Iterator[WarcEntry]:
                 yield WarcEntry(pos, reason="warc_truncated", detail="the file ends inside this gzip member")
             else:
                 data = member.data
-                yield from _parse_records(lambda o, n: data[o : o + n], 0, len(data), max_record_bytes, pos)
+                for index, entry in enumerate(
+                        _parse_records(lambda o, n: data[o : o + n], 0, len(data), max_record_bytes, pos)):
+                    entry.member_index = index
+                    yield entry
             if member.cut:
                 return
             pos = member.end

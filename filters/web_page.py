@@ -117,7 +117,14 @@ def decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes | NotAPa
         if encoding in ("gzip", "x-gzip", "deflate"):
             wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
             inflater = zlib.decompressobj(wbits)
-            data = inflater.decompress(body, max_bytes + 1)
+            try:
+                data = inflater.decompress(body, max_bytes + 1)
+            except zlib.error:
+                if encoding != "deflate":
+                    raise
+                # Many servers send raw deflate (no zlib header) for "deflate"; browsers and urllib3
+                # accept both, and these pages were rejected as http_bad_encoding.
+                data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, max_bytes + 1)
         elif encoding == "br":
             import brotli
 
@@ -159,16 +166,27 @@ def decode_html(body: bytes, declared: str | None) -> WebPage | NotAPage:
         if not charset:
             continue
         try:
-            name = codecs.lookup(charset).name
-        except LookupError:
+            info = codecs.lookup(charset)
+        except (LookupError, ValueError):  # ValueError: a NUL in the name
+            failed.append(f"{charset} unknown")
+            continue
+        name = info.name
+        # Python's codec registry also knows bytes-to-bytes and str-to-str codecs (base64, hex, zlib,
+        # rot13) and "undefined": bytes.decode raises LookupError / UnicodeError for those, which
+        # escaped the UnicodeDecodeError below and lost the page. Not text encodings: unknown.
+        if not getattr(info, "_is_text_encoding", True) or name == "undefined":
             failed.append(f"{charset} unknown")
             continue
         if name == "utf-16" or name.startswith("utf-16"):  # HTML5: a <meta> claiming UTF-16 means UTF-8
             name = "utf-8" if source == "meta" else name
+        # WHATWG Encoding: pages labelled latin-1 or ascii are decoded as windows-1252 by every
+        # browser (0x92 is a curly quote there, a control character in true latin-1).
+        name = "cp1252" if name in ("latin-1", "iso8859-1", "ascii") else name
         try:
             return WebPage("", body.decode(name), name, source)
-        except UnicodeDecodeError as err:
-            failed.append(f"{charset} fails at byte {err.start}")
+        except UnicodeError as err:  # punycode raises a plain UnicodeError, which has no .start
+            failed.append(f"{charset} fails at byte {err.start}" if isinstance(err, UnicodeDecodeError)
+                          else f"{charset} fails ({err})")
     if not failed:
         try:  # most of the web: nothing declared, UTF-8
             return WebPage("", body.decode("utf-8"), "utf-8", "detected")

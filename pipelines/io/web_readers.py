@@ -21,7 +21,7 @@ from filters.html_extract import extract, page_domain
 from filters.sample import Rejection
 from filters.warc import iter_warc
 from filters.web_page import NotAPage, decode_html, post_request_id, page_from_record, valid_target_uri
-from pipelines.io.readers import STAGE, _guarded
+from pipelines.io.readers import STAGE
 
 if TYPE_CHECKING:
     from manifests.recipe import InputConfig
@@ -49,6 +49,15 @@ def read_web_file(path: str, config: InputConfig) -> Iterator[Document | Rejecti
         yield _file_rejection(path, "file_unreadable", f"{type(err).__name__}: {err}")
 
 
+def _guarded(path: str, key: str, build, *args) -> Document | Rejection:
+    """One record's construction; whatever it raises is that record's rejection. readers._guarded
+    (for samples) made these rejections of kind "sample", which broke per-kind accounting."""
+    try:
+        return build(*args)
+    except Exception as err:
+        return Rejection.for_error(key, path, None, STAGE, err, KIND)
+
+
 def _file_rejection(path: str, reason: str, detail: str) -> Rejection:
     return Rejection(f"{file_stem(path)}#unreadable", path, None, STAGE, reason, detail[:2000], KIND)
 
@@ -68,6 +77,8 @@ def read_warc(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
     with fsspec.open(path, "rb") as raw:
         for entry in iter_warc(raw, config.web.max_record_bytes):
             key = f"{stem}_{entry.offset:012d}"
+            if entry.member_index:  # a later record of a multi-record gzip member shares its offset
+                key += f"_{entry.member_index}"
             url = entry.target_uri
             if entry.reason is not None:
                 yield Rejection(key, path, url, STAGE, entry.reason, entry.detail, KIND)

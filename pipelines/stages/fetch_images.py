@@ -1,0 +1,129 @@
+"""Fetch the images of documents through vlcurate download's guard, then OBELICS' image rules.
+
+Documents travel in batches; each batch's image URLs are fetched on a thread pool with per-host
+politeness (pipelines/io/image_fetch.py). An image that cannot be fetched or fails a rule is
+removed from its document: an edit counted under its reason (http_404, robots_opt_out,
+image_too_small, ...). A document left with fewer than `min_images` images is rejected.
+With `fetch: false` the stage keeps documents with image URLs only, to fetch later.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import apache_beam as beam
+from pydantic import Field
+
+from filters.document import Document, ImageNode
+from filters.document_images import image_problem
+from filters.image_format import extension_for
+from filters.records import DOCUMENT, edit
+from filters.sample import Rejection
+from manifests.schema import Strict
+from pipelines.beam.routing import RoutedDoFn, split
+from pipelines.stages.spec import StageSpec
+
+STAGE = "fetch_images"
+
+
+class FetchImagesConfig(Strict):
+    fetch: bool = Field(True, description="false: keep image URLs only (nodes without bytes), fetch later")
+    threads: int = Field(32, ge=1, description="concurrent requests per worker process")
+    per_host_connections: int = Field(4, ge=1, description="politeness: concurrent requests to one host")
+    per_host_interval: float = Field(0.05, ge=0, description="politeness: seconds between request starts per host")
+    timeout: float = Field(10, gt=0, description="seconds a socket may wait for each read")
+    deadline: float = Field(60, gt=0, description="seconds for a whole request")
+    max_image_bytes: int = Field(32 << 20, gt=0)
+    max_pixels: int | None = Field(89_478_485, gt=0, description="images declaring more pixels are refused")
+    user_agent_token: str | None = Field("vlcurate", description="added to the User-Agent; matched in X-Robots-Tag")
+    honor_robots_tag: bool = True
+    disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    allow_private_networks: bool = Field(False, description="fetch loopback/private/link-local addresses")
+    allowed_formats: tuple[Literal["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"], ...] = ("JPEG", "PNG", "WEBP")
+    min_side: int | None = Field(150, ge=1, description="OBELICS: each side >= 150")
+    max_side: int | None = Field(20_000, ge=1, description="OBELICS: each side <= 20000")
+    max_aspect: float | None = Field(2.0, ge=1.0, description="OBELICS: w/h within [1/2, 2]")
+    min_images: int = Field(1, ge=0, description="documents left with fewer fetched images are rejected")
+    batch_size: int = Field(16, ge=1, description="documents whose images are fetched together")
+
+
+class _FetchFn(RoutedDoFn):
+    stage = STAGE
+
+    def __init__(self, config: FetchImagesConfig):
+        self.config = config
+
+    def setup(self):
+        from pipelines.io.image_fetch import HostPoliteness, ImageFetcher
+
+        c = self.config
+        self.fetcher = ImageFetcher(c, HostPoliteness(c.per_host_connections, c.per_host_interval))
+        self.pool = ThreadPoolExecutor(c.threads, thread_name_prefix="fetch_images")
+
+    def teardown(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def handle(self, docs: list[Document]):
+        urls = sorted({n.url for d in docs for n in d.nodes if isinstance(n, ImageNode) and n.image is None and n.url})
+        fetched = dict(zip(urls, self.pool.map(self.fetcher.fetch, urls)))
+        out = []
+        for doc in docs:
+            edits: dict[str, int] = {}
+            kept = []
+            for node in doc.nodes:
+                if isinstance(node, ImageNode) and node.image is None:
+                    reason = self._attach(node, fetched.get(node.url))
+                    if reason is not None:
+                        edits[reason] = edits.get(reason, 0) + 1
+                        continue
+                kept.append(node)
+            doc.nodes = kept
+            out.extend(edit(reason, n) for reason, n in sorted(edits.items()))
+            images = sum(1 for n in doc.nodes if isinstance(n, ImageNode))
+            out.append(doc if images >= self.config.min_images else Rejection.of(
+                doc, STAGE, "no_image_left", f"{images} images fetched and kept"))
+        return out
+
+    def _attach(self, node: ImageNode, result) -> str | None:
+        if result is None:
+            return "image_url_missing"
+        if result.data is None:
+            node.meta["fetch_error"] = result.detail
+            return result.reason
+        problem, header = image_problem(result.data, self.config)
+        if problem is not None:
+            return problem.reason
+        node.image, node.image_ext = result.data, extension_for(result.data)
+        node.meta.update({"original_width": header.width, "original_height": header.height,
+                          "format": header.format})
+        return None
+
+
+class FetchImagesStage(beam.PTransform):
+    def __init__(self, config: FetchImagesConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, docs):
+        if not self.config.fetch:
+            return split(docs, "KeepUrls", lambda d: d, stage=STAGE, kind=Document)
+        batches = docs | "Batch" >> beam.BatchElements(
+            min_batch_size=self.config.batch_size, max_batch_size=self.config.batch_size,
+        ).with_output_types(beam.typehints.List[Document])
+        return split(batches, "Fetch", _FetchFn(self.config), stage=STAGE, kind=Document)
+
+
+SPEC = StageSpec(
+    name=STAGE,
+    summary="download documents' images through the guarded downloader (robots opt-out, politeness), "
+            "then OBELICS' image rules; failures are edits",
+    config=FetchImagesConfig,
+    build=lambda config, context: FetchImagesStage(config),
+    accepts=(DOCUMENT,),
+    produces=DOCUMENT,
+    reasons=("no_image_left",),
+    edits=("http_404", "timeout", "url_private_address", "private_address", "robots_opt_out", "response_too_large", "image_too_many_pixels",
+           "image_format_not_allowed", "image_too_small", "image_too_large", "image_aspect_too_extreme",
+           "image_truncated", "image_undecodable", "download_failed"),
+)

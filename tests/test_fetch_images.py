@@ -1,0 +1,86 @@
+"""fetch_images: documents' images through the guarded downloader, against a loopback server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from manifests.document_format import iter_documents
+from manifests.recipe import parse_recipe
+from pipelines.drivers.curate import curate
+from tests.image_server import ImageServer
+from tests.test_obelics_pipeline import write_warc
+
+TEXT = ("The harbour was busy that morning, and the fishermen unloaded their boats while the gulls "
+        "circled above the market.")
+
+
+def page(base: str, images: list[str]) -> bytes:
+    tags = "".join(f'<img src="{base}{path}" alt="picture">' for path in images)
+    return f"<html><body><p>{TEXT}</p>{tags}<p>{TEXT} Later, it rained.</p></body></html>".encode()
+
+
+def recipe(**fetch) -> dict:
+    return {"name": "fetch", "input": {"kind": "document"},
+            "stages": [{"fetch_images": {"per_host_interval": 0, "timeout": 1, "deadline": 5, **fetch}}]}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ImageServer() as srv:
+        yield srv
+
+
+@pytest.fixture()
+def crawl(tmp_path, server):
+    pages = [
+        ("https://site.example/a", page(server.base, ["/img/1.jpg", "/missing.jpg", "/robots.jpg", "/tiny.jpg",
+                                                      "/img/2.jpg?w=600&h=200", "/page.html", "/bomb.png"])),
+        ("https://site.example/b", page(server.base, ["/missing.jpg", "/tiny.jpg"])),
+        ("https://site.example/c", page(server.base, ["/img/3.jpg?w=300&h=400", "/img/1.jpg"])),
+    ]
+    write_warc(tmp_path / "crawl.warc.gz", pages)
+    return tmp_path / "crawl.warc.gz"
+
+
+def test_images_are_fetched_checked_and_failures_counted(crawl, tmp_path):
+    result = curate(parse_recipe(recipe(allow_private_networks=True)), str(crawl), str(tmp_path / "out"))
+    stage = next(f for f in result.manifest.funnel if f.stage == "fetch_images")
+    assert stage.edits == {"http_404": 2, "robots_opt_out": 1, "image_too_small": 2, "image_aspect_too_extreme": 1,
+                           "image_undecodable": 1, "image_too_many_pixels": 1}
+    assert stage.reasons == {"no_image_left": 1} and stage.kept == 2
+    with open(tmp_path / "out" / result.manifest.shards[0].name, "rb") as f:
+        docs = {d.url: d for d in iter_documents(f, "shard")}
+    images = [n for n in docs["https://site.example/c"].nodes if hasattr(n, "image")]
+    assert [(n.meta["original_width"], n.meta["original_height"], n.image_ext) for n in images] == \
+        [(300, 400, "jpg"), (320, 240, "jpg")]
+    assert docs["https://site.example/a"].images == [None, f"{images[1].url}", None]
+
+
+def test_plain_webdataset_sees_image_members_by_position(crawl, tmp_path):
+    import webdataset as wds
+
+    result = curate(parse_recipe(recipe(allow_private_networks=True)), str(crawl), str(tmp_path / "out"))
+    samples = list(wds.WebDataset(str(tmp_path / "out" / result.manifest.shards[0].name), shardshuffle=False))
+    for sample in samples:
+        layout = json.loads(sample["json"])
+        members = {m["member"].split(".", 1)[1] for m in layout["metadata"] if m and "member" in m}
+        assert members and members <= set(sample)
+        for ext in members:
+            position = int(ext.split(".")[0])
+            assert layout["images"][position] is not None and sample[ext][:2] == b"\xff\xd8"
+
+
+def test_private_addresses_are_refused_by_default(crawl, tmp_path, server):
+    before = len(server.requests)
+    result = curate(parse_recipe(recipe()), str(crawl), str(tmp_path / "out"))
+    stage = next(f for f in result.manifest.funnel if f.stage == "fetch_images")
+    assert set(stage.edits) == {"url_private_address"} and stage.reasons == {"no_image_left": 3}
+    assert len(server.requests) == before  # refused before any request
+
+
+def test_fetch_false_keeps_urls_only(crawl, tmp_path, server):
+    before = len(server.requests)
+    result = curate(parse_recipe(recipe(fetch=False)), str(crawl), str(tmp_path / "out"))
+    assert result.manifest.counts.kept == 3 and len(server.requests) == before
