@@ -84,3 +84,24 @@ def test_fetch_false_keeps_urls_only(crawl, tmp_path, server):
     before = len(server.requests)
     result = curate(parse_recipe(recipe(fetch=False)), str(crawl), str(tmp_path / "out"))
     assert result.manifest.counts.kept == 3 and len(server.requests) == before
+
+
+def test_documents_to_pairs_feeds_the_pair_stages(crawl, tmp_path):
+    spec = recipe(allow_private_networks=True)
+    spec["stages"] += [{"documents_to_pairs": {"caption_from": ["alt", "paragraph"], "min_words": 3}},
+                       {"heuristics": {"complexity": {"enabled": False}, "image": {"min_side": 100}}}]
+    result = curate(parse_recipe(spec), str(crawl), str(tmp_path / "out"))
+    m = result.manifest
+    docs, pairs = m.counts_by_kind["document"], m.counts_by_kind["sample"]
+    # 3 responses + 3 request records; a and c convert, b had no image left
+    assert (docs.input, docs.converted, docs.rejected) == (6, 2, 4)
+    assert pairs.input == 0 and pairs.produced == 3 == pairs.kept + pairs.rejected
+    to_pairs = next(f for f in m.funnel if f.stage == "documents_to_pairs" and f.kind == "sample")
+    assert to_pairs.produced == 3
+    import webdataset as wds
+
+    samples = list(wds.WebDataset(str(tmp_path / "out" / m.shards[0].name), shardshuffle=False))
+    assert len(samples) == pairs.kept and all(s["jpg"][:2] == b"\xff\xd8" for s in samples)
+    # "picture" (one word) is too short for a caption: the nearest paragraph is used instead
+    assert {json.loads(s["json"])["caption_source"] for s in samples} == {"paragraph"}
+    assert all(s["txt"].decode().startswith("The harbour was busy") for s in samples)
