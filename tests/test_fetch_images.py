@@ -105,3 +105,33 @@ def test_documents_to_pairs_feeds_the_pair_stages(crawl, tmp_path):
     # "picture" (one word) is too short for a caption: the nearest paragraph is used instead
     assert {json.loads(s["json"])["caption_source"] for s in samples} == {"paragraph"}
     assert all(s["txt"].decode().startswith("The harbour was busy") for s in samples)
+
+
+def test_an_interrupted_run_resumes_without_fetching_again(crawl, tmp_path, server):
+    """A run killed after its fetches (no manifest, the image cache in _run/images) is started again
+    without --overwrite: the images come from the cache, the server sees no request for them."""
+    from pipelines.io.image_cache import CACHE_DIR
+
+    out = tmp_path / "out"
+    first = curate(parse_recipe(recipe(allow_private_networks=True, resume=True)), str(crawl), str(out))
+    assert not (out / CACHE_DIR).exists()  # a finished run leaves no cache behind
+    # What a kill after the fetch step leaves: fetched images in the cache, no manifest.
+    (out / "manifest.json").unlink()
+    from pipelines.io.image_cache import ImageCache
+
+    cache = ImageCache(str(out))
+    for url in ("/img/1.jpg", "/img/3.jpg?w=300&h=400"):
+        with urllib_open(server.base + url) as response:
+            cache.put(server.base + url, response.read())
+    before = list(server.requests)
+    again = curate(parse_recipe(recipe(allow_private_networks=True, resume=True)), str(crawl), str(out))
+    fetched_again = server.requests[len(before):]
+    assert "/img/1.jpg" not in fetched_again and "/img/3.jpg" not in fetched_again
+    assert "/missing.jpg" in fetched_again  # failures are retried
+    assert again.manifest.funnel == first.manifest.funnel
+
+
+def urllib_open(url):
+    import urllib.request
+
+    return urllib.request.urlopen(url, timeout=5)  # noqa: S310  (the loopback test server)

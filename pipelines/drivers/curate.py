@@ -80,19 +80,29 @@ def expand_inputs(pattern: str, kind: str = Sample.KIND) -> list[str]:
     return matched
 
 
-def prepare_output(root: str, overwrite: bool, resume_download: bool = False) -> None:
-    """Refuse a used directory unless --overwrite; after an interrupted chained run, keep raw/ to resume."""
+def prepare_output(root: str, overwrite: bool, resume: tuple[str, ...] = ()) -> None:
+    """Refuse a used directory unless --overwrite; an interrupted run whose recipe can resume keeps
+    what it already fetched (`resume`: path prefixes, e.g. raw/ of a chained download) and redoes the rest."""
     try:
         state = inspect_run_dir(root, OURS)
         if state is RunDirState.FRESH or overwrite:
             clear_run_dir(root, OURS)
-        elif state is RunDirState.INTERRUPTED and resume_download:
-            log.info("%s holds an interrupted run: resuming its download, redoing curation", root)
-            clear_run_dir(root, OURS, keep_prefixes=(f"{RAW_DIR}/",))
+        elif state is RunDirState.INTERRUPTED and resume:
+            log.info("%s holds an interrupted run: keeping %s, redoing the rest", root, ", ".join(resume))
+            clear_run_dir(root, OURS, keep_prefixes=resume)
         else:
             raise CurateError(f"output {root} is not empty; pass --overwrite to replace a previous run")
     except RunDirError as err:
         raise CurateError(f"{err}; vlcurate deletes only what it wrote, even with --overwrite") from None
+
+
+def _resumable(recipe: Recipe) -> tuple[str, ...]:
+    """What an interrupted run of this recipe keeps: its download, its fetched images."""
+    keep = (f"{RAW_DIR}/",) if recipe.download is not None else ()
+    for entry in recipe.stages:
+        if entry.spec.keeps_on_resume is not None:
+            keep += entry.spec.keeps_on_resume(entry.config)
+    return keep
 
 
 def refuse_inputs_inside_output(paths: list[str], root: str) -> None:
@@ -214,14 +224,14 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     started = time.perf_counter()
     raw: DownloadResult | None = None
     if paths is None:
-        prepare_output(root, overwrite, resume_download=True)
+        prepare_output(root, overwrite, _resumable(recipe))
         raw = download(recipe, input_pattern, f"{root}/{RAW_DIR}", allow_private_networks=allow_private_networks,
                        reuse_complete=True)
         paths = raw.shard_urls()
         if not paths:
             raise CurateError(f"the download kept no image (see {raw.manifest_url}); nothing to curate")
     else:
-        prepare_output(root, overwrite)
+        prepare_output(root, overwrite, _resumable(recipe))
     log.info("%d input file(s); output %s", len(paths), root)
 
     checked = preflight_stages(recipe)

@@ -30,6 +30,7 @@ class Fetched:
     data: bytes | None
     reason: str | None = None
     detail: str = ""
+    cached: bool = False  # read from the run's image cache, not fetched again
 
 
 def robots_disallowed(values: list[str], user_agent_token: str | None, directives: tuple[str, ...]) -> bool:

@@ -22,6 +22,7 @@ from filters.records import DOCUMENT, edit
 from filters.sample import Rejection
 from manifests.schema import Strict
 from pipelines.beam.routing import RoutedDoFn, split
+from pipelines.io.image_cache import CACHE_DIR
 from pipelines.stages.spec import StageSpec
 
 STAGE = "fetch_images"
@@ -46,27 +47,42 @@ class FetchImagesConfig(Strict):
     max_aspect: float | None = Field(2.0, ge=1.0, description="OBELICS: w/h within [1/2, 2]")
     min_images: int = Field(1, ge=0, description="documents left with fewer fetched images are rejected")
     batch_size: int = Field(16, ge=1, description="documents whose images are fetched together")
+    resume: bool = Field(True, description="keep fetched images in the run's scratch directory, so a run "
+                         "killed mid-way and started again does not fetch them twice")
 
 
 class _FetchFn(RoutedDoFn):
     stage = STAGE
 
-    def __init__(self, config: FetchImagesConfig):
+    def __init__(self, config: FetchImagesConfig, root: str):
         self.config = config
+        self.root = root
 
     def setup(self):
+        from pipelines.io.image_cache import ImageCache
         from pipelines.io.image_fetch import HostPoliteness, ImageFetcher
 
         c = self.config
         self.fetcher = ImageFetcher(c, HostPoliteness(c.per_host_connections, c.per_host_interval))
+        self.cache = ImageCache(self.root) if c.resume else None
         self.pool = ThreadPoolExecutor(c.threads, thread_name_prefix="fetch_images")
+
+    def _fetch(self, url: str):
+        from pipelines.io.image_fetch import Fetched
+
+        if self.cache is not None and (data := self.cache.get(url)) is not None:
+            return Fetched(data, cached=True)
+        result = self.fetcher.fetch(url)
+        if self.cache is not None and result.data is not None:
+            self.cache.put(url, result.data)
+        return result
 
     def teardown(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, docs: list[Document]):
         urls = sorted({n.url for d in docs for n in d.nodes if isinstance(n, ImageNode) and n.image is None and n.url})
-        fetched = dict(zip(urls, self.pool.map(self.fetcher.fetch, urls)))
+        fetched = dict(zip(urls, self.pool.map(self._fetch, urls)))
         out = []
         for doc in docs:
             edits: dict[str, int] = {}
@@ -101,9 +117,10 @@ class _FetchFn(RoutedDoFn):
 
 
 class FetchImagesStage(beam.PTransform):
-    def __init__(self, config: FetchImagesConfig):
+    def __init__(self, config: FetchImagesConfig, root: str):
         super().__init__()
         self.config = config
+        self.root = root
 
     def expand(self, docs):
         if not self.config.fetch:
@@ -111,7 +128,7 @@ class FetchImagesStage(beam.PTransform):
         batches = docs | "Batch" >> beam.BatchElements(
             min_batch_size=self.config.batch_size, max_batch_size=self.config.batch_size,
         ).with_output_types(beam.typehints.List[Document])
-        return split(batches, "Fetch", _FetchFn(self.config), stage=STAGE, kind=Document)
+        return split(batches, "Fetch", _FetchFn(self.config, self.root), stage=STAGE, kind=Document)
 
 
 SPEC = StageSpec(
@@ -119,10 +136,11 @@ SPEC = StageSpec(
     summary="download documents' images through the guarded downloader (robots opt-out, politeness), "
             "then OBELICS' image rules; failures are edits",
     config=FetchImagesConfig,
-    build=lambda config, context: FetchImagesStage(config),
+    build=lambda config, context: FetchImagesStage(config, context.root),
     accepts=(DOCUMENT,),
     produces=DOCUMENT,
     reasons=("no_image_left",),
+    keeps_on_resume=lambda config: (f"{CACHE_DIR}/",) if config.fetch and config.resume else (),
     edits=("http_404", "timeout", "url_private_address", "private_address", "robots_opt_out", "response_too_large", "image_too_many_pixels",
            "image_format_not_allowed", "image_too_small", "image_too_large", "image_aspect_too_extreme",
            "image_truncated", "image_undecodable", "download_failed"),

@@ -56,6 +56,8 @@ class StageSpec:
     # What this config provides, when that depends on the settings (tmars without a model adds no embedding).
     provides_for: Callable[[Any], tuple[str, ...]] | None = None
     report: str | None = None  # what it writes under reports/, if anything
+    # config -> run-directory prefixes an interrupted run keeps when started again (what it fetched)
+    keeps_on_resume: Callable[[Any], tuple[str, ...]] | None = None
 
     def provided(self, config: Any) -> tuple[str, ...]:
         return self.provides_for(config) if self.provides_for else self.provides
