@@ -28,11 +28,17 @@ RECORD_TYPES = (Sample, Document, Rejection, Tagged)
 def _all_stages_graph(tiny_clip, tmp_path):
     metadata = tmp_path / "metadata.json"
     metadata.write_text('["circle", "square"]')
-    recipe = parse_recipe({"name": "every-stage", "stages": [
+    # Every stage: the document stages first (web input), then the pair stages on the pairs they make.
+    recipe = parse_recipe({"name": "every-stage", "input": {"kind": "document"}, "stages": [
+        {"obelics_nodes": {}}, {"obelics_documents": {}}, {"document_dedup": {}}, {"fetch_images": {}},
+        {"documents_to_pairs": {}},
         {"heuristics": {}}, {"clipscore": {"model": tiny_clip, "top_fraction": 0.5}}, {"tmars": {"top_fraction": 0.5}},
         {"semantic_dedup": {}}, {"metaclip": {"metadata": str(metadata), "t": 5}}]})
+    from pipelines.stages import registry
+
+    assert {e.name for e in recipe.stages} == set(registry())  # a new stage must join this graph
     p = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
-    build_pipeline(p, recipe, [str(tmp_path / "in.tar")], str(tmp_path / "out"))
+    build_pipeline(p, recipe, [str(tmp_path / "in.warc.gz")], str(tmp_path / "out"))
     return p.to_runner_api(return_context=True)
 
 
