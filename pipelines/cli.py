@@ -52,11 +52,13 @@ def sample_data(
 def curate(
     ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. manifests/recipes/quickstart.yaml"),
-    input: str = typer.Option(..., "--input", "-i", help="glob of .tar / .parquet files (any fsspec URL)"),
+    input: str = typer.Option(..., "--input", "-i", help="glob of input files (any fsspec URL): .tar / .parquet pairs, or with "
+                       "`input: {kind: document}` .warc(.gz) / .html / url+html .parquet / .jsonl"),
     output: str = typer.Option(..., "--output", "-o", help="run directory (any fsspec URL)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous run in --output"),
     allow_private_networks: bool = typer.Option(
-        False, "--allow-private-networks", help="with a download block: fetch loopback/private addresses too"),
+        False, "--allow-private-networks",
+        help="a download block and fetch_images may fetch loopback/private addresses too"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the recipe's stages over the input files; write shards, rejections and manifest.json.
@@ -67,6 +69,7 @@ def curate(
     or --runner=DataflowRunner ... (see README).
 
     Example: vlcurate curate manifests/recipes/quickstart.yaml -i 'pool/shards/*.tar' -o curated
+    Example: vlcurate curate manifests/recipes/obelics.yaml -i 'crawl/*.warc.gz' -o documents
     """
     from manifests.manifest import AccountingError
     from manifests.recipe import RecipeError, load_recipe

@@ -61,7 +61,8 @@ def test_images_are_fetched_checked_and_failures_counted(crawl, tmp_path):
 def test_plain_webdataset_sees_image_members_by_position(crawl, tmp_path):
     import webdataset as wds
 
-    result = curate(parse_recipe(recipe(allow_private_networks=True)), str(crawl), str(tmp_path / "out"))
+    # curate --allow-private-networks reaches fetch_images too (the recipe does not say it)
+    result = curate(parse_recipe(recipe()), str(crawl), str(tmp_path / "out"), allow_private_networks=True)
     samples = list(wds.WebDataset(str(tmp_path / "out" / result.manifest.shards[0].name), shardshuffle=False))
     for sample in samples:
         layout = json.loads(sample["json"])

@@ -138,10 +138,11 @@ def _stage_reports(root: str) -> tuple[dict, list[dict]]:
     return reports, sorted(files, key=lambda f: f["name"])
 
 
-def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str) -> None:
+def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str,
+                   allow_private_networks: bool = False) -> None:
     read = p | "ReadInputs" >> ReadRecords(paths, recipe.input)
     kept, rejected, tallies = read.records, [read[REJECTED]], []
-    context = StageContext(recipe.seed, root)
+    context = StageContext(recipe.seed, root, allow_private_networks)
     for i, entry in enumerate(recipe.stages):
         outputs = kept | f"{i:02d}_{entry.name}" >> entry.spec.build(entry.config, context)
         kept = outputs.kept
@@ -242,7 +243,7 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
         options.view_as(StandardOptions).runner = "DirectRunner"
     pipeline_started = time.perf_counter()
     with _private_tempdir(), beam.Pipeline(options=options) as p:
-        build_pipeline(p, recipe, paths, root)
+        build_pipeline(p, recipe, paths, root, bool(allow_private_networks))
     pipeline_s = time.perf_counter() - pipeline_started
 
     with fsspec.open(f"{root}/{SUMMARY}", "rt") as f:

@@ -136,7 +136,9 @@ SPEC = StageSpec(
     summary="download documents' images through the guarded downloader (robots opt-out, politeness), "
             "then OBELICS' image rules; failures are edits",
     config=FetchImagesConfig,
-    build=lambda config, context: FetchImagesStage(config, context.root),
+    build=lambda config, context: FetchImagesStage(
+        config.model_copy(update={"allow_private_networks": True}) if context.allow_private_networks else config,
+        context.root),
     accepts=(DOCUMENT,),
     produces=DOCUMENT,
     reasons=("no_image_left",),

@@ -21,6 +21,7 @@ from filters.records import SAMPLE
 class StageContext:
     seed: int  # the recipe's: every random choice derives from (record key, seed)
     root: str  # the run directory, for stages that write reports
+    allow_private_networks: bool = False  # `curate --allow-private-networks`: stages that fetch may reach them
 
 
 @dataclass
