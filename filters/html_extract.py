@@ -67,7 +67,7 @@ def extract(html: str, page_url: str | None) -> ExtractedPage:
         page.lang = root.attributes["lang"]
     body = tree.body
     if body is not None:
-        page.nodes = _walk(body, base)
+        page.nodes = _walk(body, base, _ProseGuard(body))
     return page
 
 
@@ -89,7 +89,7 @@ def _head_facts(head, page_url: str | None) -> tuple[str | None, str | None, str
     return base, canonical or og_url, title
 
 
-def _walk(body, base: str | None) -> list[Node]:
+def _walk(body, base: str | None, guard: _ProseGuard) -> list[Node]:
     nodes: list[Node] = []
     buffer: list[str] = []
 
@@ -109,7 +109,7 @@ def _walk(body, base: str | None) -> list[Node]:
             buffer.append(node.text_content or "")
         elif tag in REMOVED or tag[0] in "-_!":  # comments, doctype, processing instructions
             pass
-        elif _hidden(node):
+        elif _hidden(node) or (_boilerplate_by_name(node) and not guard.holds_the_prose(node)):
             pass
         elif tag == "img":
             flush()
@@ -162,6 +162,40 @@ def _hidden(node) -> bool:
         return True
     return node.tag == "div" and any((attrs.get(a) or "").strip().lower() in _BOILERPLATE_NAMES
                                      for a in ("id", "class", "title"))
+
+
+# Containers named like page furniture (class or id), the way trafilatura and readability find them:
+# a keyword starts the attribute, or one of its -/_ separated parts. Measured on 19 real English
+# pages (tests/bench/bench_obelics.py): boilerplate share of our kept words 0.17 -> see BENCHMARKS.md.
+_FURNITURE = re.compile(
+    r"(?:^|[\s_-])(?:comment|related|popular|sidebar|share|sharing|social|cookie|consent|newsletter|subscri"
+    r"|breadcrumb|promo|advert|hatnote|sitemap|popup|modal|author-?box|author-?info|author-?bio|sr-only"
+    r"|screen-reader|visually-hidden|d-none|u-hidden|more-post|next-post|prev-post|(?:bio|ad|ads)(?=$|[\s_-]))",
+    re.I)
+_FURNITURE_ROLES = frozenset({"navigation", "complementary", "contentinfo", "banner", "dialog", "search"})
+
+
+def _boilerplate_by_name(node) -> bool:
+    attrs = node.attributes
+    if not attrs:
+        return False
+    if (attrs.get("role") or "").strip().lower() in _FURNITURE_ROLES:
+        return True
+    return bool(_FURNITURE.search(attrs.get("class") or "") or _FURNITURE.search(attrs.get("id") or ""))
+
+
+class _ProseGuard:
+    """Never drops, by its name, an element that holds half the page's paragraph text or more: some
+    sites wrap the article itself in a container named `widget-area` or `l-sidebar-fixed`."""
+
+    def __init__(self, body):
+        self.total = sum(len(p.text(deep=True) or "") for p in body.css("p"))
+
+    def holds_the_prose(self, node) -> bool:
+        if not self.total:
+            return False
+        inside = sum(len(p.text(deep=True) or "") for p in node.css("p"))
+        return inside * 2 >= self.total
 
 
 def _resolve(url: str | None, base: str | None) -> str | None:

@@ -85,3 +85,14 @@ def test_navigation_and_footer_containers_by_name():
     html = """<body><div id="menu">Menu entries</div><div class="nav">Nav entries</div>
     <section class="page footer">Footer text</section><div class="menu-item">kept text</div></body>"""
     assert texts(extract(html, None).nodes) == ["kept text"]
+
+
+def test_page_furniture_is_dropped_by_name_but_never_the_article():
+    article = "<p>" + "The article itself, long enough to be most of the page's prose. " * 5 + "</p>"
+    html = f"""<body><div class="comments-area"><p>Great post!</p></div>
+    <div id="related-posts"><p>You may also like these</p></div><div role="dialog"><p>We use cookies</p></div>
+    <span class="sr-only">Share on Facebook</span><div class="mvp-author-box-wrap"><p>About the author</p></div>
+    <div class="widget-area l-sidebar-fixed">{article}<p>Short aside.</p></div></body>"""
+    kept = texts(extract(html, None).nodes)
+    assert kept[0].startswith("The article itself") and "Short aside." in kept  # the wrapper holds the prose
+    assert not any(t in " ".join(kept) for t in ("Great post", "also like", "cookies", "Facebook", "About the author"))
