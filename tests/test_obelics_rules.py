@@ -112,3 +112,26 @@ def test_document_language_rule(words):
     english = Document("k", "s", None, nodes=[TextNode(GOOD), image])
     assert document_failure(english, config, words, lid) is None
     assert english.annotations["language"] == "en" and english.annotations["language_score"] >= 0.8
+
+
+def test_perplexity_rule_needs_a_model_and_says_so(tmp_path):
+    """Off by default; asked for without a model (or without kenlm), the run stops in preflight with
+    one clear line naming the key, never a silent skip."""
+    from manifests.recipe import parse_recipe
+    from pipelines.drivers.curate import CurateError, preflight_stages
+
+    def recipe(path):
+        return parse_recipe({"name": "t", "input": {"kind": "document"},
+                             "stages": [{"obelics_documents": {"perplexity_model_path": str(path)}}]})
+
+    with pytest.raises(CurateError, match="perplexity_model_path .*missing.arpa does not exist"):
+        preflight_stages(recipe(tmp_path / "missing.arpa"))
+    model = tmp_path / "en.arpa"
+    model.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\t0\n-1.0\t</s>\t0\n-1.0\t<unk>\t0\n\n\\end\\\n")
+    try:
+        import kenlm  # noqa: F401
+    except ImportError:
+        with pytest.raises(CurateError, match="kenlm package is not installed"):
+            preflight_stages(recipe(model))
+    else:
+        assert preflight_stages(recipe(model)).models[-1]["name"] == "kenlm"

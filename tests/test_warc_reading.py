@@ -530,3 +530,20 @@ def test_table_row_with_lone_surrogates_is_a_document_rejection(tmp_path):
         assert (first.kind, first.stage) == ("document", "read")
     else:
         text(first).encode("utf-8")  # a kept document holds text that can be written out
+
+
+def test_post_response_followed_by_its_request(tmp_path):
+    """warcprox writes the response first, then its request pointing back (WARC-Concurrent-To)."""
+    posted = page("http://example.com/form", "the result of a POST")
+    response_id = next(line.split(b": ", 1)[1].strip().decode() for line in posted.split(b"\r\n")
+                       if line.startswith(b"WARC-Record-ID"))
+
+    def make(w):
+        return w.create_warc_record("http://example.com/form", "request", payload=io.BytesIO(b"q=1"),
+                                    http_headers=StatusAndHeaders("POST /form HTTP/1.1", [("Host", "example.com")],
+                                                                  is_http_request=True),
+                                    warc_headers_dict={"WARC-Concurrent-To": response_id})
+    path = tmp_path / "post_after.warc"
+    path.write_bytes(posted + _one_record(make, False) + page("http://example.com/ok", "a page fetched with GET"))
+    out = list(read_web_file(str(path), InputConfig(kind="document")))
+    assert [getattr(r, "reason", "doc") for r in out] == ["warc_post_response", "warc_not_response", "doc"]

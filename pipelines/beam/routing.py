@@ -120,6 +120,17 @@ def split(pcoll, label: str, step: Callable | RoutedDoFn, *args, stage: str, kin
     return StageOutputs(outputs.kept, outputs[REJECTED], outputs[TALLIES])
 
 
+class PerRecord(beam.PTransform):
+    """A whole stage that is one routed step per element: split(elements, label, step)."""
+
+    def __init__(self, label: str, step: RoutedDoFn, kind: type):
+        super().__init__()
+        self.label, self.step, self.kind = label, step, kind
+
+    def expand(self, pcoll):
+        return split(pcoll, self.label, self.step, stage=self.step.stage, kind=self.kind)
+
+
 def all_rejections(label: str, *pcolls) -> beam.PCollection:
     return pcolls | label >> beam.Flatten().with_output_types(Rejection)
 

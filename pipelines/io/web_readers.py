@@ -74,6 +74,7 @@ def file_stem(path: str) -> str:
 def read_warc(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
     stem = file_stem(path)
     post_requests: set[str] = set()  # record ids of POST requests seen so far in this file
+    held = None  # the last outcome, held back one record: its POST request may come right after it
     with fsspec.open(path, "rb") as raw:
         for entry in iter_warc(raw, config.web.max_record_bytes):
             key = f"{stem}_{entry.offset:012d}"
@@ -81,11 +82,26 @@ def read_warc(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
                 key += f"_{entry.member_index}"
             url = entry.target_uri
             if entry.reason is not None:
-                yield Rejection(key, path, url, STAGE, entry.reason, entry.detail, KIND)
-                continue
-            if request_id := post_request_id(entry):
-                post_requests.add(request_id)
-            yield _guarded(path, key, _warc_document, path, key, entry, post_requests, config)
+                outcome = Rejection(key, path, url, STAGE, entry.reason, entry.detail, KIND)
+            else:
+                if request_id := post_request_id(entry):
+                    post_requests.add(request_id)
+                    held = _posted(held, entry)
+                outcome = _guarded(path, key, _warc_document, path, key, entry, post_requests, config)
+            if held is not None:
+                yield held
+            held = outcome
+    if held is not None:
+        yield held
+
+
+def _posted(held, request) -> Document | Rejection | None:
+    """Writers like warcprox put the request after its response, pointing back with
+    WARC-Concurrent-To: the held response of a POST is rejected after all."""
+    if isinstance(held, Document) and held.meta.get("warc_record_id") and \
+            request.headers.get("warc-concurrent-to") == held.meta["warc_record_id"]:
+        return Rejection.of(held, STAGE, "warc_post_response", "the response to a POST request (its request follows it)")
+    return held
 
 
 def _warc_document(path: str, key: str, entry, post_requests: set[str], config: InputConfig):

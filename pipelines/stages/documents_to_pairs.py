@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import apache_beam as beam
 from pydantic import Field
 
 from filters.document_pairs import document_pairs
 from filters.records import DOCUMENT, SAMPLE, Event
 from filters.sample import Rejection, Sample
 from manifests.schema import Strict
-from pipelines.beam.routing import RoutedDoFn, split
+from pipelines.beam.routing import PerRecord, RoutedDoFn
 from pipelines.stages.spec import StageSpec
 
 STAGE = "documents_to_pairs"
@@ -44,21 +43,12 @@ class _PairsFn(RoutedDoFn):
                 Event(SAMPLE, "produced", "from_documents", len(pairs.samples)), *pairs.samples]
 
 
-class DocumentsToPairsStage(beam.PTransform):
-    def __init__(self, config: DocumentsToPairsConfig):
-        super().__init__()
-        self.config = config
-
-    def expand(self, docs):
-        return split(docs, "ToPairs", _PairsFn(self.config), stage=STAGE, kind=Sample)
-
-
 SPEC = StageSpec(
     name=STAGE,
     summary="documents -> image-text pairs (alt text, or the nearest paragraph under a length rule), "
             "counted as conversions, so the pair stages run on crawl data",
     config=DocumentsToPairsConfig,
-    build=lambda config, context: DocumentsToPairsStage(config),
+    build=lambda config, context: PerRecord("ToPairs", _PairsFn(config), Sample),
     accepts=(DOCUMENT,),
     produces=SAMPLE,
     reasons=("no_pair",),

@@ -7,7 +7,6 @@ the user supplies; it is off by default and stops the run in preflight when aske
 
 from __future__ import annotations
 
-import apache_beam as beam
 from pydantic import Field
 
 from filters.document import Document
@@ -16,7 +15,7 @@ from filters.model_files import default_lid_model_path, file_sha256
 from filters.obelics_rules import TEXT_RULES, WordLists, document_failure
 from filters.records import DOCUMENT
 from filters.sample import Rejection
-from pipelines.beam.routing import RoutedDoFn, split
+from pipelines.beam.routing import PerRecord, RoutedDoFn
 from pipelines.stages.obelics_nodes import WordListConfig, check_word_lists
 from pipelines.stages.spec import Preflight, StageSpec
 
@@ -73,15 +72,6 @@ def load_perplexity(path: str | None):
     return PerplexityRule(path)
 
 
-class DocumentsStage(beam.PTransform):
-    def __init__(self, config: DocumentRulesConfig):
-        super().__init__()
-        self.config = config
-
-    def expand(self, docs):
-        return split(docs, "Documents", _DocumentsFn(self.config), stage=STAGE, kind=Document)
-
-
 def preflight(config: DocumentRulesConfig) -> Preflight:
     check_word_lists(config)
     models = []
@@ -101,7 +91,7 @@ SPEC = StageSpec(
     summary="OBELICS document rules: image count, words, repetition, special/stop/flagged/common words, "
             "punctuation, fastText language, optional KenLM perplexity",
     config=DocumentRulesConfig,
-    build=lambda config, context: DocumentsStage(config),
+    build=lambda config, context: PerRecord("Documents", _DocumentsFn(config), Document),
     accepts=(DOCUMENT,),
     produces=DOCUMENT,
     provides=("doc_words", "doc_images", "language", "language_score"),

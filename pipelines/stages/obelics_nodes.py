@@ -5,7 +5,6 @@ kept, however much they lose (the document rules decide on them).
 
 from __future__ import annotations
 
-import apache_beam as beam
 from pydantic import Field
 
 from filters.document import Document
@@ -13,7 +12,7 @@ from filters.obelics_rules import TEXT_RULES, WordLists, filter_nodes
 from filters.records import DOCUMENT, edit
 from filters.word_lists import flagged_words
 from manifests.schema import Strict
-from pipelines.beam.routing import RoutedDoFn, split
+from pipelines.beam.routing import PerRecord, RoutedDoFn
 from pipelines.stages.spec import Preflight, StageSpec
 
 STAGE = "obelics_nodes"
@@ -65,21 +64,12 @@ def check_word_lists(config: WordListConfig) -> Preflight:
     return Preflight()
 
 
-class NodesStage(beam.PTransform):
-    def __init__(self, config: NodeRulesConfig):
-        super().__init__()
-        self.config = config
-
-    def expand(self, docs):
-        return split(docs, "Paragraphs", _NodesFn(self.config), stage=STAGE, kind=Document)
-
-
 SPEC = StageSpec(
     name=STAGE,
     summary="OBELICS paragraph rules (words, repetition, special/stop/flagged/common words, punctuation) "
             "and image URL rules; removals are edits",
     config=NodeRulesConfig,
-    build=lambda config, context: NodesStage(config),
+    build=lambda config, context: PerRecord("Paragraphs", _NodesFn(config), Document),
     accepts=(DOCUMENT,),
     produces=DOCUMENT,
     edits=(*(f"paragraph_{r}" for r in TEXT_RULES), "image_url_banned", "image_repeated_in_document"),
