@@ -1,4 +1,5 @@
-# Two commands matter: `make demo` (set up, then curate generated sample data) and `make test`.
+# Two commands matter: `make demo` (set up, then curate generated sample data: image-text pairs, and a
+# small web crawl into interleaved documents) and `make test`.
 # Both create .venv on first use and install the exact versions in requirements/lock.txt.
 PYTHON ?= python3
 VENV   := .venv
@@ -25,6 +26,9 @@ demo: $(STAMP)
 	$(BIN)/vlcurate sample-data $(DEMO)/pool --n 400 --seed 0
 	$(BIN)/vlcurate curate manifests/recipes/quickstart.yaml \
 		--input '$(DEMO)/pool/shards/*.tar' --output $(DEMO)/curated --overwrite
+	$(BIN)/vlcurate sample-data $(DEMO)/web --kind web --n 60 --seed 0
+	$(BIN)/vlcurate curate manifests/recipes/obelics.yaml \
+		--input '$(DEMO)/web/*.warc.gz' --output $(DEMO)/documents --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
@@ -39,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/tmars_example.py
 	$(BIN)/python tests/bench/bench_metaclip.py
 	$(BIN)/python tests/bench/experiment_adapters.py
+	$(BIN)/python tests/bench/bench_obelics.py
 
 # On a GPU machine: trainer and CLIPScore correctness on the device; throughput and MFU, bf16 + compile.
 bench-gpu: $(STAMP)

@@ -132,4 +132,4 @@ def _detail(failed: str, stats: TextStats, config: Any) -> str:
                "low_punctuation": ("punctuation", stats.punctuation, config.min_punctuation),
                "few_common_words": ("common words", stats.common_words, config.min_common_words)}[failed]
     name, value, limit = measure
-    return f"{name} {value:.3g} (limit {limit})"
+    return f"{name} {value:.4g} (limit {limit})"

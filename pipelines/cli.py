@@ -30,22 +30,34 @@ def _fail(message: str) -> None:
 
 @app.command("sample-data")
 def sample_data(
-    out_dir: Path = typer.Argument(..., help="where to write shards/ and urls.parquet"),
-    n: int = typer.Option(400, "--n", min=1, help="number of records in the pool"),
+    out_dir: Path = typer.Argument(..., help="where to write shards/ and urls.parquet (web: crawl-NNNNN.warc.gz)"),
+    n: int = typer.Option(400, "--n", min=1, help="number of records in the pool (web: fetches in the crawl)"),
     seed: int = typer.Option(0, "--seed", help="same seed, same bytes"),
-    per_shard: int = typer.Option(100, "--per-shard", min=1, help="records per input shard"),
+    per_shard: int = typer.Option(100, "--per-shard", min=1, help="records per input shard (web: fetches per WARC)"),
+    kind: str = typer.Option("pairs", "--kind", help="pairs: an img2dataset pool; web: a WARC crawl of news pages"),
 ) -> None:
-    """Write a deterministic synthetic raw pool (img2dataset layout) that exercises every heuristic rule.
+    """Write a deterministic synthetic raw pool (img2dataset layout) that exercises every heuristic rule,
+    or with --kind web a small crawl (gzipped WARC) for the OBELICS recipe.
 
     Example: vlcurate sample-data demo/pool --n 400 --seed 0
+    Example: vlcurate sample-data demo/web --kind web --n 60
     """
-    from pipelines.drivers.sample_data import write_pool
+    if kind == "web":
+        from pipelines.drivers.sample_web import write_crawl
 
-    summary = write_pool(out_dir, n=n, seed=seed, per_shard=per_shard)
-    typer.echo(f"wrote {summary['records']} records in {summary['shards']} shard(s) to {out_dir}/shards, "
-               f"URL list {out_dir}/urls.parquet")
-    for kind, count in sorted(summary["kinds"].items()):
-        typer.echo(f"  {kind:<24} {count}")
+        summary = write_crawl(out_dir, n=n, seed=seed, per_file=per_shard)
+        typer.echo(f"wrote {summary['records']} WARC records ({summary['fetches']} fetches) in {summary['files']} "
+                   f"file(s) to {out_dir}; curate with manifests/recipes/obelics.yaml -i '{out_dir}/*.warc.gz'")
+    elif kind == "pairs":
+        from pipelines.drivers.sample_data import write_pool
+
+        summary = write_pool(out_dir, n=n, seed=seed, per_shard=per_shard)
+        typer.echo(f"wrote {summary['records']} records in {summary['shards']} shard(s) to {out_dir}/shards, "
+                   f"URL list {out_dir}/urls.parquet")
+    else:
+        _fail(f"--kind {kind!r}: choose pairs or web")
+    for name, count in sorted(summary["kinds"].items()):
+        typer.echo(f"  {name:<24} {count}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

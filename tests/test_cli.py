@@ -104,3 +104,28 @@ def test_concurrent_runs_into_one_directory(pool_dir, tmp_path):
         holder.wait()
     # The holder died without releasing: its pid is gone on this machine, so the next run takes over.
     assert vlcurate(*args).returncode == 0 and vlcurate("verify", str(out)).returncode == 0
+
+
+def test_web_sample_crawl_through_the_obelics_recipe(tmp_path):
+    """The second demo as a user runs it: a generated crawl (deterministic), curated with obelics.yaml,
+    every damaged or non-page record accounted for, the run verified."""
+    for name in ("a", "b"):
+        made = vlcurate("sample-data", str(tmp_path / name), "--kind", "web", "--n", "40", "--per-shard", "20")
+        assert made.returncode == 0, made.stderr
+    assert [p.read_bytes() for p in sorted((tmp_path / "a").iterdir())] == \
+        [p.read_bytes() for p in sorted((tmp_path / "b").iterdir())]
+    assert "damaged_gzip_member      1" in made.stdout
+    result = vlcurate("curate", "manifests/recipes/obelics.yaml", "-i", f"{tmp_path}/a/*.warc.gz", "-o",
+                      str(tmp_path / "docs"))
+    assert result.returncode == 0, result.stderr
+    assert " documents, " in result.stdout and f"manifest: {tmp_path}/docs/manifest.json" in result.stdout
+    from manifests.manifest import read_manifest
+
+    funnel = {f.stage: f for f in read_manifest(str(tmp_path / "docs")).funnel}
+    assert {"warc_not_response", "warc_bad_gzip", "not_html", "http_status_not_ok"} <= set(funnel["read"].reasons)
+    assert {"paragraph_repeated_in_domain", "image_url_too_common"} <= set(funnel["document_dedup"].edits)
+    verified = vlcurate("verify", str(tmp_path / "docs"))
+    assert verified.returncode == 0 and "documents" in verified.stdout
+    wrong = vlcurate("curate", "manifests/recipes/quickstart.yaml", "-i", f"{tmp_path}/a/*.warc.gz", "-o",
+                     str(tmp_path / "wrong"))
+    assert wrong.returncode != 0 and "input: {kind: document}" in wrong.stderr
