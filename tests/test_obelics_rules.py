@@ -127,7 +127,7 @@ def test_perplexity_rule_needs_a_model_and_says_so(tmp_path):
     with pytest.raises(CurateError, match="perplexity_model_path .*missing.arpa does not exist"):
         preflight_stages(recipe(tmp_path / "missing.arpa"))
     model = tmp_path / "en.arpa"
-    model.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\t0\n-1.0\t</s>\t0\n-1.0\t<unk>\t0\n\n\\end\\\n")
+    model.write_text(TINY_ARPA)
     try:
         import kenlm  # noqa: F401
     except ImportError:
@@ -135,3 +135,39 @@ def test_perplexity_rule_needs_a_model_and_says_so(tmp_path):
             preflight_stages(recipe(model))
     else:
         assert preflight_stages(recipe(model)).models[-1]["name"] == "kenlm"
+
+
+# A bigram model written by hand (KenLM needs at least bigrams): log10 probabilities and backoffs.
+TINY_ARPA = """\\data\\
+ngram 1=7
+ngram 2=2
+
+\\1-grams:
+-0.5\t<s>\t-0.3
+-0.5\t</s>\t0
+-3.0\t<unk>\t0
+-0.8\tthe\t-0.3
+-1.0\triver\t-0.3
+-1.0\trose\t-0.3
+-1.2\tslowly\t-0.3
+
+\\2-grams:
+-0.2\t<s> the
+-0.2\tthe river
+
+\\end\\
+"""
+
+
+def test_perplexity_is_obelics_formula(tmp_path):
+    pytest.importorskip("kenlm", reason="kenlm is optional (pip install kenlm builds it from source)")
+    from filters.perplexity import PerplexityRule
+
+    model = tmp_path / "en.arpa"
+    model.write_text(TINY_ARPA)
+    rule = PerplexityRule(str(model))
+    # <s> the: -0.2; the river: -0.2; river rose: backoff -0.3 + -1.0; rose slowly: -0.3 + -1.2;
+    # slowly </s>: -0.3 + -0.5. Sum -4.0 over 4 words + 1: pp = 10 ** (4 / 5).
+    assert rule.perplexity("the river rose slowly") == pytest.approx(10 ** 0.8)
+    doc = Document("k", "s", None, nodes=[TextNode("zebra quantum fox 1999")])
+    assert rule.failure(doc, 100)[0] == "document_perplexity_too_high" and doc.annotations["perplexity"] > 100
