@@ -136,3 +136,45 @@ def urllib_open(url):
     import urllib.request
 
     return urllib.request.urlopen(url, timeout=5)  # noqa: S310  (the loopback test server)
+
+
+def test_a_killed_run_resumes_its_fetches(tmp_path, server):
+    """SIGKILL a real `vlcurate curate` while it fetches; started again (no --overwrite), it keeps the
+    images it had fetched and asks the server only for the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_cli import ROOT
+
+    pages = [(f"https://site.example/p{i}", page(server.base, [f"/img/{100 + 2 * i}.jpg", f"/img/{101 + 2 * i}.jpg"]))
+             for i in range(10)]
+    write_warc(tmp_path / "slow.warc.gz", pages)
+    recipe_file = tmp_path / "fetch.yaml"
+    recipe_file.write_text(json.dumps(recipe(threads=1, per_host_connections=1, batch_size=2)))  # YAML reads JSON
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "pipelines.cli", "curate", str(recipe_file), "-i", str(tmp_path / "slow.warc.gz"),
+            "-o", str(out), "--allow-private-networks"]
+    server.delay = 0.25  # 20 images, one at a time: about 5 s of fetching
+    try:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        cache = out / "_run" / "images"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(cache.rglob("*"))) < 8:  # a few images (and their dirs)
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        server.delay = 0.0
+    cached = [p for p in cache.rglob("*") if p.is_file() and ".tmp" not in p.name]
+    assert 0 < len(cached) < 20 and not (out / "manifest.json").exists()
+    before = len(server.requests)
+    result = curate(parse_recipe(recipe(threads=4)), str(tmp_path / "slow.warc.gz"), str(out),
+                    allow_private_networks=True)
+    asked_again = [r for r in server.requests[before:] if r.startswith("/img/")]
+    assert len(asked_again) == 20 - len(cached)
+    stage = next(f for f in result.manifest.funnel if f.stage == "fetch_images")
+    assert stage.kept == 10 and not stage.edits
