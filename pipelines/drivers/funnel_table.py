@@ -43,7 +43,10 @@ def funnel_table(manifest: Manifest) -> Table:
 
 
 def print_summary(manifest: Manifest, manifest_url: str, console: Console | None = None) -> None:
-    console = console or Console(stderr=False)
+    if console is None:  # piped or logged, rich assumes 80 columns and folds reason names: allow 120
+        console = Console(stderr=False)
+        if not console.is_terminal:
+            console = Console(stderr=False, width=120)
     console.print(funnel_table(manifest))
     shard_bytes = sum(s.bytes for s in manifest.shards)
     console.print(
