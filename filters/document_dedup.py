@@ -67,7 +67,7 @@ def emptied(doc: Document, min_text_nodes: int, min_images: int) -> tuple[str, s
     texts = sum(1 for n in doc.nodes if isinstance(n, TextNode))
     images = sum(1 for n in doc.nodes if isinstance(n, ImageNode))
     if texts < min_text_nodes:
-        return "no_text_left", f"{texts} paragraphs left after dedup"
+        return "no_text_left", f"{texts} paragraphs left (at least {min_text_nodes} wanted)"
     if images < min_images:
-        return "no_image_left", f"{images} images left after dedup"
+        return "no_image_left", f"{images} images left (at least {min_images} wanted)"
     return None

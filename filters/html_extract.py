@@ -15,6 +15,7 @@ stages (pipelines/stages/obelics_nodes.py), so every removal is counted as an ed
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -40,7 +41,9 @@ _BOILERPLATE_CLASSES = frozenset({"footer", "site-info"})
 _BOILERPLATE_NAMES = frozenset({"footer", "header", "nav", "navbar", "navigation", "menu"})
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _SPACES = re.compile(r"[^\S\n]+")
-_SRCSET_ITEM = re.compile(r"\s*(\S+?)(?:\s+([0-9.]+)([wx]))?\s*(?:,\s*|$)")
+_SRCSET_GAP = re.compile(r"[\s,]*")
+_SRCSET_URL = re.compile(r"\S+")
+_SIDE = re.compile(r"[0-9]{1,6}")
 _LAZY_SOURCES = ("data-src", "data-lazy-src", "data-original")  # lazy loaders keep the real src here
 
 
@@ -186,14 +189,22 @@ def _boilerplate_by_name(node) -> bool:
 
 class _ProseGuard:
     """Never drops, by its name, an element that holds half the page's paragraph text or more: some
-    sites wrap the article itself in a container named `widget-area` or `l-sidebar-fixed`."""
+    sites wrap the article itself in a container named `widget-area` or `l-sidebar-fixed`. Each check
+    measures the element's subtree, so a page gets MAX_CHECKS of them; past that (20,000 nested
+    `div.sidebar`, say) named elements are kept: losing boilerplate beats losing the article."""
+
+    MAX_CHECKS = 64
 
     def __init__(self, body):
         self.total = sum(len(p.text(deep=True) or "") for p in body.css("p"))
+        self.checks = 0
 
     def holds_the_prose(self, node) -> bool:
         if not self.total:
             return False
+        self.checks += 1
+        if self.checks > self.MAX_CHECKS:
+            return True
         inside = sum(len(p.text(deep=True) or "") for p in node.css("p"))
         return inside * 2 >= self.total
 
@@ -214,14 +225,51 @@ def _resolve(url: str | None, base: str | None) -> str | None:
     return resolved
 
 
+def srcset_candidates(srcset: str) -> list[tuple[str, float]]:
+    """(URL, size) per candidate, parsed as WHATWG's srcset algorithm does it, in linear time: a URL
+    runs to the next whitespace (so a comma inside it stays: Cloudinary's `w_400,h_300/x.jpg`), and
+    trailing commas end it; the descriptors run to the next comma. A candidate whose descriptor does
+    not parse is dropped, as browsers drop it."""
+    out, pos, end = [], 0, len(srcset)
+    while True:
+        pos = _SRCSET_GAP.match(srcset, pos).end()
+        if pos >= end:
+            return out
+        url = _SRCSET_URL.match(srcset, pos).group()
+        pos += len(url)
+        descriptor = ""
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            comma = srcset.find(",", pos)
+            comma = end if comma < 0 else comma
+            descriptor, pos = srcset[pos:comma], comma + 1
+        size = _descriptor_size(descriptor.split())
+        if url and size is not None:
+            out.append((url, size))
+
+
+def _descriptor_size(tokens: list[str]) -> float | None:
+    if not tokens:
+        return 1.0  # no descriptor is 1x
+    token = tokens[0].lower()
+    try:
+        if token.endswith("w"):
+            return int(token[:-1]) * 10_000.0  # any width beats a bare density
+        if token.endswith("x"):
+            value = float(token[:-1])
+            return value if math.isfinite(value) and value > 0 else None
+    except ValueError:
+        return None
+    return None
+
+
 def largest_srcset_candidate(srcset: str | None) -> str | None:
     """The srcset candidate with the largest width (or density) descriptor; no descriptor is 1x."""
     best, best_size = None, -1.0
-    for url, size, unit in _SRCSET_ITEM.findall(srcset or ""):
-        value = float(size) if size else 1.0
-        value = value * 10_000 if unit == "w" else value  # any width beats a bare density
-        if url and value > best_size:
-            best, best_size = url, value
+    for url, size in srcset_candidates(srcset or ""):
+        if size > best_size:
+            best, best_size = url, size
     return best
 
 
@@ -236,7 +284,7 @@ def _image(node, base: str | None, srcset_extra: list[str] | None = None) -> Ima
     meta = {}
     for name in ("width", "height"):
         value = (attrs.get(name) or "").strip().removesuffix("px")
-        if value.isdigit():
+        if _SIDE.fullmatch(value):  # str.isdigit() also takes "²", which int() refuses
             meta[name] = int(value)
     alt = _SPACES.sub(" ", attrs.get("alt") or "").strip() or None
     return ImageNode(url, alt_text=alt, meta=meta)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filters.document import Document, ImageNode, TextNode
-from filters.text_quality import TextStats, standardize_whitespace, text_stats
+from filters.text_quality import TextStats, standardize_whitespace, text_stats, words_of
 from filters.word_lists import common_words, flagged_words, stop_words
 
 
@@ -59,6 +59,17 @@ def text_failure(stats: TextStats, rules: Any) -> str | None:
     return next((name for name, ok in checks if not ok), None)
 
 
+def measured_failure(text: str, rules: Any, words: WordLists, punctuation_min_tokens: int
+                     ) -> tuple[str | None, TextStats | None, int]:
+    """(first failed rule, the measures, word count). The word count is checked first: a paragraph of
+    16 million characters is refused before its character 10-grams are counted (1.6 GB, measured)."""
+    tokens = words_of(text)
+    if not _bounded(len(tokens), rules.min_words, rules.max_words):
+        return ("too_few_words" if len(tokens) < (rules.min_words or 0) else "too_many_words"), None, len(tokens)
+    stats = text_stats(text, words.stop, words.flagged, words.common, punctuation_min_tokens, tokens)
+    return text_failure(stats, rules), stats, len(tokens)
+
+
 @dataclass
 class NodeOutcome:
     document: Document
@@ -73,9 +84,7 @@ def filter_nodes(doc: Document, config: Any, words: WordLists) -> NodeOutcome:
     for node in doc.nodes:
         reason = None
         if isinstance(node, TextNode):
-            stats = text_stats(standardize_whitespace(node.text), words.stop, words.flagged, words.common,
-                               config.punctuation_min_words)
-            failed = text_failure(stats, config)
+            failed = measured_failure(standardize_whitespace(node.text), config, words, config.punctuation_min_words)[0]
             reason = f"paragraph_{failed}" if failed else None
         elif isinstance(node, ImageNode):
             url = (node.url or "").lower()
@@ -104,12 +113,12 @@ def document_failure(doc: Document, config: Any, words: WordLists, language=None
         return ("document_too_few_images" if images < (config.min_images or 0) else "document_too_many_images",
                 f"{images} images, allowed [{config.min_images}, {config.max_images}]")
     text = document_text(doc)
-    stats = text_stats(text, words.stop, words.flagged, words.common, 0)
-    doc.annotations["doc_words"] = stats.words
+    failed, stats, n_words = measured_failure(text, config, words, 0)
+    doc.annotations["doc_words"] = n_words
     doc.annotations["doc_images"] = images
-    failed = text_failure(stats, config)
     if failed:
-        return f"document_{failed}", _detail(failed, stats, config)
+        return f"document_{failed}", _detail(failed, stats, config) if stats else \
+            f"{n_words} words, allowed [{config.min_words}, {config.max_words}]"
     if language is not None and config.languages:
         (guess,) = language.predict([text.lower()])
         doc.annotations["language"] = guess.label

@@ -112,8 +112,9 @@ class TextStats:
 
 
 def text_stats(text: str, stop_words: frozenset[str], flagged_words: frozenset[str],
-               common_words: frozenset[str], punctuation_min_tokens: int = 0) -> TextStats:
-    words = words_of(text)
+               common_words: frozenset[str], punctuation_min_tokens: int = 0,
+               words: list[str] | None = None) -> TextStats:
+    words = words_of(text) if words is None else words
     return TextStats(
         words=len(words),
         char_repetition=char_repetition_ratio(text),

@@ -14,12 +14,15 @@ ArchiveLoadFailed ends the iteration and the rest of the file is lost), so the f
 
 Every damaged region becomes exactly one WarcEntry with a reason, so a file's entries count all
 its records, good and bad. Offsets are those of the record in the file (for gzip, the compressed
-offset of its member: what CDX indexes point at). Pure Python with zlib; nothing is written to disk.
+offset of its member: what CDX indexes point at). Pure Python with zlib; only a whole-file gzip
+member larger than 256 MiB is inflated into a temporary file (deleted when read), never memory.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,8 +31,11 @@ from typing import BinaryIO
 GZIP_MAGIC = b"\x1f\x8b\x08"
 MAX_HEADER_BYTES = 64 << 10
 DEFAULT_MAX_RECORD_BYTES = 64 << 20
+DEFAULT_MAX_MEMBER_BYTES = 16 << 30  # a whole-file gzip WARC of 1 GB inflates to ~5 GB
+_IN_MEMORY = 256 << 20  # inflated bytes of one gzip member kept in memory; beyond, a temporary file
 _SCAN_CHUNK = 1 << 20
 _VERSION = re.compile(rb"WARC/1\.[0-9]")
+_LENGTH = re.compile(r"[0-9]{1,19}")
 _NEXT_RECORD = re.compile(rb"(?:^|\n)(WARC/1\.[0-9]\r?\n)")
 # In a block already known to be cut short, the next record may start mid-line (a writer died
 # mid-record and another appended to the file): a version line followed by a header line.
@@ -63,12 +69,13 @@ class WarcEntry:
 ReadAt = Callable[[int, int], bytes]  # (offset, length) -> up to length bytes at offset
 
 
-def iter_warc(raw: BinaryIO, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[WarcEntry]:
+def iter_warc(raw: BinaryIO, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+              max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Iterator[WarcEntry]:
     """Every record (or damaged region) of a WARC file, gzip or not, in file order."""
     head = raw.read(2)
     raw.seek(0)
     if head == GZIP_MAGIC[:2]:
-        yield from _iter_gzip(raw, max_record_bytes)
+        yield from _iter_gzip(raw, max_record_bytes, max_member_bytes)
     else:
         yield from _parse_records(_file_reader(raw), 0, None, max_record_bytes)
 
@@ -94,10 +101,7 @@ def _parse_records(read_at: ReadAt, start: int, end: int | None, max_record_byte
                 return
             pos = resume
             continue
-        terminator = head.find(b"\r\n\r\n")
-        sep = 4
-        if terminator < 0:
-            terminator, sep = head.find(b"\n\n"), 2  # lenient: bare newlines
+        terminator, sep = _header_end(head)
         if terminator < 0:
             cut = len(head) < MAX_HEADER_BYTES
             resume = _find_next_record(read_at, pos + 1, end)
@@ -109,7 +113,7 @@ def _parse_records(read_at: ReadAt, start: int, end: int | None, max_record_byte
             continue
         headers = _parse_headers(head[:terminator])
         length = headers.get("content-length", "").strip()
-        if not length.isdigit():
+        if not _LENGTH.fullmatch(length):  # str.isdigit() also takes "²"; int() refuses 5,000 digits
             resume = _find_next_record(read_at, pos + 1, end)
             yield WarcEntry(where, headers, reason="warc_bad_header",
                             detail=f"Content-Length is {length or 'missing'!r}")
@@ -119,10 +123,18 @@ def _parse_records(read_at: ReadAt, start: int, end: int | None, max_record_byte
             continue
         block_start, size = pos + terminator + sep, int(length)
         block_end = block_start + size
-        if size > max_record_bytes:
+        if size > max_record_bytes and _within(read_at, block_end, end):
             yield WarcEntry(where, headers, reason="warc_record_too_large",
                             detail=f"{size} bytes > max_record_bytes {max_record_bytes}")
             pos = block_end
+            continue
+        if size > max_record_bytes:  # it claims more bytes than the data holds: cut short, resync
+            resume = _find_next_record(read_at, block_start, end)
+            yield WarcEntry(where, headers, reason="warc_truncated",
+                            detail=f"Content-Length {size} runs past the end of the data; skipped {_span(pos, resume)}")
+            if resume is None:
+                return
+            pos = resume
             continue
         block = read_at(block_start, size + 4)
         if end is not None:
@@ -147,6 +159,20 @@ def _parse_records(read_at: ReadAt, start: int, end: int | None, max_record_byte
                 continue
         yield WarcEntry(where, headers, bytes(block))
         pos = block_end
+
+
+def _header_end(head: bytes) -> tuple[int, int]:
+    """(offset, separator length) of the blank line ending a header block: CRLF CRLF or, leniently,
+    bare LF LF, whichever comes first (a block of bare-LF headers may be followed by CRLF ones)."""
+    found = [(i, n) for i, n in ((head.find(b"\r\n\r\n"), 4), (head.find(b"\n\n"), 2)) if i >= 0]
+    return min(found) if found else (-1, 0)
+
+
+def _within(read_at: ReadAt, offset: int, end: int | None) -> bool:
+    """Whether the data reaches `offset` (a record claiming more bytes than the file holds is cut)."""
+    if end is not None:
+        return offset <= end
+    return offset == 0 or bool(read_at(offset - 1, 1))
 
 
 def _parse_headers(data: bytes) -> dict[str, str]:
@@ -203,40 +229,39 @@ def _file_reader(raw: BinaryIO) -> ReadAt:
 
 
 # ---------------------------------------------------------------- gzip members
-def _iter_gzip(raw: BinaryIO, max_record_bytes: int) -> Iterator[WarcEntry]:
+def _iter_gzip(raw: BinaryIO, max_record_bytes: int, max_member_bytes: int) -> Iterator[WarcEntry]:
     pos = 0
     while True:
         raw.seek(pos)
         if not raw.read(1):
             return
-        member = _inflate_member(raw, pos, max_record_bytes + MAX_HEADER_BYTES)
-        if member.error is None:
-            if member.too_large:  # one entry for the member: its records were not kept to be parsed
-                yield WarcEntry(pos, reason="warc_record_too_large",
-                                detail=f"the gzip member inflates past {max_record_bytes} bytes")
-            elif member.cut:  # the file ends inside it: whatever it held is one cut record
-                yield WarcEntry(pos, reason="warc_truncated", detail="the file ends inside this gzip member")
-            else:
-                data = member.data
-                for index, entry in enumerate(
-                        _parse_records(lambda o, n: data[o : o + n], 0, len(data), max_record_bytes, pos)):
-                    entry.member_index = index
-                    yield entry
-            if member.cut:
+        member = _inflate_member(raw, pos, max_member_bytes)
+        if member.error is not None or member.too_large:
+            resume = _next_good_member(raw, pos + 1, max_record_bytes)
+            reason, what = ("warc_record_too_large", f"the gzip member inflates past {max_member_bytes} bytes") \
+                if member.too_large else ("warc_bad_gzip", member.error)
+            yield WarcEntry(pos, reason=reason, detail=f"{what}; skipped {_span(pos, resume)}")
+            if resume is None:
                 return
-            pos = member.end
+            pos = resume
             continue
-        resume = _next_good_member(raw, pos + 1, max_record_bytes)
-        yield WarcEntry(pos, reason="warc_bad_gzip",
-                        detail=f"{member.error}; skipped {_span(pos, resume)}")
-        if resume is None:
+        with member.data:
+            entries = 0
+            for entry in _parse_records(_file_reader(member.data), 0, member.size, max_record_bytes, pos):
+                entry.member_index = entries
+                entries += 1
+                yield entry
+        if member.cut:  # the file ends inside this member: its cut record was reported above, if any
+            if not entries:
+                yield WarcEntry(pos, reason="warc_truncated", detail="the file ends inside this gzip member")
             return
-        pos = resume
+        pos = member.end
 
 
 @dataclass(slots=True)
 class _Member:
-    data: bytes = b""
+    data: BinaryIO | None = None  # the inflated bytes (in memory, or spilled to a temporary file)
+    size: int = 0
     end: int = 0  # file offset just past the member
     error: str | None = None
     cut: bool = False  # the file ended inside the member
@@ -244,34 +269,39 @@ class _Member:
 
 
 def _inflate_member(raw: BinaryIO, start: int, limit: int, probe: bool = False) -> _Member:
-    """Decompress the gzip member at `start`, keeping at most `limit` bytes of output (the rest is
-    inflated and dropped, so a bomb costs time, not memory). probe: stop after the first output."""
+    """Decompress the gzip member at `start`. Per-record members (Common Crawl's) stay in memory; a
+    whole-file gzip (`gzip x.warc`: one member, every record) spills to a temporary file past
+    _IN_MEMORY bytes, so its records are framed one by one like an uncompressed file's. Past
+    `limit` inflated bytes the member is given up at once (a bomb costs neither memory nor hours).
+    probe: stop after the first bytes (to test whether a member starts like a WARC record)."""
     raw.seek(start)
     if raw.read(3) != GZIP_MAGIC:
         return _Member(error="no gzip magic bytes")
     raw.seek(start)
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out, kept, consumed = [], 0, 0
-    too_large = False
+    sink: BinaryIO = io.BytesIO()
+    size, consumed = 0, 0
     while not inflater.eof:
         chunk = inflater.unconsumed_tail or raw.read(1 << 16)
         if not inflater.unconsumed_tail:
             consumed += len(chunk)
         if not chunk:
-            return _Member(b"".join(out), start + consumed, cut=True, too_large=too_large)
+            return _Member(sink, size, start + consumed, cut=True)
         try:
             piece = inflater.decompress(chunk, 1 << 20)
         except zlib.error as err:
             return _Member(error=f"gzip member does not decompress ({err})")
-        if kept + len(piece) <= limit:
-            out.append(piece)
-            kept += len(piece)
-        else:
-            too_large = True
-        if probe and kept >= 64:
+        size += len(piece)
+        if size > limit:
+            return _Member(too_large=True)
+        if size > _IN_MEMORY and isinstance(sink, io.BytesIO):
+            spilled = tempfile.TemporaryFile()
+            spilled.write(sink.getvalue())
+            sink = spilled
+        sink.write(piece)
+        if probe and size >= 64:
             break
-    end = start + consumed - len(inflater.unused_data)
-    return _Member(b"".join(out), end, too_large=too_large)
+    return _Member(sink, size, start + consumed - len(inflater.unused_data))
 
 
 def _next_good_member(raw: BinaryIO, pos: int, max_record_bytes: int) -> int | None:
@@ -290,6 +320,7 @@ def _next_good_member(raw: BinaryIO, pos: int, max_record_bytes: int) -> int | N
             continue
         candidate = pos + found
         member = _inflate_member(raw, candidate, max_record_bytes, probe=True)
-        if member.error is None and _VERSION.match(member.data.lstrip(b"\r\n")):
+        if member.error is None and not member.too_large and _VERSION.match(
+                member.data.getvalue()[:256].lstrip(b"\r\n")):
             return candidate
         pos = candidate + 1

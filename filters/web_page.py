@@ -12,6 +12,7 @@ gets a reason, so a WARC file's records are all accounted for. Decisions, in ord
   http_bad_encoding      a Content-Encoding (gzip, deflate, br) that does not decode
   not_html               Content-Type (or, without one, the body) is not HTML: images, PDF, JSON
   html_empty             nothing after the headers
+  html_too_large         the body (once decoded) is larger than max_html_bytes
   html_bad_charset       no charset (declared, in <meta>, or detected) decodes the body
 
 Charset: the HTTP header's, else the HTML5 prescan of <meta charset> / http-equiv, else detection
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 from filters.warc import WarcEntry
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-_STATUS = re.compile(rb"HTTP/\d(?:\.\d)?\s+(\d{3})")
+_STATUS = re.compile(rb"HTTP/\d(?:\.\d)?\s+(\d{3})(?!\d)")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"RIFF", b"PK\x03\x04", b"\x1f\x8b")
 
@@ -63,10 +64,8 @@ def parse_http(block: bytes) -> HttpResponse | NotAPage:
     found = _STATUS.match(block)
     if not found:
         return NotAPage("warc_not_http", f"the block starts with {block[:20]!r}, not an HTTP status line")
-    end = block.find(b"\r\n\r\n")
-    sep = 4
-    if end < 0:
-        end, sep = block.find(b"\n\n"), 2
+    blanks = [(i, n) for i, n in ((block.find(b"\r\n\r\n"), 4), (block.find(b"\n\n"), 2)) if i >= 0]
+    end, sep = min(blanks) if blanks else (-1, 0)  # whichever blank line comes first ends the headers
     if end < 0:
         return NotAPage("warc_truncated", "the HTTP headers never end")
     headers: dict[str, str] = {}
@@ -126,9 +125,7 @@ def decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes | NotAPa
                 # accept both, and these pages were rejected as http_bad_encoding.
                 data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, max_bytes + 1)
         elif encoding == "br":
-            import brotli
-
-            data = brotli.decompress(body)
+            data = _unbrotli(body, max_bytes + 1)
         else:
             return NotAPage("http_bad_encoding", f"unknown Content-Encoding {encoding!r}")
     except Exception as err:  # zlib.error, brotli.error: the body is damaged
@@ -138,9 +135,20 @@ def decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes | NotAPa
     return data
 
 
+def _unbrotli(body: bytes, limit: int) -> bytes:
+    """Brotli, stopping once `limit` bytes are out: brotli.decompress inflates a 3 KB bomb to 4 GB."""
+    import brotli
+
+    decompressor = brotli.Decompressor()
+    out = decompressor.process(body, output_buffer_limit=limit)
+    if len(out) < limit and not decompressor.is_finished():
+        raise ValueError("the brotli stream ends early")
+    return out
+
+
 def media_type(headers: dict[str, str]) -> tuple[str, str | None]:
-    """(type/subtype, charset parameter) of Content-Type."""
-    value = headers.get("content-type", "")
+    """(type/subtype, charset parameter) of Content-Type (the first, when the header is repeated)."""
+    value = headers.get("content-type", "").split(",")[0]
     kind, *params = value.split(";")
     charset = None
     for param in params:

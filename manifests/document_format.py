@@ -54,6 +54,8 @@ def document_json(doc: Document) -> dict[str, Any]:
                 images.append(None)
                 metadata.append(None)
             continue
+        if not node.url:  # OBELICS' layout holds exactly one of text and URL per position
+            raise ValueError(f"image node {len(texts)} has no URL; the layout cannot hold it")
         position = len(texts)
         entry = {k: v for k, v in node.meta.items()}
         if node.alt_text is not None:

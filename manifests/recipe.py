@@ -100,6 +100,9 @@ class WebInputConfig(Strict):
 
     max_record_bytes: int = Field(64 << 20, gt=0, description="WARC records (or gzip members) larger are "
                                   "rejected unread (warc_record_too_large)")
+    max_gzip_member_bytes: int = Field(16 << 30, gt=0, description="a gzip member inflating past this is one "
+                                       "rejection (a whole-file gzip WARC is one member; beyond 256 MiB it spills "
+                                       "to a temporary file)")
     max_html_bytes: int = Field(32 << 20, gt=0, description="larger pages are rejected (html_too_large)")
     url_column: str = Field("url", description="tables of pages: the page URL column")
     html_column: str = Field("html", description="tables of pages: the HTML column (text or bytes)")

@@ -13,8 +13,8 @@ import re
 import fsspec
 
 from manifests.manifest import read_manifest
-from manifests.shard_format import (MAX_PIXELS, decode_image, image_member, iter_tar_records,
-                                    valid_key)
+from manifests.shard_format import (IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, image_member,
+                                    iter_tar_records, valid_key)
 
 _NO_MEMBER_LIMIT = 1 << 62
 # Files a download writes that its manifest does not list: img2dataset's per-shard stats and the URL
@@ -47,14 +47,23 @@ def _check_shard(fs, path: str, name: str, samples: int, deep: bool) -> tuple[li
             records += 1
             if not valid_key(record.key):
                 problems.append(f"{name}: invalid key {record.key!r}")
-            if deep and (ext := image_member(record.parts)) is not None:
-                decoded = decode_image(record.parts[ext], MAX_PIXELS)
-                if not hasattr(decoded, "size"):
-                    problems.append(f"{name}: {record.key}.{ext}: {decoded.reason} ({decoded.detail})")
+            if deep:
+                for ext in _image_members(record.parts):
+                    decoded = decode_image(record.parts[ext], MAX_PIXELS)
+                    if not hasattr(decoded, "size"):
+                        problems.append(f"{name}: {record.key}.{ext}: {decoded.reason} ({decoded.detail})")
         reader.drain()
     if records != samples:
         problems.append(f"{name}: {records} records, manifest says {samples}")
     return problems, reader.sha256.hexdigest(), reader.bytes
+
+
+def _image_members(parts: dict[str, bytes]) -> list[str]:
+    """A pair's image member (`jpg`), or a document's images by position (`3.jpg`, `7.png`)."""
+    pair = image_member(parts)
+    if pair is not None:
+        return [pair]
+    return sorted(e for e in parts if "." in e and e.split(".", 1)[0].isdigit() and e.rsplit(".", 1)[1] in IMAGE_EXTENSIONS)
 
 
 def verify_dataset(root: str, deep: bool = False) -> list[str]:

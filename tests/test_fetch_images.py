@@ -178,3 +178,17 @@ def test_a_killed_run_resumes_its_fetches(tmp_path, server):
     assert len(asked_again) == 20 - len(cached)
     stage = next(f for f in result.manifest.funnel if f.stage == "fetch_images")
     assert stage.kept == 10 and not stage.edits
+
+
+def test_non_ascii_image_urls_are_sent_as_browsers_send_them():
+    from pipelines.io.image_fetch import request_url, robots_disallowed
+
+    assert request_url("https://exämple.com:8080/img/é.jpg?q=ü&a=b") == \
+        "https://xn--exmple-cua.com:8080/img/%C3%A9.jpg?q=%C3%BC&a=b"
+    assert request_url("http://a.example/x%20y.jpg?a=1") == "http://a.example/x%20y.jpg?a=1"
+    # img2dataset's X-Robots-Tag rule: for every agent, or for ours by name
+    directives = ("noai", "noindex")
+    assert robots_disallowed(["noai"], "vlcurate", directives)
+    assert robots_disallowed(["vlcurate: noindex, nofollow"], "vlcurate", directives)
+    assert not robots_disallowed(["otherbot: noai"], "vlcurate", directives)
+    assert not robots_disallowed(["nofollow"], "vlcurate", directives)

@@ -96,3 +96,24 @@ def test_page_furniture_is_dropped_by_name_but_never_the_article():
     kept = texts(extract(html, None).nodes)
     assert kept[0].startswith("The article itself") and "Short aside." in kept  # the wrapper holds the prose
     assert not any(t in " ".join(kept) for t in ("Great post", "also like", "cookies", "Facebook", "About the author"))
+
+
+def test_srcset_parsing_follows_the_standard_and_odd_values_do_not_lose_the_page():
+    cloudinary = "https://res.example/image/upload/w_400,h_300,c_fill/sample.jpg 400w, https://res.example/big.jpg 800w"
+    assert largest_srcset_candidate(cloudinary) == "https://res.example/big.jpg"
+    assert largest_srcset_candidate("https://res.example/w_400,h_300/a.jpg") == "https://res.example/w_400,h_300/a.jpg"
+    assert largest_srcset_candidate(", , ,") is None
+    assert largest_srcset_candidate("x.jpg .w, y.jpg 1.5.x, z.jpg 2x") == "z.jpg"  # bad descriptors: dropped
+    html = '<body><p>text</p><img srcset="x.jpg .w" width="²" height="99999999999999999999" src="a.jpg"></body>'
+    (image,) = [n for n in extract(html, "https://example.org/").nodes if isinstance(n, ImageNode)]
+    assert image.url == "https://example.org/a.jpg" and image.meta == {}
+
+
+def test_pathological_attributes_stay_linear():
+    import time
+
+    started = time.perf_counter()
+    extract('<body><img srcset="' + ("a" * 2000 + " ") * 1000 + '"></body>', "https://example.org/")
+    nested = '<div class="sidebar">' * 5000 + "<p>" + "word " * 20000 + "</p>" + "</div>" * 5000
+    assert texts(extract(nested, None).nodes)[0].startswith("word word")
+    assert time.perf_counter() - started < 10  # quadratic versions took minutes

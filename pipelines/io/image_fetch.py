@@ -16,12 +16,13 @@ import urllib.request
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from filters.download_reasons import download_reason
 from filters.url_safety import url_problem
 from pipelines.io.download_guard import guarded_opener
 
+_SAFE = "/%:@!$&'()*+,;=-._~?"  # reserved characters and escapes stay as they are
 USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0"
 
 
@@ -31,6 +32,19 @@ class Fetched:
     reason: str | None = None
     detail: str = ""
     cached: bool = False  # read from the run's image cache, not fetched again
+
+
+def request_url(url: str) -> str:
+    """The URL as a browser sends it: an IDNA host, non-ASCII path and query percent-encoded
+    (`/img/é.jpg` -> `/img/%C3%A9.jpg`); http.client refuses anything but ASCII."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host.encode("idna").decode("ascii") if not host.isascii() else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=_SAFE), quote(parts.query, safe=_SAFE), ""))
 
 
 def robots_disallowed(values: list[str], user_agent_token: str | None, directives: tuple[str, ...]) -> bool:
@@ -84,7 +98,10 @@ class ImageFetcher:
         if problem is not None:
             return Fetched(None, problem[0], problem[1])
         host = (urlsplit(url).hostname or "").lower()
-        request = urllib.request.Request(url, headers={"User-Agent": self.user_agent})
+        try:
+            request = urllib.request.Request(request_url(url), headers={"User-Agent": self.user_agent})
+        except (UnicodeError, ValueError) as err:
+            return Fetched(None, "url_malformed", f"{type(err).__name__}: {err}"[:500])
         try:
             with self.politeness.turn(host), self.opener.open(request, timeout=self.config.timeout) as response:
                 if self.directives and robots_disallowed(response.headers.get_all("X-Robots-Tag") or [],

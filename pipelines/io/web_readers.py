@@ -8,6 +8,7 @@ HTML is parsed by lexbor into a tree and walked (filters/html_extract.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -18,9 +19,11 @@ import fsspec
 
 from filters.document import Document
 from filters.html_extract import extract, page_domain
+from filters.record_checks import metadata_problem
 from filters.sample import Rejection
 from filters.warc import iter_warc
 from filters.web_page import NotAPage, decode_html, post_request_id, page_from_record, valid_target_uri
+from manifests.shard_format import KEY_RULE_TEXT, valid_key
 from pipelines.io.readers import STAGE
 
 if TYPE_CHECKING:
@@ -37,7 +40,7 @@ def read_web_file(path: str, config: InputConfig) -> Iterator[Document | Rejecti
     if name.endswith((".warc", ".warc.gz")):
         records = read_warc(path, config)
     elif name.endswith((".html", ".htm")):
-        records = iter([_guarded(path, file_stem(path), read_html_file, path, config)])
+        records = iter([_guarded(path, html_file_key(path), read_html_file, path, config)])
     elif name.endswith((".parquet", ".jsonl", ".jsonl.gz")):
         records = read_page_table(path, config)
     else:
@@ -62,6 +65,11 @@ def _file_rejection(path: str, reason: str, detail: str) -> Rejection:
     return Rejection(f"{file_stem(path)}#unreadable", path, None, STAGE, reason, detail[:2000], KIND)
 
 
+def html_file_key(path: str) -> str:
+    """Saved pages are often all called index.html: the stem plus a short hash of the whole path."""
+    return f"{file_stem(path)}_{hashlib.sha1(path.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
 def file_stem(path: str) -> str:
     """A key-safe stem of the file name: CC-MAIN-...-00001.warc.gz -> CC-MAIN-...-00001."""
     name = PurePosixPath(path).name
@@ -75,22 +83,28 @@ def read_warc(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
     stem = file_stem(path)
     post_requests: set[str] = set()  # record ids of POST requests seen so far in this file
     held = None  # the last outcome, held back one record: its POST request may come right after it
-    with fsspec.open(path, "rb") as raw:
-        for entry in iter_warc(raw, config.web.max_record_bytes):
-            key = f"{stem}_{entry.offset:012d}"
-            if entry.member_index:  # a later record of a multi-record gzip member shares its offset
-                key += f"_{entry.member_index}"
-            url = entry.target_uri
-            if entry.reason is not None:
-                outcome = Rejection(key, path, url, STAGE, entry.reason, entry.detail, KIND)
-            else:
-                if request_id := post_request_id(entry):
-                    post_requests.add(request_id)
-                    held = _posted(held, entry)
-                outcome = _guarded(path, key, _warc_document, path, key, entry, post_requests, config)
-            if held is not None:
-                yield held
-            held = outcome
+    try:
+        with fsspec.open(path, "rb") as raw:
+            for entry in iter_warc(raw, config.web.max_record_bytes, config.web.max_gzip_member_bytes):
+                key = f"{stem}_{entry.offset:012d}"
+                if entry.member_index:  # a later record of a multi-record gzip member shares its offset
+                    key += f"_{entry.member_index}"
+                url = entry.target_uri
+                if entry.reason is not None:
+                    outcome = Rejection(key, path, url, STAGE, entry.reason, entry.detail, KIND)
+                else:
+                    if request_id := post_request_id(entry):
+                        post_requests.add(request_id)
+                        held = _posted(held, entry)
+                    outcome = _guarded(path, key, _warc_document, path, key, entry, post_requests, config)
+                if held is not None:
+                    yield held
+                held = outcome
+    except Exception:  # the file broke off: what was read so far still counts, then its unreadable rest
+        if held is not None:
+            yield held
+            held = None
+        raise
     if held is not None:
         yield held
 
@@ -117,7 +131,7 @@ def _warc_document(path: str, key: str, entry, post_requests: set[str], config: 
 # ---------------------------------------------------------------- saved pages
 def read_html_file(path: str, config: InputConfig) -> Document | Rejection:
     """A saved page; its URL from <link rel=canonical> or og:url, else the file name (recorded as such)."""
-    key = file_stem(path)
+    key = html_file_key(path)
     with fsspec.open(path, "rb") as f:
         body = f.read(config.web.max_html_bytes + 1)
     if len(body) > config.web.max_html_bytes:
@@ -134,27 +148,38 @@ def read_page_table(path: str, config: InputConfig) -> Iterator[Document | Rejec
     """Rows of (url, html) from a parquet or JSONL file, for pages crawled with other tools."""
     columns = config.web
     stem = file_stem(path)
-    for row, values in enumerate(_table_rows(path)):
-        key = values.get(columns.key_column) if isinstance(values, dict) else None
-        key = str(key) if key is not None else f"{stem}_{row:09d}"
-        yield _guarded(path, key, _table_document, path, key, values, config)
+    for row, values in enumerate(_table_rows(path, columns.max_html_bytes)):
+        generated = f"{stem}_{row:09d}"
+        given = values.get(columns.key_column) if isinstance(values, dict) else None
+        key = generated if given is None else str(given)
+        if not valid_key(key):  # keys become member names: "../x" or "a.b" must never reach a tar
+            yield Rejection(generated, path, None, STAGE, "key_invalid", f"{KEY_RULE_TEXT}: {given!r}"[:300], KIND)
+        elif isinstance(values, dict) and (problem := metadata_problem(values, config.max_json_depth)):
+            yield Rejection(key, path, None, STAGE, *problem, KIND)  # e.g. a lone surrogate no encoder takes
+        else:
+            yield _guarded(path, key, _table_document, path, key, values, config)
 
 
-def _table_rows(path: str) -> Iterator[Any]:
+def _table_rows(path: str, max_line_bytes: int) -> Iterator[Any]:
     if path.lower().endswith(".parquet"):
         import pyarrow.parquet as pq
 
         with fsspec.open(path, "rb") as raw:
-            for batch in pq.ParquetFile(raw).iter_batches(batch_size=64):
+            for batch in pq.ParquetFile(raw).iter_batches(batch_size=8):  # 8 pages of up to 32 MB each
                 yield from batch.to_pylist()
         return
     with fsspec.open(path, "rb", compression="infer") as f:
-        for line in f:
+        while line := f.readline(max_line_bytes + 1):
+            if len(line) > max_line_bytes and not line.endswith(b"\n"):
+                while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass  # the rest of an oversized line, read in bounded pieces and dropped
+                yield {"__invalid__": f"a line longer than max_html_bytes ({max_line_bytes})"}
+                continue
             if not line.strip():
                 continue
             try:
                 yield json.loads(line)
-            except ValueError as err:
+            except Exception as err:  # ValueError, RecursionError (100,000 nested brackets): this row only
                 yield {"__invalid__": f"{type(err).__name__}: {err}"[:300]}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from filters.document_pairs import document_pairs
 from filters.records import DOCUMENT, SAMPLE, Event
@@ -25,6 +25,12 @@ class DocumentsToPairsConfig(Strict):
     min_words: int = Field(3, ge=1, description="a caption has at least this many words (DataComp: > 2)")
     max_words: int = Field(60, ge=1, description="and at most this many (CLIP reads 77 tokens)")
     max_distance: int = Field(2, ge=1, description="a paragraph at most this many nodes from the image")
+
+    @model_validator(mode="after")
+    def words_in_order(self) -> DocumentsToPairsConfig:
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words {self.min_words} > max_words {self.max_words}: no caption could fit")
+        return self
 
 
 class _PairsFn(RoutedDoFn):

@@ -83,17 +83,14 @@ class _FetchFn(RoutedDoFn):
     def handle(self, docs: list[Document]):
         urls = sorted({n.url for d in docs for n in d.nodes if isinstance(n, ImageNode) and n.image is None and n.url})
         fetched = dict(zip(urls, self.pool.map(self._fetch, urls)))
+        # Decide for every document before changing any: if one raises, the guard retries the batch
+        # record by record, and the others must still hold their failed images to count them again.
+        decided = [self._decide(doc, fetched) for doc in docs]
         out = []
-        for doc in docs:
-            edits: dict[str, int] = {}
-            kept = []
-            for node in doc.nodes:
-                if isinstance(node, ImageNode) and node.image is None:
-                    reason = self._attach(node, fetched.get(node.url))
-                    if reason is not None:
-                        edits[reason] = edits.get(reason, 0) + 1
-                        continue
-                kept.append(node)
+        for doc, (kept, attached, edits) in zip(docs, decided):
+            for node, (data, meta) in attached:
+                node.image, node.image_ext = data, extension_for(data)
+                node.meta.update(meta)
             doc.nodes = kept
             out.extend(edit(reason, n) for reason, n in sorted(edits.items()))
             images = sum(1 for n in doc.nodes if isinstance(n, ImageNode))
@@ -101,19 +98,29 @@ class _FetchFn(RoutedDoFn):
                 doc, STAGE, "no_image_left", f"{images} images fetched and kept"))
         return out
 
-    def _attach(self, node: ImageNode, result) -> str | None:
+    def _decide(self, doc: Document, fetched: dict):
+        kept, attached, edits = [], [], {}
+        for node in doc.nodes:
+            if isinstance(node, ImageNode) and node.image is None:
+                reason, image = self._attach(node, fetched.get(node.url))
+                if reason is not None:
+                    edits[reason] = edits.get(reason, 0) + 1
+                    continue
+                attached.append((node, image))
+            kept.append(node)
+        return kept, attached, edits
+
+    def _attach(self, node: ImageNode, result) -> tuple[str | None, tuple | None]:
+        """(reason it goes, None), or (None, (bytes, metadata)) to attach."""
         if result is None:
-            return "image_url_missing"
+            return "image_url_missing", None
         if result.data is None:
-            node.meta["fetch_error"] = result.detail
-            return result.reason
+            return result.reason, None
         problem, header = image_problem(result.data, self.config)
         if problem is not None:
-            return problem.reason
-        node.image, node.image_ext = result.data, extension_for(result.data)
-        node.meta.update({"original_width": header.width, "original_height": header.height,
-                          "format": header.format})
-        return None
+            return problem.reason, None
+        return None, (result.data, {"original_width": header.width, "original_height": header.height,
+                                    "format": header.format})
 
 
 class FetchImagesStage(beam.PTransform):
@@ -143,7 +150,10 @@ SPEC = StageSpec(
     produces=DOCUMENT,
     reasons=("no_image_left",),
     keeps_on_resume=lambda config: (f"{CACHE_DIR}/",) if config.fetch and config.resume else (),
-    edits=("http_404", "timeout", "url_private_address", "private_address", "robots_opt_out", "response_too_large", "image_too_many_pixels",
+    # the download's reasons (filters/download_reasons.py, filters/url_safety.py) and the image rules'
+    edits=("http_NNN", "timeout", "dns_failure", "connection_refused", "connection_error", "tls_error",
+           "redirect_loop", "redirect_scheme_not_allowed", "url_malformed", "url_scheme_not_allowed",
+           "url_private_address", "private_address", "robots_opt_out", "response_too_large", "image_too_many_pixels",
            "image_format_not_allowed", "image_too_small", "image_too_large", "image_aspect_too_extreme",
-           "image_truncated", "image_undecodable", "download_failed"),
+           "image_truncated", "image_undecodable", "image_url_missing", "download_failed"),
 )
