@@ -56,6 +56,10 @@ def test_images_are_fetched_checked_and_failures_counted(crawl, tmp_path):
     assert [(n.meta["original_width"], n.meta["original_height"], n.image_ext) for n in images] == \
         [(300, 400, "jpg"), (320, 240, "jpg")]
     assert docs["https://site.example/a"].images == [None, f"{images[1].url}", None]
+    from manifests.verify import _image_members, verify_dataset
+
+    assert verify_dataset(str(tmp_path / "out"), deep=True) == []  # --deep decodes each document image
+    assert _image_members({"json": b"", "1.jpg": b"", "3.png": b"", "x.txt": b""}) == ["1.jpg", "3.png"]
 
 
 def test_plain_webdataset_sees_image_members_by_position(crawl, tmp_path):
