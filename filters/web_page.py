@@ -31,6 +31,9 @@ from urllib.parse import urlsplit
 from filters.warc import WarcEntry
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+# Python codecs no browser decodes a page with (WHATWG's Encoding list has none of them): treated as unknown.
+_NOT_WEB_ENCODINGS = frozenset({"undefined", "utf-7", "idna", "punycode", "raw-unicode-escape", "unicode-escape",
+                                "mbcs", "oem", "charmap"})
 _STATUS = re.compile(rb"HTTP/\d(?:\.\d)?\s+(\d{3})(?!\d)")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"RIFF", b"PK\x03\x04", b"\x1f\x8b")
@@ -182,7 +185,7 @@ def decode_html(body: bytes, declared: str | None) -> WebPage | NotAPage:
         # Python's codec registry also knows bytes-to-bytes and str-to-str codecs (base64, hex, zlib,
         # rot13) and "undefined": bytes.decode raises LookupError / UnicodeError for those, which
         # escaped the UnicodeDecodeError below and lost the page. Not text encodings: unknown.
-        if not getattr(info, "_is_text_encoding", True) or name == "undefined":
+        if not getattr(info, "_is_text_encoding", True) or name in _NOT_WEB_ENCODINGS:
             failed.append(f"{charset} unknown")
             continue
         if name == "utf-16" or name.startswith("utf-16"):  # HTML5: a <meta> claiming UTF-16 means UTF-8
