@@ -123,6 +123,13 @@ class InputConfig(Strict):
     parquet: ParquetColumns = ParquetColumns()
 
 
+class ImagesConfig(Strict):
+    """Images of documents (input.kind: document)."""
+
+    fetch: bool = Field(True, description="false: documents keep their image URLs only, to fetch later (a stage "
+                        "that fetches, fetch_images, then passes them through)")
+
+
 class OutputConfig(Strict):
     samples_per_shard: int = Field(1000, ge=1)
     rejected_rows_per_file: int = Field(500_000, ge=1)
@@ -135,6 +142,7 @@ class Recipe(Strict):
     download: DownloadConfig | None = Field(None, description="fetch a URL list first (vlcurate download)")
     input: InputConfig = InputConfig()
     stages: Annotated[list[StageEntry], Field(min_length=0)] = []
+    images: ImagesConfig = ImagesConfig()
     output: OutputConfig = OutputConfig()
 
     @model_validator(mode="after")
@@ -146,7 +154,11 @@ class Recipe(Strict):
         if self.download is not None and self.input.kind != SAMPLE:
             raise ValueError("download: fetches image-text pairs; it cannot be combined with input.kind "
                              f"{self.input.kind!r}")
-        object.__setattr__(self, "stages", assemble(self.stages, self.input.kind))  # frozen model: once, here
+        stages = assemble(self.stages, self.input.kind)
+        if not self.images.fetch:  # `images: {fetch: false}` reaches every stage that fetches images
+            stages = [type(e)(**{e.name: e.config.model_copy(update={"fetch": False})})
+                      if "fetch" in type(e.config).model_fields else e for e in stages]
+        object.__setattr__(self, "stages", stages)  # frozen model: once, here
         return self
 
     def resolved(self) -> dict[str, Any]:

@@ -196,3 +196,12 @@ def test_non_ascii_image_urls_are_sent_as_browsers_send_them():
     assert robots_disallowed(["vlcurate: noindex, nofollow"], "vlcurate", directives)
     assert not robots_disallowed(["otherbot: noai"], "vlcurate", directives)
     assert not robots_disallowed(["nofollow"], "vlcurate", directives)
+
+
+def test_recipe_images_fetch_false_keeps_urls_only(crawl, tmp_path, server):
+    before = len(server.requests)
+    spec = {**recipe(allow_private_networks=True), "images": {"fetch": False}}
+    parsed = parse_recipe(spec)
+    assert parsed.stages[0].config.fetch is False
+    result = curate(parsed, str(crawl), str(tmp_path / "out"))
+    assert result.manifest.counts.kept == 3 and len(server.requests) == before
