@@ -13,11 +13,12 @@ Box = list[float]
 
 
 def normalized(box_px: tuple[float, float, float, float], score: float, width: int, height: int) -> Box | None:
-    """Pixel box -> [x1, y1, x2, y2, score] clipped to [0, 1]; None when nothing of it is left."""
+    """Pixel box -> [x1, y1, x2, y2, score] clipped to [0, 1]; None when less than a pixel of it is
+    left inside the image (a detector may box the padding around it)."""
     x1, y1, x2, y2 = box_px
     x1, x2 = max(0.0, min(x1, x2) / width), min(1.0, max(x1, x2) / width)
     y1, y2 = max(0.0, min(y1, y2) / height), min(1.0, max(y1, y2) / height)
-    if x2 <= x1 or y2 <= y1:
+    if (x2 - x1) * width < 1 or (y2 - y1) * height < 1:
         return None
     return [x1, y1, x2, y2, float(score)]
 

@@ -39,6 +39,10 @@ METADATA_EXT = "json"
 _KEY_RULE = re.compile(r"[A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)*")
 KEY_RULE_TEXT = "keys hold letters, digits, _ and -, in parts separated by /"
 
+# Grounded samples (the grounding stage): text renderings as their own members, GRIT's columns in the parquet.
+RENDERING_MEMBERS = {"grounding_kosmos2": "kosmos2.txt", "grounding_paligemma": "paligemma.txt"}
+GRIT_COLUMNS = ("noun_chunks", "ref_exps")
+
 decode_image = decode_rgb  # the one decode: bytes -> RGB PIL image as displayed, or an ImageProblem
 MAX_PIXELS = DEFAULT_MAX_PIXELS  # its default pixel guard
 
@@ -195,6 +199,10 @@ def pair_parquet(samples: list[Sample], rows: list[dict[str, Any]]) -> bytes:
     table = pa.Table.from_pylist(rows, schema=PAIR_PARQUET_SCHEMA)
     for vector_name, column in _vector_columns(samples).items():
         table = table.append_column(vector_name, column)
+    for name in GRIT_COLUMNS:  # grounded samples: GRIT's own columns, so GRIT readers work unchanged
+        if any(name in s.annotations for s in samples):
+            values = [s.annotations.get(name) for s in samples]
+            table = table.append_column(name, pa.array(values, type=pa.list_(pa.list_(pa.float64()))))
     buffer = io.BytesIO()  # metadata is small; buffering keeps pyarrow away from the atomic writer
     pq.write_table(table, buffer)
     return buffer.getvalue()
@@ -208,6 +216,9 @@ def write_pair_tar(out: IO[bytes], samples: list[Sample], rows: list[dict[str, A
             if sample.caption is not None:
                 add_member(tar, f"{sample.key}.{CAPTION_EXT}", sample.caption.encode("utf-8"))
             add_member(tar, f"{sample.key}.{METADATA_EXT}", row["json"].encode("utf-8"))
+            for annotation, ext in RENDERING_MEMBERS.items():
+                if isinstance(sample.annotations.get(annotation), str):
+                    add_member(tar, f"{sample.key}.{ext}", sample.annotations[annotation].encode("utf-8"))
 
 
 def write_pair_shard(root: str, index: int, samples: list[Sample],

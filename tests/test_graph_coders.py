@@ -33,7 +33,8 @@ def _all_stages_graph(tiny_clip, tmp_path):
         {"obelics_nodes": {}}, {"obelics_documents": {}}, {"document_dedup": {}}, {"fetch_images": {}},
         {"documents_to_pairs": {}},
         {"heuristics": {}}, {"clipscore": {"model": tiny_clip, "top_fraction": 0.5}}, {"tmars": {"top_fraction": 0.5}},
-        {"semantic_dedup": {}}, {"metaclip": {"metadata": str(metadata), "t": 5}}]})
+        {"semantic_dedup": {}}, {"metaclip": {"metadata": str(metadata), "t": 5}},
+        {"grounding": {"detector": {"path": str(tmp_path)}}}]})
     from pipelines.stages import registry
 
     assert {e.name for e in recipe.stages} == set(registry())  # a new stage must join this graph
