@@ -121,21 +121,38 @@ class TransformersDetector:
         return [_per_query(r, len(q)) for r, q in zip(results, queries)]
 
     def _detect_dino(self, image, queries: list[str], threshold: float) -> list[list[PixelBox]]:
+        """Grounding DINO scores boxes against text tokens: the queries go in as one prompt ("a dog. a
+        cat."), and a box belongs to the query whose tokens it matches best (the highest sigmoid over
+        that query's token span), kept when that score passes the threshold. Decided from the logits,
+        not from post-processing's text labels, which name token runs rather than queries."""
         if not queries:
             return []
-        text = ". ".join(q.lower().strip(" .") for q in queries) + "."
-        inputs = self.processor(images=image, text=text, return_tensors="pt").to(self.device)
+        names = [" ".join(q.lower().replace(".", " ").split()) or "thing" for q in queries]
+        inputs = self.processor(images=image, text=". ".join(names) + ".", return_tensors="pt").to(self.device)
         with self._torch.inference_mode():
             outputs = self.model(**inputs)
-        (result,) = self.processor.post_process_grounded_object_detection(
-            outputs, inputs.input_ids, threshold=threshold, text_threshold=threshold,
-            target_sizes=[(image.size[1], image.size[0])])
+        spans = _query_spans(inputs["input_ids"][0].tolist(), self.processor.tokenizer, len(names))
+        probs = outputs.logits[0].sigmoid()  # (boxes, text tokens)
+        width, height = image.size
         found: list[list[PixelBox]] = [[] for _ in queries]
-        names = [q.lower().strip(" .") for q in queries]
-        for label, box, score in zip(result.get("text_labels", result.get("labels")), result["boxes"], result["scores"]):
-            if isinstance(label, str) and label in names:  # DINO names the query span it matched
-                found[names.index(label)].append((*map(float, box.tolist()), float(score)))
+        per_query = self._torch.stack([probs[:, a:b].max(dim=1).values for a, b in spans], dim=1)  # (boxes, queries)
+        scores, best = per_query.max(dim=1)
+        for (cx, cy, w, h), score, query in zip(outputs.pred_boxes[0].tolist(), scores.tolist(), best.tolist()):
+            if score > threshold:
+                found[query].append(((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
+                                     (cy + h / 2) * height, float(score)))
         return found
+
+
+def _query_spans(ids: list[int], tokenizer, count: int) -> list[tuple[int, int]]:
+    """Token ranges of each query in a "q1. q2." prompt: between [CLS] and the first ".", and so on."""
+    dot = tokenizer.convert_tokens_to_ids(".")
+    ends = [i for i, t in enumerate(ids) if t == dot][:count]
+    starts = [1] + [e + 1 for e in ends[:-1]]
+    spans = [(a, max(a + 1, b)) for a, b in zip(starts, ends)]
+    while len(spans) < count:  # a prompt cut by the text length limit: later queries get no tokens
+        spans.append((len(ids) - 1, len(ids)))
+    return spans
 
 
 def _per_query(result: dict[str, Any], count: int) -> list[list[PixelBox]]:

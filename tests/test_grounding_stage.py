@@ -140,11 +140,11 @@ def test_a_missing_detector_stops_the_run_in_preflight(wordnet_dir, tmp_path):
         preflight_stages(no_wordnet)
 
 
-@pytest.mark.parametrize("family", ["owlv2", "owlvit"])
+@pytest.mark.parametrize("family", ["owlv2", "owlvit", "grounding-dino"])
 def test_tiny_transformers_detectors_load_and_run_through_the_stage(family, pool, wordnet_dir, tmp_path):
-    from tests.tiny_detectors import build_owl
+    from tests.tiny_detectors import build_grounding_dino, build_owl
 
-    path = build_owl(tmp_path / "models", family)
+    path = build_grounding_dino(tmp_path / "models") if family == "grounding-dino" else build_owl(tmp_path / "models", family)
     spec = parse_recipe({"name": "t", "stages": [{"grounding": {
         "detector": {"path": str(path)}, "wordnet_dir": wordnet_dir, "mode": "annotate", "box_threshold": 0.001}}]})
     (model,) = preflight_stages(spec).models
@@ -158,3 +158,16 @@ def test_tiny_transformers_detectors_load_and_run_through_the_stage(family, pool
     assert all("grounding" in layout and "noun_chunks" in layout for layout in layouts.values())
     boxes = [box for layout in layouts.values() for g in layout["grounding"] for box in g["boxes"]]
     assert all(0 <= v <= 1 for box in boxes for v in box[:4]) and all(box[0] < box[2] and box[1] < box[3] for box in boxes)
+
+
+def test_grounding_dino_queries_map_to_their_token_spans(tmp_path):
+    from transformers import AutoProcessor
+
+    from filters.detectors import _query_spans
+    from tests.tiny_detectors import build_grounding_dino
+
+    processor = AutoProcessor.from_pretrained(build_grounding_dino(tmp_path))
+    ids = processor.tokenizer("a red cube. blue sky.")["input_ids"]
+    tokens = processor.tokenizer.convert_ids_to_tokens(ids)
+    spans = _query_spans(ids, processor.tokenizer, 2)
+    assert ["".join(tokens[a:b]).replace("##", "") for a, b in spans] == ["aredcube", "bluesky"]

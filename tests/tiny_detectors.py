@@ -45,3 +45,30 @@ def build_owl(directory: Path, family: str) -> Path:
     model.eval().save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def build_grounding_dino(directory: Path) -> Path:
+    import torch
+    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *"abcdefghijklmnopqrstuvwxyz",
+             *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz")]
+    (directory / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizer(str(directory / "vocab.txt"), model_max_length=64)
+    backbone = SwinConfig(image_size=256, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                          window_size=4, out_features=["stage2", "stage3", "stage4"])
+    text = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64)
+    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
+                                 decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+                                 encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10, num_feature_levels=4,
+                                 max_text_len=64, encoder_n_points=2, decoder_n_points=2, use_timm_backbone=False,
+                                 use_pretrained_backbone=False)
+    torch.manual_seed(0)
+    out = directory / "grounding-dino"
+    GroundingDinoForObjectDetection(config).eval().save_pretrained(out)
+    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(
+        size={"shortest_edge": 256, "longest_edge": 256}), tokenizer=tokenizer).save_pretrained(out)
+    return out
