@@ -44,11 +44,13 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_metaclip.py
 	$(BIN)/python tests/bench/experiment_adapters.py
 	$(BIN)/python tests/bench/bench_obelics.py
+	$(BIN)/python tests/bench/bench_grounding.py --images 768
 
 # On a GPU machine: trainer and CLIPScore correctness on the device; throughput and MFU, bf16 + compile.
 bench-gpu: $(STAMP)
 	$(BIN)/python tests/bench/gpu_check.py --device cuda
 	$(BIN)/python tests/bench/bench_trainer_gpu.py --compile
+	$(BIN)/python tests/bench/bench_grounding.py --images 2048 --batch 64 --device cuda
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

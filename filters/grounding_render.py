@@ -8,7 +8,7 @@ upper-left and lower-right corners on a 32x32 grid: ul = floor(x1 * 32), lr = ce
 (transformers' `coordinate_to_patch_index`). That formula puts a box starting at x1 = 1.0 (or
 y1 = 1.0) outside the grid, on patch 32; here every patch coordinate is clamped to [0, 31], the one
 place we differ from transformers. Phrases overlap (a referring expression holds its chunk): the
-longest non-overlapping ones are rendered, earliest first. Written as emitted by the model, without
+longest non-overlapping ones are rendered, except expressions that would hide another grounded chunk. Written as emitted by the model, without
 the spaces the processor puts around special tokens (its tokenizer drops them).
 
 **PaliGemma** (big_vision's detection format, as documented on ai.google.dev for `detect`): per
@@ -39,9 +39,15 @@ def patch_indices(box, grid: int = GRID) -> tuple[int, int]:
 
 
 def rendered_phrases(phrases: list[Phrase]) -> list[Phrase]:
-    """Non-overlapping grounded phrases, the longest first claimed, returned in caption order."""
+    """Non-overlapping grounded phrases, the longest first claimed, returned in caption order. A
+    referring expression holding another grounded chunk besides its own ("a blue box on a green
+    mat") is not rendered: the chunks are, so no grounded object loses its boxes to nesting."""
+    grounded = [p for p in phrases if p.boxes]
+    chunks = [p for p in grounded if p.kind == "chunk"]
+    eligible = [p for p in grounded if p.kind == "chunk"
+                or sum(1 for c in chunks if p.start <= c.start and c.end <= p.end) <= 1]
     chosen: list[Phrase] = []
-    for phrase in sorted((p for p in phrases if p.boxes), key=lambda p: (-(p.end - p.start), p.start)):
+    for phrase in sorted(eligible, key=lambda p: (-(p.end - p.start), p.start)):
         if all(phrase.end <= c.start or phrase.start >= c.end for c in chosen):
             chosen.append(phrase)
     return sorted(chosen, key=lambda p: p.start)

@@ -164,3 +164,12 @@ def test_paligemma_strings_parse_back_within_one_bin():
     assert [label for label, _ in parsed] == ["a cat", "a cat", "a sofa, red"]
     for (_, got), want in zip(parsed, [*boxes, *sofa.boxes]):
         assert all(abs(g - w) <= 1 / 1024 for g, w in zip(got, want[:4]))
+
+
+def test_an_expression_hiding_another_grounded_chunk_is_not_rendered():
+    caption = "a blue box on a green mat"
+    box = Phrase("a blue box", 0, 10, "chunk", "box", [[0.5, 0.3, 0.9, 0.7, 0.9]])
+    mat = Phrase("a green mat", 14, 25, "chunk", "mat", [[0.0, 0.7, 1.0, 1.0, 0.9]])
+    ref = Phrase(caption, 0, 25, "ref_exp", "box", list(box.boxes))
+    rendered = kosmos2(caption, [box, mat, ref])
+    assert rendered.count("<phrase>") == 2 and "<phrase>a green mat</phrase>" in rendered
