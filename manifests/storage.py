@@ -108,3 +108,30 @@ def sha256_of(url: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def use_storage_options(url: str, options: dict[str, Any]) -> None:
+    """Make `options` (endpoint, credentials, ...) the defaults of every fsspec filesystem of url's
+    protocol in this process, so every reader and writer of a run (manifest, verify, publish) uses
+    them without passing them around. They stay in memory: never printed, logged or written."""
+    if not options:
+        return
+    protocol = fsspec.utils.get_protocol(url)
+    fsspec.config.conf.setdefault(protocol, {}).update(options)
+
+
+def parse_storage_options(items: list[str]) -> dict[str, Any]:
+    """`key=value` pairs from the command line; a value that parses as JSON is taken as JSON
+    (numbers, booleans, {"endpoint_url": ...} for client_kwargs), else as a string."""
+    import json
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--storage-option {key.strip() or item!r}: expected key=value")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options

@@ -19,7 +19,8 @@ from manifests.shard_format import (IMAGE_EXTENSIONS, MAX_PIXELS, decode_image, 
 _NO_MEMBER_LIMIT = 1 << 62
 # Files a download writes that its manifest does not list: img2dataset's per-shard stats and the URL
 # list it was given (they hold no samples). The lock exists while a run writes the directory.
-_AUXILIARY = re.compile(r"_input/urls\.parquet|shards/\d+_stats\.json|\.vlcurate\.lock")
+_AUXILIARY = re.compile(r"_input/urls\.parquet|shards/\d+_stats\.json|\.vlcurate\.lock"
+                        r"|_manifests/manifest-[\w.+-]+\.json")  # earlier manifests a publish --replace kept
 
 
 class _HashingReader:
@@ -73,6 +74,7 @@ def verify_dataset(root: str, deep: bool = False) -> list[str]:
     if manifest.counts.kept != sum(s.samples for s in manifest.shards):
         problems.append("counts.kept differs from the sum of shard sample counts")
     fs, base = fsspec.core.url_to_fs(root)
+    fs.invalidate_cache()  # remote stores: list what is there now, not what an earlier call saw
     shards = {s.name: s.samples for s in manifest.shards}
     entries = manifest.file_entries()
     for entry in entries:

@@ -240,28 +240,73 @@ def stages(as_json: bool = typer.Option(False, "--json", help="machine-readable:
 
 @app.command()
 def verify(
-    root: str = typer.Argument(..., help="a run directory with manifest.json (any fsspec URL)"),
+    root: str = typer.Argument(..., help="a run directory with manifest.json (any fsspec URL: local, s3://, gs://)"),
     deep: bool = typer.Option(False, "--deep", help="also decode every image of every shard"),
+    storage_option: list[str] = typer.Option([], "--storage-option", "-S",
+                                             help="fsspec option key=value for ROOT's store, e.g. endpoint_url=..."),
 ) -> None:
-    """Re-hash every shard and rejection file against manifest.json; count each shard's records.
+    """Re-hash every shard and rejection file against manifest.json; count each shard's records;
+    report files missing and files present but not listed. Works on published (remote) sets.
 
     Example: vlcurate verify demo/curated
+    Example: vlcurate verify s3://bucket/curated -S endpoint_url=http://127.0.0.1:9000
     """
     from manifests.manifest import read_manifest
+    from manifests.storage import parse_storage_options, use_storage_options
     from manifests.verify import verify_dataset
     from pipelines.drivers.funnel_table import kept_text
+    from pipelines.drivers.publish import _one_line
 
+    try:
+        use_storage_options(root, parse_storage_options(storage_option))
+    except ValueError as err:
+        _fail(str(err))
     try:
         manifest = read_manifest(root)
     except FileNotFoundError:
         _fail(f"{root} has no manifest.json: the run did not complete, or this is not a run directory")
-    problems = verify_dataset(root, deep=deep)
+    except Exception as err:  # a store that refuses us: one line, no secrets
+        _fail(_one_line(err, root))
+    try:
+        problems = verify_dataset(root, deep=deep)
+    except Exception as err:
+        _fail(_one_line(err, root))
     for problem in problems:
         typer.secho(problem, fg=typer.colors.RED, err=True)
     if problems:
         raise typer.Exit(1)
     typer.echo(f"ok: {len(manifest.shards)} shard(s), {kept_text(manifest)}, "
                f"{len(manifest.rejected)} rejection file(s) match {root}/manifest.json")
+
+
+@app.command()
+def publish(
+    run: str = typer.Argument(..., help="a finished run directory (with manifest.json)"),
+    dest: str = typer.Argument(..., help="where to publish it: any fsspec URL (s3://bucket/set, gs://..., file://...)"),
+    replace: bool = typer.Option(False, "--replace", help="publish a new version over an existing set (its manifest "
+                                 "is kept under _manifests/, nothing is deleted)"),
+    storage_option: list[str] = typer.Option([], "--storage-option", "-S",
+                                             help="fsspec option key=value for DEST's store (endpoint_url=..., "
+                                             "key=..., ...); credentials also come from the standard chains"),
+    threads: int = typer.Option(8, "--threads", min=1, help="parallel uploads"),
+) -> None:
+    """Copy a finished run to object storage: verified first, data files in parallel (resumable: what is
+    already there with the same size and sha256 is skipped), manifest.json last and create-only.
+
+    Example: vlcurate publish demo/curated s3://my-bucket/datasets/curated
+    """
+    from manifests.storage import parse_storage_options
+    from pipelines.drivers.publish import PublishError, publish as run_publish
+
+    _setup_logging(False)
+    try:
+        result = run_publish(run, dest, replace=replace, storage_options=parse_storage_options(storage_option),
+                             threads=threads)
+    except (PublishError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(f"published {len(result.uploaded)} file(s), {result.bytes_uploaded / 1e6:.1f} MB "
+               f"({len(result.skipped)} already there); manifest: {result.manifest_url}"
+               + (f"; the previous manifest is kept as {result.replaced}" if result.replaced else ""))
 
 
 def main() -> None:

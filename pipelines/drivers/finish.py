@@ -1,5 +1,6 @@
 """How every driver ends a run: assemble the manifest, check the accounting per record kind,
-clear the scratch directory, and write manifest.json last (its presence marks a complete run)."""
+clear the scratch directory, write the dataset card (README.md), and write manifest.json last (its
+presence marks a complete run)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import fsspec
 
 from filters.model_files import package_version
-from manifests.manifest import Counts, Manifest, StageFunnel, check_accounting, write_manifest
+from manifests.manifest import Counts, FileEntry, Manifest, StageFunnel, check_accounting, write_manifest
+from manifests.storage import atomic_write_bytes
+from pipelines.drivers.dataset_card import CARD_NAME, dataset_card
 from manifests.recipe import Recipe
 
 RUN_DIR = "_run"  # scratch: exists only while a run finishes (or after an accounting failure)
@@ -47,4 +50,7 @@ def finish(root: str, manifest: Manifest) -> str:
     fs, path = fsspec.core.url_to_fs(root)
     if fs.exists(f"{path}/{RUN_DIR}"):
         fs.rm(f"{path}/{RUN_DIR}", recursive=True)
+    card = atomic_write_bytes(f"{root}/{CARD_NAME}", dataset_card(manifest).encode("utf-8"))
+    manifest = manifest.model_copy(update={"card": FileEntry(name=CARD_NAME, bytes=card["bytes"],
+                                                             sha256=card["sha256"])})
     return write_manifest(root, manifest)

@@ -1,0 +1,178 @@
+"""`vlcurate publish RUN DEST`: copy a finished run to any fsspec URL, safely and resumably.
+
+1. The local run is verified first (every listed file re-hashed against its manifest).
+2. Data files (shards, parquets, rejection tables, reports, dataset card) are uploaded in parallel,
+   with a progress bar in bytes; s3fs and gcsfs upload large files in parts. A file already at the
+   destination with the same size and sha256 is skipped, so a publish killed mid-way resumes where
+   it stopped. Readers trust only what the manifest lists, so a half-copied file is harmless.
+3. The manifest goes last, create-only (`xb`: S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`,
+   exclusive create elsewhere): an existing published set is never overwritten, unless `replace`,
+   which keeps the previous manifest as `_manifests/manifest-<created>.json` and deletes nothing.
+
+Storage options (endpoint, credentials) come from the caller or the standard credential chains;
+they are never printed, logged, or written to the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from tqdm import tqdm
+
+from manifests.manifest import MANIFEST_NAME, Manifest, read_manifest
+from manifests.storage import _is_local, use_storage_options
+from manifests.verify import verify_dataset
+
+log = logging.getLogger("vlcurate")
+
+
+class PublishError(RuntimeError):
+    """Publishing cannot go on; the message is one line, with no secret in it."""
+
+
+@dataclass
+class PublishResult:
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    bytes_uploaded: int = 0
+    manifest_url: str = ""
+    replaced: str | None = None  # where the previous manifest was kept, with replace
+
+
+def publish(run: str, dest: str, replace: bool = False, storage_options: dict[str, Any] | None = None,
+            threads: int = 8, progress: bool = True) -> PublishResult:
+    run, dest = run.rstrip("/"), dest.rstrip("/")
+    use_storage_options(dest, storage_options or {})
+    try:
+        manifest = read_manifest(run)
+    except FileNotFoundError:
+        raise PublishError(f"{run} has no manifest.json: only a finished run can be published") from None
+    problems = verify_dataset(run)
+    if problems:
+        raise PublishError(f"{run} does not match its manifest ({problems[0]}); fix or rerun it before publishing")
+    fs, base = _remote(dest)
+    local_store = _is_local(fs)
+    if not local_store:
+        bucket = base.split("/", 1)[0]
+        try:  # listing tells a missing bucket (FileNotFoundError) from refused credentials (exists() says False to both)
+            fs.ls(bucket, detail=False)
+        except FileNotFoundError:
+            raise PublishError(f"{dest}: the bucket {bucket!r} does not exist (create it first, or check the URL)") \
+                from None
+        except Exception as err:
+            raise PublishError(_one_line(err, dest)) from None
+    previous = _existing_manifest(fs, base)
+    if previous is not None and not replace:
+        raise PublishError(f"{dest} already holds a published set ({MANIFEST_NAME}); pass --replace to publish a "
+                           "new version over it (the old manifest is kept, no file is deleted)")
+    entries = manifest.file_entries()
+    result = PublishResult()
+    todo = []
+    for entry in entries:
+        if _same(fs, f"{base}/{entry.name}", entry.bytes, entry.sha256):
+            result.skipped.append(entry.name)
+        else:
+            todo.append(entry)
+    local_fs, local_base = fsspec.core.url_to_fs(run)
+    with tqdm(total=sum(e.bytes for e in todo), unit="B", unit_scale=True, desc=f"publish {dest}",
+              disable=not progress) as bar:
+        def upload(entry) -> None:
+            target = f"{base}/{entry.name}"
+            if local_store:  # object stores have no directories (and s3fs's makedirs would create a bucket)
+                _call(lambda: fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True), dest)
+            with local_fs.open(f"{local_base}/{entry.name}", "rb") as src:
+                _call(lambda: _copy(src, fs, target, bar), dest)
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for entry, _ in zip(todo, pool.map(upload, todo)):
+                result.uploaded.append(entry.name)
+                result.bytes_uploaded += entry.bytes
+    with local_fs.open(f"{local_base}/{MANIFEST_NAME}", "rb") as f:
+        manifest_bytes = f.read()
+    if previous is not None:
+        result.replaced = f"_manifests/manifest-{previous.created_utc.replace(':', '')}.json"
+        _call(lambda: fs.pipe_file(f"{base}/{result.replaced}", _read(fs, f"{base}/{MANIFEST_NAME}")), dest)
+        _call(lambda: fs.pipe_file(f"{base}/{MANIFEST_NAME}", manifest_bytes), dest)
+    else:
+        try:
+            with fs.open(f"{base}/{MANIFEST_NAME}", "xb") as out:
+                out.write(manifest_bytes)
+        except FileExistsError:
+            raise PublishError(f"{dest} got a manifest from another publish while this one ran; nothing was "
+                               "overwritten") from None
+        except Exception as err:
+            raise PublishError(_one_line(err, dest)) from None
+    result.manifest_url = f"{dest}/{MANIFEST_NAME}"
+    return result
+
+
+def _remote(dest: str):
+    try:
+        fs, base = fsspec.core.url_to_fs(dest)
+    except (ImportError, ValueError, TypeError) as err:
+        raise PublishError(f"cannot open {dest}: {type(err).__name__}: {err}") from None
+    fs.invalidate_cache()  # a cached listing from before would make a resume trust what is gone
+    return fs, base.rstrip("/")
+
+
+def _existing_manifest(fs, base: str) -> Manifest | None:
+    path = f"{base}/{MANIFEST_NAME}"
+    exists = _call(lambda: fs.exists(path), base)
+    if not exists:
+        return None
+    return Manifest.model_validate_json(_read(fs, path))
+
+
+def _read(fs, path: str) -> bytes:
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def _same(fs, path: str, size: int, sha256: str) -> bool:
+    """Already there, whole: same size, then the same sha256 (streamed; only for same-size files)."""
+    try:
+        if fs.size(path) != size:
+            return False
+    except FileNotFoundError:
+        return False
+    except Exception as err:
+        raise PublishError(_one_line(err, path)) from None
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == sha256
+
+
+def _copy(src, fs, target: str, bar) -> None:
+    with fs.open(target, "wb") as out:  # s3fs/gcsfs switch to multipart uploads past their block size
+        while chunk := src.read(8 << 20):
+            out.write(chunk)
+            bar.update(len(chunk))
+
+
+def _call(fn, where: str):
+    try:
+        return fn()
+    except PublishError:
+        raise
+    except Exception as err:
+        raise PublishError(_one_line(err, where)) from None
+
+
+def _one_line(err: BaseException, where: str) -> str:
+    """What went wrong, in one line a user can act on; never the storage options."""
+    text = f"{type(err).__name__}: {err}"
+    lowered = text.lower()
+    if "nosuchbucket" in lowered or "bucket does not exist" in lowered or "specified bucket does not exist" in lowered:
+        return f"{where}: the bucket does not exist (create it first, or check the URL)"
+    refused = ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "access denied", "access key id",
+               "forbidden", "403", "401", "unauthorized", "credentials")
+    if isinstance(err, PermissionError) or any(k in lowered for k in refused):
+        return f"{where}: access refused: check the credentials (key, secret, token) for this store"
+    return f"{where}: {text.splitlines()[0][:300]}"

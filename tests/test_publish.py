@@ -1,0 +1,130 @@
+"""`vlcurate publish` and remote `verify` against a real S3 server (moto's, on loopback) through s3fs:
+publish, verify, a second publish refused, --replace, resume after an interrupted publish, a missing
+bucket and bad credentials as one line each, a file corrupted on the server found by verify."""
+
+from __future__ import annotations
+
+import pytest
+
+from manifests.recipe import load_recipe
+from manifests.verify import verify_dataset
+from pipelines.drivers.curate import curate
+from pipelines.drivers.publish import PublishError, publish
+from tests.test_cli import ROOT, vlcurate
+
+BUCKET = "vlcurate-test"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing",
+               "client_kwargs": {"region_name": "us-east-1"}}
+    yield options
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def run(pool_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "curated"
+    curate(load_recipe(ROOT / "manifests/recipes/quickstart.yaml"), f"{pool_dir}/shards/*.tar", str(out))
+    return str(out)
+
+
+def remote_fs(options):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options)
+    fs.invalidate_cache()
+    return fs
+
+
+def test_publish_verify_refuse_replace(run, s3):
+    dest = f"s3://{BUCKET}/sets/first"
+    result = publish(run, dest, storage_options=s3, progress=False)
+    assert result.uploaded and not result.skipped and result.manifest_url == f"{dest}/manifest.json"
+    assert verify_dataset(dest) == []
+    with pytest.raises(PublishError, match="already holds a published set .* --replace"):
+        publish(run, dest, storage_options=s3, progress=False)
+    again = publish(run, dest, replace=True, storage_options=s3, progress=False)
+    assert again.uploaded == [] and again.replaced.startswith("_manifests/manifest-")
+    fs = remote_fs(s3)
+    assert fs.exists(f"{BUCKET}/sets/first/{again.replaced}") and verify_dataset(dest) == []
+
+
+def test_an_interrupted_publish_resumes_with_what_is_missing(run, s3):
+    dest = f"s3://{BUCKET}/sets/resumed"
+    first = publish(run, dest, storage_options=s3, progress=False)
+    fs = remote_fs(s3)
+    base = f"{BUCKET}/sets/resumed"
+    # what a publish killed before its end leaves: no manifest, one file missing, one cut short
+    shard, other = sorted(n for n in first.uploaded if n.endswith(".tar"))[:2]
+    fs.rm(f"{base}/manifest.json")
+    fs.rm(f"{base}/{shard}")
+    fs.pipe(f"{base}/{other}", fs.cat(f"{base}/{other}")[:1000])
+    second = publish(run, dest, storage_options=s3, progress=False)
+    assert sorted(second.uploaded) == sorted([shard, other])
+    assert len(second.skipped) == len(first.uploaded) - 2 and verify_dataset(dest) == []
+
+
+def test_verify_finds_a_file_corrupted_on_the_server(run, s3):
+    dest = f"s3://{BUCKET}/sets/corrupted"
+    result = publish(run, dest, storage_options=s3, progress=False)
+    fs = remote_fs(s3)
+    name = next(n for n in result.uploaded if n.endswith(".parquet"))
+    data = bytearray(fs.cat(f"{BUCKET}/sets/corrupted/{name}"))
+    data[len(data) // 2] ^= 0xFF
+    fs.pipe(f"{BUCKET}/sets/corrupted/{name}", bytes(data))
+    fs.pipe(f"{BUCKET}/sets/corrupted/extra.txt", b"not ours")
+    problems = verify_dataset(dest)
+    assert f"{name}: sha256 differs from the manifest" in problems
+    assert any(p.startswith("extra.txt: not listed") for p in problems)
+
+
+def test_missing_bucket_and_bad_credentials_are_one_line_each(run, s3, monkeypatch):
+    with pytest.raises(PublishError, match="the bucket .no-such-bucket-here. does not exist"):
+        publish(run, "s3://no-such-bucket-here/set", storage_options=s3, progress=False)
+    import moto.settings
+
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server now checks keys
+    with pytest.raises(PublishError, match="access refused: check the credentials") as err:
+        publish(run, f"s3://{BUCKET}/sets/denied", storage_options={**s3, "key": "wrong", "secret": "nope"},
+                progress=False)
+    assert "nope" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_publish_and_remote_verify(run, s3):
+    endpoint = s3["endpoint_url"]
+    options = ["-S", f"endpoint_url={endpoint}", "-S", "key=testing", "-S", "secret=testing",
+               "-S", 'client_kwargs={"region_name": "us-east-1"}']
+    published = vlcurate("publish", run, f"s3://{BUCKET}/sets/cli", *options)
+    assert published.returncode == 0, published.stderr
+    assert "manifest: s3://" in published.stdout and "testing" not in published.stdout + published.stderr
+    verified = vlcurate("verify", f"s3://{BUCKET}/sets/cli", *options)
+    assert verified.returncode == 0 and verified.stdout.startswith("ok:"), verified.stderr
+    refused = vlcurate("publish", run, f"s3://{BUCKET}/sets/cli", *options)
+    assert refused.returncode != 0 and "--replace" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_every_run_writes_a_dataset_card_hf_reads(run):
+    from pathlib import Path
+
+    from huggingface_hub import DatasetCard
+
+    from manifests.manifest import read_manifest
+
+    manifest = read_manifest(run)
+    assert manifest.card is not None and manifest.card.name == "README.md"
+    card = DatasetCard.load(Path(run) / "README.md")
+    data = card.data.to_dict()
+    assert data["configs"][0]["data_files"][0]["path"] == "shards/*.parquet" and data["license"] == "other"
+    assert f"{manifest.counts.kept:,} samples kept of {manifest.counts.input:,} read" in card.text
+    assert "| heuristics | sample |" in card.text and "```yaml" in card.text
