@@ -128,3 +128,34 @@ def test_every_run_writes_a_dataset_card_hf_reads(run):
     assert data["configs"][0]["data_files"][0]["path"] == "shards/*.parquet" and data["license"] == "other"
     assert f"{manifest.counts.kept:,} samples kept of {manifest.counts.input:,} read" in card.text
     assert "| heuristics | sample |" in card.text and "```yaml" in card.text
+
+
+def test_curate_writes_straight_to_s3(pool_dir, s3):
+    """--output s3://...: shards and rejections through fsspec (temp names, then copy: S3 has no atomic
+    rename, so the manifest written last is what marks the set complete), the lock create-only."""
+    from manifests.storage import use_storage_options
+
+    use_storage_options("s3://", s3)
+    out = f"s3://{BUCKET}/runs/direct"
+    result = curate(load_recipe(ROOT / "manifests/recipes/quickstart.yaml"), f"{pool_dir}/shards/*.tar", out)
+    assert result.manifest_url == f"{out}/manifest.json" and verify_dataset(out) == []
+    again = curate(load_recipe(ROOT / "manifests/recipes/quickstart.yaml"), f"{pool_dir}/shards/*.tar", out,
+                   overwrite=True)
+    assert again.manifest.counts == result.manifest.counts and verify_dataset(out) == []
+    assert not remote_fs(s3).exists(f"{BUCKET}/runs/direct/.vlcurate.lock")
+
+
+def test_a_local_file_changed_since_the_run_publishes_no_manifest(run, s3, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    copy = tmp_path / "changed"
+    shutil.copytree(run, copy)
+    rejected = sorted((copy / "rejected").glob("*.parquet"))[0]
+    data = bytearray(rejected.read_bytes())
+    data[-100] ^= 0xFF
+    rejected.write_bytes(bytes(data))
+    with pytest.raises(PublishError, match=f"{rejected.name} does not match its manifest's sha256"):
+        publish(str(copy), f"s3://{BUCKET}/sets/changed", storage_options=s3, progress=False)
+    assert not remote_fs(s3).exists(f"{BUCKET}/sets/changed/manifest.json")
+    assert Path(run, "manifest.json").exists()
