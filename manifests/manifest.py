@@ -79,11 +79,12 @@ class Manifest(BaseModel):
     reports: dict[str, Any] = {}  # per stage: its summary (e.g. MetaCLIP's head/tail entry counts)
     report_files: list[FileEntry] = []  # files stages wrote under reports/
     card: FileEntry | None = None  # README.md, the dataset card (HF's format)
+    index_files: list[FileEntry] = []  # shards/sizes.json and shards/NNNNN_stats.json (open_clip, DataComp)
 
     def file_entries(self) -> list[FileEntry]:
         """Every file the run wrote and lists (names relative to the run directory)."""
         return [*self.shards, *(s.metadata for s in self.shards), *self.rejected, *self.report_files,
-                *([self.card] if self.card else [])]
+                *self.index_files, *([self.card] if self.card else [])]
 
 
 ReasonCounts = dict[tuple[str, str, str], int]  # (stage, kind, reason) -> rejections

@@ -201,3 +201,30 @@ def test_publish_and_verify_on_gcs(run, gcs):
     assert any(p.startswith(f"{name}:") for p in verify_dataset(dest))
     with pytest.raises(PublishError, match="the bucket 'no-such-gcs-bucket' does not exist"):
         publish(run, "gs://no-such-gcs-bucket/set", storage_options=gcs, progress=False)
+
+
+# ---------------------------------------------------------------- what training tools read
+def test_open_clip_train_reads_the_shards_with_sizes_json(run):
+    """open_clip's own webdataset loader (open_clip_train.data) on our shards: sizes.json gives it the
+    dataset size (no --train-num-samples), and it iterates every sample, PNG and WEBP included."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    import open_clip
+    from open_clip_train.data import get_dataset_size, get_wds_dataset
+
+    from manifests.manifest import read_manifest
+
+    manifest = read_manifest(run)
+    shards = "::".join(str(Path(run) / s.name) for s in manifest.shards)
+    assert get_dataset_size(shards) == (manifest.counts.kept, len(manifest.shards))
+    stats = json.loads((Path(run) / "shards" / "00000_stats.json").read_text())
+    assert stats["successes"] == manifest.shards[0].samples  # DataComp's resharder reads these
+    preprocess = open_clip.image_transform(32, is_train=True)  # small images: the loader is what is tested
+    args = argparse.Namespace(train_data=shards, train_num_samples=None, train_data_upsampling_factors=None,
+                              dataset_resampled=False, seed=0, batch_size=1, workers=0, world_size=1,
+                              distributed=False)
+    loader = get_wds_dataset(args, preprocess, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer("RN50"))
+    seen = sum(images.shape[0] for images, _texts in loader.dataloader)
+    assert seen == manifest.counts.kept

@@ -32,6 +32,7 @@ from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
 from pipelines.beam.sources import COUNTED, REJECTED, ReadRecords
 from pipelines.drivers.download import DownloadResult, download
 from pipelines.drivers.finish import RUN_DIR, build_manifest, finish
+from pipelines.drivers.shard_index import write_shard_index
 from pipelines.io.readers import STAGE as READ_STAGE
 from pipelines.io.run_dir import (CURATE_FILES, DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir,
                                   inspect_run_dir, ours_matcher)
@@ -251,6 +252,7 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     reasons = {(stage, kind, reason): n for stage, kind, reason, n in summary["reasons"]}
     tallies = {(stage, kind, event, reason): n for stage, kind, event, reason, n in summary["tallies"]}
     reports, report_files = _stage_reports(root)
+    index_files = write_shard_index(root, summary["shards"])
     stage_order = [READ_STAGE, *(e.name for e in recipe.stages), SINK_STAGE]
     kept = {output_kind(recipe): sum(s["samples"] for s in summary["shards"])}
     by_kind = counts_by_kind(summary["inputs"], kept, reasons, tallies)
@@ -274,5 +276,5 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
                   "direct_running_mode": options.view_as(DirectOptions).direct_running_mode},
         shard_format_version=SHARD_FORMAT_VERSION,
         timings_s={"preflight": preflight_s, "pipeline": pipeline_s, "total": time.perf_counter() - started},
-        reports=reports, report_files=report_files)
+        reports=reports, report_files=report_files, index_files=index_files)
     return CurateResult(manifest, finish(root, manifest))

@@ -23,7 +23,7 @@ def build_manifest(recipe: Recipe, *, inputs: dict[str, Any], counts: Counts, fu
                    shards: list[dict], rejected: list[dict], packages: tuple[str, ...], timings_s: dict[str, float],
                    counts_by_kind: dict[str, Counts] | None = None, versions: dict[str, Any] | None = None,
                    reports: dict[str, Any] | None = None, report_files: list[dict] | None = None,
-                   shard_format_version: int | None = None) -> Manifest:
+                   shard_format_version: int | None = None, index_files: list[dict] | None = None) -> Manifest:
     return Manifest(
         shard_format_version=shard_format_version,
         created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -39,6 +39,7 @@ def build_manifest(recipe: Recipe, *, inputs: dict[str, Any], counts: Counts, fu
         timings_s={k: round(v, 3) for k, v in timings_s.items()},
         reports=reports or {},
         report_files=report_files or [],
+        index_files=index_files or [],
     )
 
 
