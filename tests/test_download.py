@@ -196,3 +196,28 @@ def test_url_list_errors_name_the_columns(tmp_path):
         read_url_list(str(tmp_path / "l.parquet"))
     with pytest.raises(UrlListError, match="are parquet, csv, tsv, txt"):
         read_url_list(str(tmp_path / "l.json"))
+
+
+def test_columns_users_bring_travel_into_key_json(tmp_path):
+    """DataComp's uid (how people join with other metadata), a license, any scalar column of the URL
+    list reaches each sample's KEY.json under its own name, through the download and a curation."""
+    import json
+    import tarfile
+
+    with ImageServer() as server:
+        urls = [f"{server.base}/img/{i}.jpg" for i in range(3)]
+        table = pa.table({"url": urls, "caption": [f"a red square number {i} on a table" for i in range(3)],
+                          "uid": [f"{i:032x}" for i in range(3)], "license": ["cc-by", "cc0", None],
+                          "status": ["from the list"] * 3})  # img2dataset's own field: kept as input_status
+        pq.write_table(table, tmp_path / "urls.parquet")
+        result = download(recipe(), str(tmp_path / "urls.parquet"), str(tmp_path / "raw"), allow_private_networks=True)
+    assert result.manifest.counts.kept == 3
+    with tarfile.open(tmp_path / "raw" / result.manifest.shards[0].name) as tar:
+        metas = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
+    assert sorted((m["uid"], m["license"], m["input_status"], m["status"]) for m in metas) == [
+        (f"{i:032x}", lic, "from the list", "success") for i, lic in enumerate(["cc-by", "cc0", None])]
+    out = curate(parse_recipe({"name": "t", "stages": []}), str(tmp_path / "raw" / "shards" / "*.tar"),
+                 str(tmp_path / "curated"))
+    with tarfile.open(tmp_path / "curated" / out.manifest.shards[0].name) as tar:
+        curated = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
+    assert sorted(m["uid"] for m in curated) == [f"{i:032x}" for i in range(3)]

@@ -105,11 +105,12 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
              len(safe_rows), len(unsafe))
 
     resuming = state is RunDirState.INTERRUPTED and not overwrite
-    input_url = _write_input(root, safe_rows, urls, captions, resuming)
+    extras = {name: table.column(name).to_pylist() for name in table.column_names if name not in ("url", "caption")}
+    input_url = _write_input(root, safe_rows, urls, captions, resuming, extras)
     checked = time.perf_counter()
     if safe_rows:
         _run_img2dataset(config, input_url, f"{root}/{SHARDS}", allow_private,
-                         has_captions=config.caption_column is not None)
+                         has_captions=config.caption_column is not None, extra_columns=sorted(extras))
     fetched = time.perf_counter()
     shards, fetched_rejections, seen = _account_shards(root, url_list)
     missing = sorted(set(safe_rows) - seen)
@@ -131,10 +132,13 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
     return DownloadResult(manifest, finish(root, manifest), root)
 
 
-def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, resuming: bool) -> str:
-    """img2dataset's input: the safe rows with their row numbers. A resume must see the same rows."""
+def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, resuming: bool,
+                 extras: dict[str, list] | None = None) -> str:
+    """img2dataset's input: the safe rows with their row numbers and the list's other columns. A
+    resume must see the same rows."""
     table = pa.table({"url": [urls[r] for r in safe_rows], "caption": [captions[r] for r in safe_rows],
-                      ROW: pa.array(safe_rows, pa.int64())})
+                      ROW: pa.array(safe_rows, pa.int64()),
+                      **{name: [values[r] for r in safe_rows] for name, values in sorted((extras or {}).items())}})
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer)
     data = buffer.getvalue().to_pybytes()
@@ -152,7 +156,7 @@ def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, re
 
 
 def _run_img2dataset(config: DownloadConfig, input_url: str, shards_url: str, allow_private: bool,
-                     has_captions: bool) -> None:
+                     has_captions: bool, extra_columns: list[str] = ()) -> None:
     from pipelines.io.download_guard import guarded_img2dataset  # imports img2dataset: only when downloading
 
     directives = list(config.disallowed_header_directives) if config.honor_robots_tag else []
@@ -160,7 +164,7 @@ def _run_img2dataset(config: DownloadConfig, input_url: str, shards_url: str, al
                              config.deadline) as img2dataset_download:
         img2dataset_download(
             url_list=input_url, input_format="parquet", url_col="url",
-            caption_col="caption" if has_captions else None, save_additional_columns=[ROW],
+            caption_col="caption" if has_captions else None, save_additional_columns=[ROW, *extra_columns],
             output_folder=shards_url, output_format="webdataset",
             processes_count=config.processes, thread_count=config.threads,
             number_sample_per_shard=config.samples_per_shard, image_size=config.image_size,

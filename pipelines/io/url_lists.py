@@ -10,6 +10,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 FORMATS = ("parquet", "csv", "tsv", "txt")
+# What img2dataset writes into each KEY.json itself (and vlcurate's row number): never overwritten.
+IMG2DATASET_FIELDS = frozenset({"url", "caption", "key", "status", "error_message", "width", "height",
+                                "original_width", "original_height", "exif", "sha256", "md5", "vlc_row"})
 
 
 class UrlListError(ValueError):
@@ -17,7 +20,8 @@ class UrlListError(ValueError):
 
 
 def read_url_list(path: str, url_column: str = "url", caption_column: str | None = "caption") -> pa.Table:
-    """A table with columns url and caption (null where the list has none), in the file's row order."""
+    """A table with columns url and caption (null where the list has none) and the list's other scalar
+    columns, in the file's row order."""
     fmt = PurePosixPath(path).suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise UrlListError(f"{path}: URL lists are {', '.join(FORMATS)} files")
@@ -40,4 +44,14 @@ def read_url_list(path: str, url_column: str = "url", caption_column: str | None
     urls = table.column(url_column).cast(pa.string())
     captions = (table.column(caption_column).cast(pa.string()) if caption_column
                 else pa.nulls(table.num_rows, pa.string()))
-    return pa.table({"url": urls, "caption": captions})
+    columns = {"url": urls, "caption": captions}
+    # The list's other columns (DataComp's uid, a license, ...) travel with each URL into KEY.json
+    # under their own names; one that img2dataset writes itself is kept as input_<name>.
+    for name in names:
+        if name in (url_column, caption_column):
+            continue
+        column = table.column(name)
+        if pa.types.is_nested(column.type) or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            continue  # lists, structs and bytes do not belong in KEY.json
+        columns[f"input_{name}" if name in IMG2DATASET_FIELDS or name in columns else name] = column
+    return pa.table(columns)
