@@ -295,7 +295,7 @@ def _picture(node, base: str | None) -> ImageNode | None:
     sources, img = [], None
     for child in node.iter():
         if child.tag == "source" and child.attributes.get("srcset"):
-            sources.append(_sized_srcset(child.attributes["srcset"]))
+            sources.append(child.attributes["srcset"].strip().rstrip(","))
         elif child.tag == "img" and img is None:
             img = child
     if img is None:
@@ -304,10 +304,6 @@ def _picture(node, base: str | None) -> ImageNode | None:
         url = _resolve(largest_srcset_candidate(", ".join(sources)), base)
         return ImageNode(url) if url else None
     return _image(img, base, sources)
-
-
-def _sized_srcset(srcset: str) -> str:
-    return srcset.strip().rstrip(",")
 
 
 def page_domain(url: str | None) -> str | None:

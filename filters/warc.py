@@ -87,78 +87,66 @@ def _parse_records(read_at: ReadAt, start: int, end: int | None, max_record_byte
     pos = start
     while end is None or pos < end:
         pos = _skip_blank(read_at, pos, end)
-        head = read_at(pos, MAX_HEADER_BYTES)
-        if end is not None:
-            head = head[: end - pos]
-        if not head:
+        entry, resume = _record_at(read_at, pos, end, max_record_bytes,
+                                   member_offset if member_offset is not None else pos)
+        if entry is None:
             return
-        where = member_offset if member_offset is not None else pos
-        if not _VERSION.match(head):
-            resume = _find_next_record(read_at, pos + 1, end)
-            yield WarcEntry(where, reason="warc_bad_header",
-                            detail=f"no WARC/1.x line at offset {pos}; skipped {_span(pos, resume)}")
-            if resume is None:
-                return
-            pos = resume
-            continue
-        terminator, sep = _header_end(head)
-        if terminator < 0:
-            cut = len(head) < MAX_HEADER_BYTES
-            resume = _find_next_record(read_at, pos + 1, end)
-            yield WarcEntry(where, reason="warc_truncated" if cut and resume is None else "warc_bad_header",
-                            detail="the WARC header block never ends" + ("" if cut else " within 64 KiB"))
-            if resume is None:
-                return
-            pos = resume
-            continue
-        headers = _parse_headers(head[:terminator])
-        length = headers.get("content-length", "").strip()
-        if not _LENGTH.fullmatch(length):  # str.isdigit() also takes "²"; int() refuses 5,000 digits
-            resume = _find_next_record(read_at, pos + 1, end)
-            yield WarcEntry(where, headers, reason="warc_bad_header",
-                            detail=f"Content-Length is {length or 'missing'!r}")
-            if resume is None:
-                return
-            pos = resume
-            continue
-        block_start, size = pos + terminator + sep, int(length)
-        block_end = block_start + size
-        if size > max_record_bytes and _within(read_at, block_end, end):
-            yield WarcEntry(where, headers, reason="warc_record_too_large",
-                            detail=f"{size} bytes > max_record_bytes {max_record_bytes}")
-            pos = block_end
-            continue
-        if size > max_record_bytes:  # it claims more bytes than the data holds: cut short, resync
-            resume = _find_next_record(read_at, block_start, end)
-            yield WarcEntry(where, headers, reason="warc_truncated",
-                            detail=f"Content-Length {size} runs past the end of the data; skipped {_span(pos, resume)}")
-            if resume is None:
-                return
-            pos = resume
-            continue
-        block = read_at(block_start, size + 4)
-        if end is not None:
-            block = block[: max(0, end - block_start)]
-        trailer = block[size:]
-        block = block[:size]
-        if len(block) < size or not (trailer.startswith(b"\r\n") or trailer.startswith(b"\n") or not trailer):
-            # Short, or not followed by the blank lines that end a record: cut short where the next
-            # record starts (uncompressed files), or at the end of the data.
-            # Line-start matches only missed a record appended right after the cut bytes (the cut
-            # record swallowed it as its block and the record after it was lost): search mid-line too.
-            starts = [m.start(1) for m in [_NEXT_RECORD.search(block)] if m]
-            starts += [m.start() for m in [_CUT_BY_RECORD.search(block)] if m]
-            cut_at = min(starts) if starts else None
-            resume = block_start + cut_at if cut_at is not None else None
-            if resume is not None or len(block) < size:
-                yield WarcEntry(where, headers, block[:cut_at], reason="warc_truncated",
-                                detail=f"{len(block) if cut_at is None else cut_at} of {size} block bytes")
-                if resume is None:
-                    return
-                pos = resume
-                continue
-        yield WarcEntry(where, headers, bytes(block))
-        pos = block_end
+        yield entry
+        if resume is None:  # nothing readable after it
+            return
+        pos = resume
+
+
+def _record_at(read_at: ReadAt, pos: int, end: int | None, max_record_bytes: int,
+               where: int) -> tuple[WarcEntry | None, int | None]:
+    """(the record or damaged region at pos, where reading goes on); (None, None) at the end of data."""
+    head = read_at(pos, MAX_HEADER_BYTES)
+    if end is not None:
+        head = head[: end - pos]
+    if not head:
+        return None, None
+    if not _VERSION.match(head):
+        resume = _find_next_record(read_at, pos + 1, end)
+        return WarcEntry(where, reason="warc_bad_header",
+                         detail=f"no WARC/1.x line at offset {pos}; skipped {_span(pos, resume)}"), resume
+    terminator, sep = _header_end(head)
+    if terminator < 0:
+        cut = len(head) < MAX_HEADER_BYTES
+        resume = _find_next_record(read_at, pos + 1, end)
+        return WarcEntry(where, reason="warc_truncated" if cut and resume is None else "warc_bad_header",
+                         detail="the WARC header block never ends" + ("" if cut else " within 64 KiB")), resume
+    headers = _parse_headers(head[:terminator])
+    length = headers.get("content-length", "").strip()
+    if not _LENGTH.fullmatch(length):  # str.isdigit() also takes "²"; int() refuses 5,000 digits
+        return (WarcEntry(where, headers, reason="warc_bad_header", detail=f"Content-Length is {length or 'missing'!r}"),
+                _find_next_record(read_at, pos + 1, end))
+    block_start, size = pos + terminator + sep, int(length)
+    block_end = block_start + size
+    if size > max_record_bytes:
+        if _within(read_at, block_end, end):
+            return WarcEntry(where, headers, reason="warc_record_too_large",
+                             detail=f"{size} bytes > max_record_bytes {max_record_bytes}"), block_end
+        resume = _find_next_record(read_at, block_start, end)  # it claims more bytes than the data holds
+        return WarcEntry(where, headers, reason="warc_truncated", detail=f"Content-Length {size} runs past the end "
+                         f"of the data; skipped {_span(pos, resume)}"), resume
+    block = read_at(block_start, size + 4)
+    if end is not None:
+        block = block[: max(0, end - block_start)]
+    trailer = block[size:]
+    block = block[:size]
+    if len(block) < size or not (trailer.startswith(b"\r\n") or trailer.startswith(b"\n") or not trailer):
+        # Short, or not followed by the blank lines that end a record: cut short where the next
+        # record starts (uncompressed files), or at the end of the data.
+        # Line-start matches only missed a record appended right after the cut bytes (the cut
+        # record swallowed it as its block and the record after it was lost): search mid-line too.
+        starts = [m.start(1) for m in [_NEXT_RECORD.search(block)] if m]
+        starts += [m.start() for m in [_CUT_BY_RECORD.search(block)] if m]
+        cut_at = min(starts) if starts else None
+        if cut_at is not None or len(block) < size:
+            return (WarcEntry(where, headers, block[:cut_at], reason="warc_truncated",
+                              detail=f"{len(block) if cut_at is None else cut_at} of {size} block bytes"),
+                    block_start + cut_at if cut_at is not None else None)
+    return WarcEntry(where, headers, bytes(block)), block_end
 
 
 def _header_end(head: bytes) -> tuple[int, int]:

@@ -44,7 +44,7 @@ def atomic_open(url: str) -> Iterator[HashingWriter]:
     parent, _, name = path.rpartition("/")
     temp = f"{parent}/.{name}{TEMP_MARKER}{uuid.uuid4().hex[:12]}"
     fs.makedirs(parent, exist_ok=True)
-    local = _is_local(fs)
+    local = is_local(fs)
     try:
         with fs.open(temp, "wb") as raw:
             writer = HashingWriter(raw)
@@ -61,7 +61,7 @@ def atomic_open(url: str) -> Iterator[HashingWriter]:
         raise
 
 
-def _is_local(fs) -> bool:
+def is_local(fs) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
 

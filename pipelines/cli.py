@@ -255,7 +255,7 @@ def verify(
     from manifests.storage import parse_storage_options, use_storage_options
     from manifests.verify import verify_dataset
     from pipelines.drivers.funnel_table import kept_text
-    from pipelines.drivers.publish import _one_line
+    from pipelines.drivers.publish import one_line
 
     try:
         use_storage_options(root, parse_storage_options(storage_option))
@@ -266,11 +266,11 @@ def verify(
     except FileNotFoundError:
         _fail(f"{root} has no manifest.json: the run did not complete, or this is not a run directory")
     except Exception as err:  # a store that refuses us: one line, no secrets
-        _fail(_one_line(err, root))
+        _fail(one_line(err, root))
     try:
         problems = verify_dataset(root, deep=deep)
     except Exception as err:
-        _fail(_one_line(err, root))
+        _fail(one_line(err, root))
     for problem in problems:
         typer.secho(problem, fg=typer.colors.RED, err=True)
     if problems:

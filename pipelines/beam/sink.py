@@ -63,6 +63,8 @@ def _place(item: tuple[str, list[Tagged]]):
     copy survives depends only on the copies (source file, then content), not on arrival order."""
     key, group = item
     samples, (shard,) = unpack(group)
+    if len(samples) == 1:  # the usual case: no copy to choose between (and no record to re-encode)
+        return [(shard, samples[0])]
     copies = sorted(samples, key=lambda s: (s.source, s.to_bytes()))
     return [(shard, copies[0]), *(Rejection.of(dup, SINK_STAGE, "duplicate_key", f"kept the copy from {copies[0].source}")
                                   for dup in copies[1:])]

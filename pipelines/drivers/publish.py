@@ -26,7 +26,7 @@ import fsspec
 from tqdm import tqdm
 
 from manifests.manifest import MANIFEST_NAME, Manifest, read_manifest
-from manifests.storage import _is_local, use_storage_options
+from manifests.storage import is_local, use_storage_options
 
 log = logging.getLogger("vlcurate")
 
@@ -53,7 +53,7 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
     except FileNotFoundError:
         raise PublishError(f"{run} has no manifest.json: only a finished run can be published") from None
     fs, base = _remote(dest)
-    local_store = _is_local(fs)
+    local_store = is_local(fs)
     if not local_store:
         bucket = base.split("/", 1)[0]
         try:  # listing tells a missing bucket (FileNotFoundError) from refused credentials (exists() says False to both)
@@ -62,7 +62,7 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
             raise PublishError(f"{dest}: the bucket {bucket!r} does not exist (create it first, or check the URL)") \
                 from None
         except Exception as err:
-            raise PublishError(_one_line(err, dest)) from None
+            raise PublishError(one_line(err, dest)) from None
     previous = _existing_manifest(fs, base)
     if previous is not None and not replace:
         raise PublishError(f"{dest} already holds a published set ({MANIFEST_NAME}); pass --replace to publish a "
@@ -115,7 +115,7 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
             raise PublishError(f"{dest} got a manifest from another publish while this one ran; nothing was "
                                "overwritten") from None
         except Exception as err:
-            raise PublishError(_one_line(err, dest)) from None
+            raise PublishError(one_line(err, dest)) from None
     result.manifest_url = f"{dest}/{MANIFEST_NAME}"
     return result
 
@@ -150,7 +150,7 @@ def _same(fs, path: str, size: int, sha256: str) -> bool:
     except FileNotFoundError:
         return False
     except Exception as err:
-        raise PublishError(_one_line(err, path)) from None
+        raise PublishError(one_line(err, path)) from None
     digest = hashlib.sha256()
     with fs.open(path, "rb") as f:
         while chunk := f.read(8 << 20):
@@ -175,10 +175,10 @@ def _call(fn, where: str):
     except PublishError:
         raise
     except Exception as err:
-        raise PublishError(_one_line(err, where)) from None
+        raise PublishError(one_line(err, where)) from None
 
 
-def _one_line(err: BaseException, where: str) -> str:
+def one_line(err: BaseException, where: str) -> str:
     """What went wrong, in one line a user can act on; never the storage options."""
     text = f"{type(err).__name__}: {err}"
     lowered = text.lower()

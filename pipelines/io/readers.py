@@ -56,15 +56,16 @@ def _file_rejection(path: str, reason: str, detail: str) -> Rejection:
 def read_tar(path: str, config: InputConfig) -> Iterator[Record]:
     with fsspec.open(path, "rb") as raw:
         for found in iter_tar_records(raw, config.max_member_bytes):
-            yield _guarded(path, found.key, _record, path, found.key, found.parts, found.problems, config)
+            yield guarded_record(path, found.key, _record, path, found.key, found.parts, found.problems, config)
 
 
-def _guarded(path: str, key: Any, build, *args) -> Record:
-    """One record's construction; whatever it raises is that record's rejection, not its file's."""
+def guarded_record(path: str, key: Any, build, *args, kind: str = Sample.KIND):
+    """One record's construction; whatever it raises is that record's rejection (of `kind`, so
+    accounting balances per kind), not its file's."""
     try:
         return build(*args)
     except Exception as err:
-        return Rejection.for_error(key, path, None, STAGE, err)
+        return Rejection.for_error(key, path, None, STAGE, err, kind)
 
 
 def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[str, str]],
@@ -124,7 +125,7 @@ def read_parquet(path: str, config: InputConfig) -> Iterator[Record]:
                 key = values.get(columns.key)
                 key = str(key) if key is not None else f"{stem}_{row:09d}"
                 row += 1
-                yield _guarded(path, key, _parquet_record, path, key, values, image_col, caption_col, config)
+                yield guarded_record(path, key, _parquet_record, path, key, values, image_col, caption_col, config)
 
 
 def _parquet_record(path: str, key: str, values: dict[str, Any], image_col: str, caption_col: str | None,

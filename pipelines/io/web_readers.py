@@ -24,7 +24,7 @@ from filters.sample import Rejection
 from filters.warc import iter_warc
 from filters.web_page import NotAPage, decode_html, post_request_id, page_from_record, valid_target_uri
 from manifests.shard_format import KEY_RULE_TEXT, valid_key
-from pipelines.io.readers import STAGE
+from pipelines.io.readers import STAGE, guarded_record
 
 if TYPE_CHECKING:
     from manifests.recipe import InputConfig
@@ -40,7 +40,7 @@ def read_web_file(path: str, config: InputConfig) -> Iterator[Document | Rejecti
     if name.endswith((".warc", ".warc.gz")):
         records = read_warc(path, config)
     elif name.endswith((".html", ".htm")):
-        records = iter([_guarded(path, html_file_key(path), read_html_file, path, config)])
+        records = iter([guarded_record(path, html_file_key(path), read_html_file, path, config, kind=KIND)])
     elif name.endswith((".parquet", ".jsonl", ".jsonl.gz")):
         records = read_page_table(path, config)
     else:
@@ -50,15 +50,6 @@ def read_web_file(path: str, config: InputConfig) -> Iterator[Document | Rejecti
         yield from records
     except Exception as err:  # the file itself (not a record) could not be read on
         yield _file_rejection(path, "file_unreadable", f"{type(err).__name__}: {err}")
-
-
-def _guarded(path: str, key: str, build, *args) -> Document | Rejection:
-    """One record's construction; whatever it raises is that record's rejection. readers._guarded
-    (for samples) made these rejections of kind "sample", which broke per-kind accounting."""
-    try:
-        return build(*args)
-    except Exception as err:
-        return Rejection.for_error(key, path, None, STAGE, err, KIND)
 
 
 def _file_rejection(path: str, reason: str, detail: str) -> Rejection:
@@ -96,7 +87,8 @@ def read_warc(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
                     if request_id := post_request_id(entry):
                         post_requests.add(request_id)
                         held = _posted(held, entry)
-                    outcome = _guarded(path, key, _warc_document, path, key, entry, post_requests, config)
+                    outcome = guarded_record(path, key, _warc_document, path, key, entry, post_requests, config,
+                                             kind=KIND)
                 if held is not None:
                     yield held
                 held = outcome
@@ -157,7 +149,7 @@ def read_page_table(path: str, config: InputConfig) -> Iterator[Document | Rejec
         elif isinstance(values, dict) and (problem := metadata_problem(values, config.max_json_depth)):
             yield Rejection(key, path, None, STAGE, *problem, KIND)  # e.g. a lone surrogate no encoder takes
         else:
-            yield _guarded(path, key, _table_document, path, key, values, config)
+            yield guarded_record(path, key, _table_document, path, key, values, config, kind=KIND)
 
 
 def _table_rows(path: str, max_line_bytes: int) -> Iterator[Any]:
