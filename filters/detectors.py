@@ -67,6 +67,10 @@ def check_detector(path: str, adapter: str | None = None) -> DetectorIdentity:
 def _config(path: str):
     from transformers import AutoConfig
 
+    local = Path(path).expanduser()
+    if (local.is_absolute() or path.startswith((".", "~"))) and not local.is_dir():
+        # A path, not a hub id: say so at once instead of asking the hub for a repository of that name.
+        raise DetectorError(f"grounding.detector.path {path!r} cannot be loaded: no such directory")
     try:
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
