@@ -18,3 +18,11 @@ def extension_for(image: bytes) -> str:
         if image.startswith(magic):
             return ext
     return "bin"
+
+
+_FORMAT_NAMES = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP"}
+
+
+def format_name(image: bytes) -> str | None:
+    """PIL's name for the format ("JPEG", "PNG", ...), as the heuristics stage records it; None if unknown."""
+    return _FORMAT_NAMES.get(extension_for(image))

@@ -8,7 +8,7 @@ One webdataset sample per document in `NNNNN.tar`:
   offset, language and score, ...), plus `key` and `url`;
 - `KEY.N.EXT`: the bytes of the fetched image at position N (webdataset reads it as the field
   `N.EXT` of the sample).
-`NNNNN.parquet` holds the same columns (metadata and general_metadata as JSON strings, as OBELICS
+`metadata/NNNNN.parquet` holds the same columns (metadata and general_metadata as JSON strings, as OBELICS
 publishes them), one row per document, for HF datasets and duckdb. docs/SHARD_FORMAT.md says the same.
 """
 
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from filters.document import Document, ImageNode, TextNode
 from filters.image_format import extension_for
-from manifests.shard_format import METADATA_EXT, SHARDS_DIR, add_member, iter_tar_records
+from manifests.shard_format import METADATA_EXT, SHARDS_DIR, TABLES_DIR, add_member, iter_tar_records
 
 PARAGRAPH_SEPARATOR = "\n\n"
 
@@ -94,18 +94,18 @@ def write_document_tar(out: IO[bytes], docs: list[Document], layouts: list[dict[
 
 def write_document_shard(root: str, index: int, docs: list[Document],
                          layouts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """shards/NNNNN.parquet, then shards/NNNNN.tar, both atomic (like write_pair_shard)."""
+    """metadata/NNNNN.parquet, then shards/NNNNN.tar, both atomic (like write_pair_shard)."""
     from manifests.storage import atomic_open
 
-    name = f"{SHARDS_DIR}/{index:05d}"
+    name, parquet_name = f"{SHARDS_DIR}/{index:05d}", f"{TABLES_DIR}/{index:05d}.parquet"
     layouts = [document_json(d) for d in docs] if layouts is None else layouts
     table = pa.Table.from_pylist([document_row(d, lay) for d, lay in zip(docs, layouts)],
                                  schema=DOCUMENT_PARQUET_SCHEMA)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
-    with atomic_open(f"{root}/{name}.parquet") as out:
+    with atomic_open(f"{root}/{parquet_name}") as out:
         out.write(buffer.getvalue())
-    parquet = {"name": f"{name}.parquet", "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
+    parquet = {"name": parquet_name, "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
     with atomic_open(f"{root}/{name}.tar") as out:
         write_document_tar(out, docs, layouts)
     return {"name": f"{name}.tar", "samples": len(docs), "bytes": out.bytes, "sha256": out.sha256.hexdigest(),

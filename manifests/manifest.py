@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import fsspec
@@ -79,12 +80,13 @@ class Manifest(BaseModel):
     reports: dict[str, Any] = {}  # per stage: its summary (e.g. MetaCLIP's head/tail entry counts)
     report_files: list[FileEntry] = []  # files stages wrote under reports/
     card: FileEntry | None = None  # README.md, the dataset card (HF's format)
+    report: FileEntry | None = None  # report.html (pipelines/report): funnel, reasons, scores, samples
     index_files: list[FileEntry] = []  # shards/sizes.json and shards/NNNNN_stats.json (open_clip, DataComp)
 
     def file_entries(self) -> list[FileEntry]:
         """Every file the run wrote and lists (names relative to the run directory)."""
         return [*self.shards, *(s.metadata for s in self.shards), *self.rejected, *self.report_files,
-                *self.index_files, *([self.card] if self.card else [])]
+                *self.index_files, *([self.card] if self.card else []), *([self.report] if self.report else [])]
 
 
 ReasonCounts = dict[tuple[str, str, str], int]  # (stage, kind, reason) -> rejections
@@ -154,6 +156,6 @@ def write_manifest(root: str, manifest: Manifest) -> str:
     return url
 
 
-def read_manifest(root: str) -> Manifest:
-    with fsspec.open(f"{root.rstrip('/')}/{MANIFEST_NAME}", "rt", encoding="utf-8") as f:
+def read_manifest(root: str | os.PathLike) -> Manifest:
+    with fsspec.open(f"{str(root).rstrip('/')}/{MANIFEST_NAME}", "rt", encoding="utf-8") as f:
         return Manifest.model_validate(json.load(f))

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from filters.record_checks import DEFAULT_MAX_CAPTION_CHARS, DEFAULT_MAX_JSON_DEPTH
 from filters.records import SAMPLE
 from manifests.schema import Strict, validate_strict
+from manifests.shard_format import IMAGE_EXTENSIONS, ORIGINAL_IMAGE_MEMBER
 
 
 class RecipeError(ValueError):
@@ -133,6 +134,17 @@ class ImagesConfig(Strict):
 class OutputConfig(Strict):
     samples_per_shard: int = Field(1000, ge=1)
     rejected_rows_per_file: int = Field(500_000, ge=1)
+    image_member: str = Field("jpg", description="the extension every pair image is written under, whatever its "
+                              "format (KEY.json's image_format says which), as img2dataset does: readers that infer "
+                              "columns from the first samples (HF datasets) then see every image; `original`: "
+                              "each image under its own format's extension")
+
+    @field_validator("image_member")
+    @classmethod
+    def known_member(cls, value: str) -> str:
+        if value != ORIGINAL_IMAGE_MEMBER and value not in IMAGE_EXTENSIONS:
+            raise ValueError(f"image_member must be {ORIGINAL_IMAGE_MEMBER!r} or one of {', '.join(IMAGE_EXTENSIONS)}")
+        return value
 
 
 class Recipe(Strict):

@@ -1,8 +1,9 @@
 """The shard format, in one place: member names, the per-kind layout, reading, writing, and the
 image decode every reader of a shard uses. docs/SHARD_FORMAT.md describes the same for people.
 
-Pairs follow the img2dataset / open_clip webdataset convention: `KEY.<image ext>`, `KEY.txt`,
-`KEY.json` in `NNNNN.tar`, plus `NNNNN.parquet` with one row per sample. A key is the member path
+Pairs follow the img2dataset / open_clip webdataset convention: `KEY.jpg` (one member name for
+every image, whatever its format, as img2dataset writes; the format is KEY.json's `image_format`),
+`KEY.txt`, `KEY.json` in `shards/NNNNN.tar`, plus `metadata/NNNNN.parquet` with one row per sample. A key is the member path
 up to the first dot of its file name, directories included: `a/0001.jpg` and `b/0001.jpg` are two
 samples. Curate, the trainer and `verify` all read shards through this module, so they agree on
 what a sample is; images are decoded by `decode_image` alone (EXIF orientation applied, pixel
@@ -25,11 +26,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from filters.image_decode import DEFAULT_MAX_PIXELS, decode_rgb
-from filters.image_format import extension_for
+from filters.image_format import extension_for, format_name
 from filters.sample import Sample
+from manifests.field_columns import field_columns
 
-FORMAT_VERSION = 2  # 2: keys are full member paths in every reader (1: the trainer keyed by basename)
-SHARDS_DIR = "shards"
+# 3: one image member name (KEY.jpg by default) with the format in KEY.json; parquets in metadata/;
+#    image_byte_count (was image_bytes); KEY.json's scalar fields as columns. 2: keys are full member
+#    paths in every reader (1: the trainer keyed by basename). docs/SHARD_FORMAT.md has the table.
+FORMAT_VERSION = 3
+SHARDS_DIR = "shards"  # the tars, with sizes.json and NNNNN_stats.json
+TABLES_DIR = "metadata"  # one parquet per shard, alone in its directory so the directory opens as a dataset
+ORIGINAL_IMAGE_MEMBER = "original"  # output.image_member: each image under its own format's extension
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")  # readable image members
 CAPTION_EXT = "txt"
 METADATA_EXT = "json"
@@ -179,30 +186,47 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def pair_rows(samples: list[Sample]) -> list[dict[str, Any]]:
+def pair_rows(samples: list[Sample], image_member: str = "jpg") -> list[dict[str, Any]]:
+    """One parquet row per sample, with `fields` (KEY.json as a dict) and `member` (the image
+    member's extension) for the tar. `image_member`: the one extension every image is written under
+    (readers that infer columns from the first samples' extensions, HF datasets among them, then see
+    every image), or "original" for each format's own."""
     rows = []
     for sample in samples:
-        ext = sample.image_ext or extension_for(sample.image or b"")
+        fields = shard_json(sample)
+        image_format = member = None
+        if sample.image is not None:
+            sniffed = extension_for(sample.image)
+            # the heuristics stage's reading of the header when there is one (it knows TIFF, MPO, ...)
+            image_format = sample.annotations.get("image_format") or format_name(sample.image)
+            own = sniffed if sniffed != "bin" else (sample.image_ext or "bin")
+            member = own if image_member == ORIGINAL_IMAGE_MEMBER else image_member
+            if image_format is not None:
+                fields["image_format"] = image_format
         rows.append({
             "key": sample.key,
             "url": sample.url,
             "caption": sample.caption,
             "source": sample.source,
-            "image_ext": ext if sample.image is not None else None,
-            "image_bytes": len(sample.image) if sample.image is not None else None,
-            "json": json.dumps(shard_json(sample), ensure_ascii=False, sort_keys=True),
+            "image_format": image_format,
+            "image_byte_count": len(sample.image) if sample.image is not None else None,
+            "json": json.dumps(fields, ensure_ascii=False, sort_keys=True),
+            "fields": fields,
+            "member": member,
         })
     return rows
 
 
 def pair_parquet(samples: list[Sample], rows: list[dict[str, Any]]) -> bytes:
-    table = pa.Table.from_pylist(rows, schema=PAIR_PARQUET_SCHEMA)
+    table = pa.Table.from_pylist([{n: r[n] for n in PAIR_PARQUET_SCHEMA.names} for r in rows], schema=PAIR_PARQUET_SCHEMA)
     for vector_name, column in _vector_columns(samples).items():
         table = table.append_column(vector_name, column)
     for name in GRIT_COLUMNS:  # grounded samples: GRIT's own columns, so GRIT readers work unchanged
         if any(name in s.annotations for s in samples):
             values = [s.annotations.get(name) for s in samples]
             table = table.append_column(name, pa.array(values, type=pa.list_(pa.list_(pa.float64()))))
+    for name, column in field_columns([r["fields"] for r in rows], set(table.column_names)).items():
+        table = table.append_column(name, column)
     buffer = io.BytesIO()  # metadata is small; buffering keeps pyarrow away from the atomic writer
     pq.write_table(table, buffer)
     return buffer.getvalue()
@@ -212,7 +236,7 @@ def write_pair_tar(out: IO[bytes], samples: list[Sample], rows: list[dict[str, A
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for sample, row in zip(samples, rows):
             if sample.image is not None:
-                add_member(tar, f"{sample.key}.{row['image_ext']}", sample.image)
+                add_member(tar, f"{sample.key}.{row['member']}", sample.image)
             if sample.caption is not None:
                 add_member(tar, f"{sample.key}.{CAPTION_EXT}", sample.caption.encode("utf-8"))
             add_member(tar, f"{sample.key}.{METADATA_EXT}", row["json"].encode("utf-8"))
@@ -222,16 +246,16 @@ def write_pair_tar(out: IO[bytes], samples: list[Sample], rows: list[dict[str, A
 
 
 def write_pair_shard(root: str, index: int, samples: list[Sample],
-                     rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """shards/NNNNN.parquet, then shards/NNNNN.tar, both atomic: a visible .tar means a whole shard.
-    `rows`: pair_rows(samples) when the caller has them already."""
+                     rows: list[dict[str, Any]] | None = None, image_member: str = "jpg") -> dict[str, Any]:
+    """metadata/NNNNN.parquet, then shards/NNNNN.tar, both atomic: a visible .tar means a whole
+    shard. `rows`: pair_rows(samples) when the caller has them already."""
     from manifests.storage import atomic_open
 
-    name = f"{SHARDS_DIR}/{index:05d}"
-    rows = pair_rows(samples) if rows is None else rows
-    with atomic_open(f"{root}/{name}.parquet") as out:
+    name, table = f"{SHARDS_DIR}/{index:05d}", f"{TABLES_DIR}/{index:05d}.parquet"
+    rows = pair_rows(samples, image_member) if rows is None else rows
+    with atomic_open(f"{root}/{table}") as out:
         out.write(pair_parquet(samples, rows))
-    parquet = {"name": f"{name}.parquet", "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
+    parquet = {"name": table, "bytes": out.bytes, "sha256": out.sha256.hexdigest()}
     with atomic_open(f"{root}/{name}.tar") as out:
         write_pair_tar(out, samples, rows)
     return {"name": f"{name}.tar", "samples": len(samples), "bytes": out.bytes,
@@ -259,7 +283,7 @@ PAIR_PARQUET_SCHEMA = pa.schema([
     ("url", pa.string()),
     ("caption", pa.string()),
     ("source", pa.string()),
-    ("image_ext", pa.string()),
-    ("image_bytes", pa.int64()),
+    ("image_format", pa.string()),
+    ("image_byte_count", pa.int64()),
     ("json", pa.string()),
 ])

@@ -175,8 +175,9 @@ def test_killed_run_leaves_no_manifest_and_no_partial_shard(pool_dir, tmp_path):
         with tarfile.open(shard) as tar:
             names = tar.getnames()
         assert len(names) == 3 and all(n.split(".")[0] == names[0].split(".")[0] for n in names)
-        assert shard.with_suffix(".parquet").exists()
-    leftovers = [p.name for p in (out / "shards").iterdir() if not p.name.endswith((".tar", ".parquet"))]
+        assert (out / "metadata" / shard.with_suffix(".parquet").name).exists()
+    leftovers = [p.name for folder in ("shards", "metadata") if (out / folder).exists()
+                 for p in (out / folder).iterdir() if not p.name.endswith((".tar", ".parquet"))]
     assert all(name.startswith(".") and ".tmp-" in name for name in leftovers)
     with pytest.raises(CurateError, match="not empty"):  # and a rerun is refused until --overwrite
         curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(out))

@@ -114,7 +114,7 @@ def test_renderings_are_members_and_parse_back(run):
     parsed = parse_paligemma(members["a_two.paligemma.txt"].decode())
     assert [label for label, _ in parsed] == ["a red square", "a blue box on a table"]
     assert all(abs(a - b) <= 1 / 1024 for a, b in zip(parsed[0][1], [0.1, 0.1, 0.3, 0.5]))
-    table = pq.read_table(out / "shards" / "00000.parquet").to_pylist()
+    table = pq.read_table(out / "metadata" / "00000.parquet").to_pylist()
     row = next(r for r in table if r["key"] == "a_two")
     assert sorted(row["noun_chunks"]) == [[0, 12, 0.1, 0.1, 0.3, 0.5, 0.95], [17, 27, 0.6, 0.4, 0.9, 0.9, 0.95]]
     assert row["ref_exps"] == [[17, 38, 0.6, 0.4, 0.9, 0.9, 0.95]]

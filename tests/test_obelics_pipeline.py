@@ -150,12 +150,12 @@ def test_hf_datasets_and_duckdb_read_the_parquets(run, tmp_path):
     import duckdb
 
     _, out = run
-    table = datasets.load_dataset("parquet", data_files=str(out / "shards" / "*.parquet"), split="train",
+    table = datasets.load_dataset("parquet", data_files=str(out / "metadata" / "*.parquet"), split="train",
                                   cache_dir=str(tmp_path / "hf"))
     assert len(table) == 14 and set(table.features) >= {"texts", "images", "metadata", "general_metadata"}
     row = table[0]
     assert len(row["texts"]) == len(row["images"]) and json.loads(row["general_metadata"])["domain"] == "news.example"
-    images = duckdb.sql(f"select count(*) from (select unnest(images) as u from '{out}/shards/*.parquet') "
+    images = duckdb.sql(f"select count(*) from (select unnest(images) as u from '{out}/metadata/*.parquet') "
                         "where u is not null").fetchall()[0][0]
     assert images == 14  # one photo per document survives
 

@@ -125,7 +125,7 @@ def test_every_run_writes_a_dataset_card_hf_reads(run):
     assert manifest.card is not None and manifest.card.name == "README.md"
     card = DatasetCard.load(Path(run) / "README.md")
     data = card.data.to_dict()
-    assert data["configs"][0]["data_files"][0]["path"] == "shards/*.parquet" and data["license"] == "other"
+    assert data["configs"][0]["data_files"][0]["path"] == "shards/*.tar" and data["license"] == "other"
     assert f"{manifest.counts.kept:,} samples kept of {manifest.counts.input:,} read" in card.text
     assert "| heuristics | sample |" in card.text and "```yaml" in card.text
 
@@ -203,28 +203,62 @@ def test_publish_and_verify_on_gcs(run, gcs):
         publish(run, "gs://no-such-gcs-bucket/set", storage_options=gcs, progress=False)
 
 
-# ---------------------------------------------------------------- what training tools read
-def test_open_clip_train_reads_the_shards_with_sizes_json(run):
-    """open_clip's own webdataset loader (open_clip_train.data) on our shards: sizes.json gives it the
-    dataset size (no --train-num-samples), and it iterates every sample, PNG and WEBP included."""
-    import argparse
-    import json
-    from pathlib import Path
+class HoldingMotoServer:
+    """moto's S3 server on loopback, whose upload of one named object hangs until released and then
+    fails: a publish process can be killed while it is really mid-upload."""
 
-    import open_clip
-    from open_clip_train.data import get_dataset_size, get_wds_dataset
+    def __init__(self, hold_suffix: str):
+        import threading
 
-    from manifests.manifest import read_manifest
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
 
-    manifest = read_manifest(run)
-    shards = "::".join(str(Path(run) / s.name) for s in manifest.shards)
-    assert get_dataset_size(shards) == (manifest.counts.kept, len(manifest.shards))
-    stats = json.loads((Path(run) / "shards" / "00000_stats.json").read_text())
-    assert stats["successes"] == manifest.shards[0].samples  # DataComp's resharder reads these
-    preprocess = open_clip.image_transform(32, is_train=True)  # small images: the loader is what is tested
-    args = argparse.Namespace(train_data=shards, train_num_samples=None, train_data_upsampling_factors=None,
-                              dataset_resampled=False, seed=0, batch_size=1, workers=0, world_size=1,
-                              distributed=False)
-    loader = get_wds_dataset(args, preprocess, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer("RN50"))
-    seen = sum(images.shape[0] for images, _texts in loader.dataloader)
-    assert seen == manifest.counts.kept
+        self.reached, self.released = threading.Event(), threading.Event()
+        app = DomainDispatcherApplication(create_backend_app)
+
+        def holding(environ, start_response):
+            if environ["REQUEST_METHOD"] in ("PUT", "POST") and environ["PATH_INFO"].endswith(hold_suffix):
+                self.reached.set()
+                self.released.wait(120)
+                start_response("500 Internal Server Error", [("Content-Length", "0")])
+                return [b""]
+            return app(environ, start_response)
+
+        self.server = make_server("127.0.0.1", 0, holding, threaded=True, request_handler=MotoRequestHandler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self):
+        self.released.set()
+        self.server.shutdown()
+        self.thread.join()
+
+
+def test_a_publish_killed_mid_upload_resumes_with_what_is_missing(run, s3):
+    """A real `vlcurate publish` process, SIGKILLed while its upload of the second shard is in flight:
+    no manifest is there, and the next publish uploads only what the killed one had not finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    held = HoldingMotoServer("/shards/00001.tar")  # moto's backend is per process: same bucket as `s3`
+    dest = f"s3://{BUCKET}/sets/killed"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "publish", run, dest, "--threads", "1",
+             "-S", f"endpoint_url={held.endpoint}", "-S", "key=testing", "-S", "secret=testing",
+             "-S", 'client_kwargs={"region_name": "us-east-1"}'],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert held.reached.wait(120), "the publish never reached the second shard"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        held.stop()
+    fs = remote_fs(s3)
+    before = {p.split("/sets/killed/", 1)[1] for p in fs.find(f"{BUCKET}/sets/killed")}
+    assert before == {"shards/00000.tar"}  # the one upload that finished, and no manifest
+    resumed = publish(run, dest, storage_options=s3, threads=1, progress=False)
+    assert resumed.skipped == ["shards/00000.tar"] and "shards/00001.tar" in resumed.uploaded
+    assert verify_dataset(dest) == []

@@ -75,9 +75,10 @@ class _WriteShardFn(beam.DoFn):
     (a vector of another length than its shard's, say) becomes its own `sink` rejection and the
     shard is written without it. Failing to write the shard itself is infrastructure: the run stops."""
 
-    def __init__(self, root: str, seed: int):
+    def __init__(self, root: str, seed: int, image_member: str = "jpg"):
         self.root = root
         self.seed = seed
+        self.image_member = image_member
 
     def process(self, item: tuple[int, list[Sample]]):
         index, samples = item
@@ -85,7 +86,7 @@ class _WriteShardFn(beam.DoFn):
         writable, rows = [], {}
         for sample in samples:
             try:
-                (rows[sample.key],) = pair_rows([sample])  # KEY.json and the parquet row
+                (rows[sample.key],) = pair_rows([sample], self.image_member)  # KEY.json and the parquet row
                 if sample.caption is not None:
                     sample.caption.encode("utf-8")
                 if any(len(v) % 2 for v in sample.vectors.values()):
@@ -103,7 +104,7 @@ class _WriteShardFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(REJECTED, Rejection.of(
                     sample, SINK_STAGE, "vector_length_mismatch",
                     f"{name}: {len(sample.vectors[name]) // 2} values, the shard's have {common // 2}"))
-        info = write_pair_shard(self.root, index, writable, [rows[s.key] for s in writable])
+        info = write_pair_shard(self.root, index, writable, [rows[s.key] for s in writable], self.image_member)
         log.info("wrote %s: %d samples, %.1f MB", info["name"], info["samples"], info["bytes"] / 1e6)
         yield info
 
@@ -135,12 +136,14 @@ class _WriteDocumentShardFn(beam.DoFn):
 
 
 class WriteShards(beam.PTransform):
-    """Kept records -> shards/NNNNN.{tar,parquet} (the pair layout for Samples, OBELICS' for
-    Documents); outputs shard infos and `duplicate_key` rejections."""
+    """Kept records -> shards/NNNNN.tar + metadata/NNNNN.parquet (the pair layout for Samples,
+    OBELICS' for Documents); outputs shard infos and `duplicate_key` rejections."""
 
-    def __init__(self, root: str, samples_per_shard: int, seed: int, record_type: type = Sample):
+    def __init__(self, root: str, samples_per_shard: int, seed: int, record_type: type = Sample,
+                 image_member: str = "jpg"):
         super().__init__()
         self.root, self.per_shard, self.seed, self.record_type = root, samples_per_shard, seed, record_type
+        self.image_member = image_member
 
     def expand(self, kept):
         record = self.record_type
@@ -161,12 +164,13 @@ class WriteShards(beam.PTransform):
         by_key = kept | "ByKey" >> beam.Map(lambda s: (s.key, s)).with_output_types(beam.typehints.Tuple[str, record])
         placed = split(join_with_values("Join", by_key, key_to_shard), "Place", _place, stage=SINK_STAGE,
                        kind=beam.typehints.Tuple[int, record])
-        writer = _WriteDocumentShardFn if record is Document else _WriteShardFn
+        writer = (_WriteDocumentShardFn(self.root, self.seed) if record is Document
+                  else _WriteShardFn(self.root, self.seed, self.image_member))
         written = (
             placed.kept
             | "GroupShards" >> beam.GroupByKey().with_output_types(
                 beam.typehints.Tuple[int, beam.typehints.Iterable[record]])
-            | "WriteShard" >> beam.ParDo(writer(self.root, self.seed))
+            | "WriteShard" >> beam.ParDo(writer)
             .with_output_types(FileInfo, **{REJECTED: Rejection}).with_outputs(REJECTED, main="infos")
         )
         return written.infos, all_rejections("SinkRejections", placed.rejected, written[REJECTED])

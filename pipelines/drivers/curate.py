@@ -152,7 +152,7 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str
             tallies.append(outputs.tallies)
     record_type = Document if output_kind(recipe) == DOCUMENT else Sample
     shards, sink_rejected = kept | "WriteShards" >> WriteShards(root, recipe.output.samples_per_shard, recipe.seed,
-                                                                record_type)
+                                                                record_type, recipe.output.image_member)
     every_rejection = all_rejections("AllRejections", *rejected, sink_rejected)
     rejection_files = every_rejection | "WriteRejections" >> WriteRejections(
         root, recipe.output.rejected_rows_per_file, recipe.seed)

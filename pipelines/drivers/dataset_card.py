@@ -1,9 +1,13 @@
 """The dataset card every run writes: README.md in Hugging Face's dataset-card format (YAML metadata,
-then Markdown), generated from the manifest alone: counts, the funnel, the recipe, the sources, and
-how to load the shards."""
+then Markdown), generated from the manifest (counts, the funnel, the recipe, the sources, how to load
+the shards) and the `license` column of the run's metadata parquets (the licenses seen)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import fsspec
+import pyarrow.parquet as pq
 import yaml
 
 from manifests.manifest import Manifest
@@ -19,7 +23,21 @@ def _size_category(n: int) -> str:
     return "100M<n<1B"
 
 
-def dataset_card(manifest: Manifest) -> str:
+def licenses_seen(root: str, manifest: Manifest) -> Counter:
+    """Values of the `license` field (a column the inputs brought, e.g. from a URL list) over the kept
+    samples; empty when the inputs carried none."""
+    seen: Counter = Counter()
+    for shard in manifest.shards:
+        if shard.metadata is None:
+            continue
+        with fsspec.open(f"{root}/{shard.metadata.name}", "rb") as f:
+            table = pq.ParquetFile(f)
+            if "license" in table.schema_arrow.names:
+                seen.update(str(v) for v in table.read(columns=["license"]).column(0).to_pylist() if v is not None)
+    return seen
+
+
+def dataset_card(manifest: Manifest, licenses: Counter | None = None) -> str:
     kinds = {s.kind for s in manifest.shards} or {"sample"}
     documents = kinds == {"document"}
     header = {
@@ -28,7 +46,10 @@ def dataset_card(manifest: Manifest) -> str:
         "task_categories": ["image-to-text", "text-to-image"],
         "size_categories": [_size_category(manifest.counts.kept)],
         "tags": ["vlcurate", "webdataset", "interleaved" if documents else "image-text-pairs"],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "shards/*.parquet"}]}],
+        # Pairs: the tars (HF's webdataset builder: images, captions, KEY.json); documents: OBELICS'
+        # table. One of the two only: HF picks one builder for all of a directory's configs.
+        "configs": [{"config_name": "default", "data_files": [
+            {"split": "train", "path": "metadata/*.parquet" if documents else "shards/*.tar"}]}],
     }
     c = manifest.counts
     lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
@@ -46,8 +67,7 @@ def dataset_card(manifest: Manifest) -> str:
     if isinstance(sources, list):
         sources = ", ".join(sources[:5]) + (f", ... ({len(sources)} files)" if len(sources) > 5 else "")
     lines += ["", "## Sources", "", f"Read from: {sources or 'not recorded'}.", "",
-              "Licenses: this run records none. The sources' terms apply to every sample; the inputs' own "
-              "metadata (e.g. a `license` field) is kept as it came in each record's `KEY.json`.", "",
+              _licenses_text(licenses or Counter()), "",
               "## Recipe", "", "```yaml", yaml.safe_dump(manifest.recipe, sort_keys=False).strip(), "```", "",
               "## Loading", "", "```python"]
     if documents:
@@ -56,9 +76,23 @@ def dataset_card(manifest: Manifest) -> str:
                   '    doc = json.loads(sample["json"])  # OBELICS layout: texts / images / metadata / general_metadata']
     else:
         lines += ["import webdataset as wds",
-                  'dataset = wds.WebDataset("shards/{00000..%05d}.tar").decode("pil").to_tuple("jpg;png;webp", "txt")'
-                  % max(0, len(manifest.shards) - 1)]
-    lines += ["", "from datasets import load_dataset  # the per-shard metadata parquets",
-              'metadata = load_dataset("parquet", data_files="shards/*.parquet", split="train")', "```", "",
+                  'dataset = wds.WebDataset("shards/{00000..%05d}.tar").decode("pil").to_tuple("jpg", "txt")'
+                  % max(0, len(manifest.shards) - 1),
+                  "",
+                  "from datasets import load_dataset  # images, captions and KEY.json",
+                  'pairs = load_dataset("webdataset", data_files="shards/*.tar", split="train")']
+    lines += ["", "from datasets import load_dataset  # one row per record, KEY.json's scalar fields as columns",
+              'table = load_dataset("parquet", data_files="metadata/*.parquet", split="train")',
+              "# or: pyarrow.dataset.dataset(\"metadata\"), duckdb: SELECT * FROM 'metadata/*.parquet'", "```", "",
               "`manifest.json` lists every file with its sha256; `vlcurate verify` re-checks them.", ""]
     return "\n".join(lines)
+
+
+def _licenses_text(licenses: Counter) -> str:
+    if not licenses:
+        return ("Licenses: the inputs carried no `license` field. The sources' terms apply to every sample; "
+                "vlcurate adds none.")
+    top = ", ".join(f"`{name}` ({n:,})" for name, n in licenses.most_common(10))
+    more = f", and {len(licenses) - 10} more" if len(licenses) > 10 else ""
+    return (f"Licenses seen (the inputs' `license` field, kept samples): {top}{more}. The sources' terms apply; "
+            "each sample's is in its `KEY.json` and the `license` column.")

@@ -13,7 +13,7 @@ import fsspec
 from filters.model_files import package_version
 from manifests.manifest import Counts, FileEntry, Manifest, StageFunnel, check_accounting, write_manifest
 from manifests.storage import atomic_write_bytes
-from pipelines.drivers.dataset_card import CARD_NAME, dataset_card
+from pipelines.drivers.dataset_card import CARD_NAME, dataset_card, licenses_seen
 from manifests.recipe import Recipe
 
 RUN_DIR = "_run"  # scratch: exists only while a run finishes (or after an accounting failure)
@@ -51,7 +51,7 @@ def finish(root: str, manifest: Manifest) -> str:
     fs, path = fsspec.core.url_to_fs(root)
     if fs.exists(f"{path}/{RUN_DIR}"):
         fs.rm(f"{path}/{RUN_DIR}", recursive=True)
-    card = atomic_write_bytes(f"{root}/{CARD_NAME}", dataset_card(manifest).encode("utf-8"))
+    card = atomic_write_bytes(f"{root}/{CARD_NAME}", dataset_card(manifest, licenses_seen(root, manifest)).encode("utf-8"))
     manifest = manifest.model_copy(update={"card": FileEntry(name=CARD_NAME, bytes=card["bytes"],
                                                              sha256=card["sha256"])})
     return write_manifest(root, manifest)

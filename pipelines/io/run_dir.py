@@ -30,10 +30,12 @@ class RunDirState(Enum):
 
 
 # Names only vlcurate writes, relative to a run directory (`prefix` for a nested one, e.g. raw/).
-CURATE_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"rejected/[a-z0-9_]+-\d{5,}\.parquet", r"reports/[\w.-]+",
-                r"_run/.+", r"README\.md", r"shards/sizes\.json", r"shards/\d{5,}_stats\.json")
+CURATE_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"metadata/\d{5,}\.parquet",  # shards/*.parquet: format 2
+                r"rejected/[a-z0-9_]+-\d{5,}\.parquet", r"reports/[\w.-]+", r"_run/.+", r"README\.md",
+                r"report\.html", r"shards/sizes\.json", r"shards/\d{5,}_stats\.json")
 DOWNLOAD_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"shards/\d{5,}_stats\.json", r"shards/_tmp/.+",
-                  r"_input/urls\.parquet", r"rejected/download-\d{5,}\.parquet", r"README\.md")
+                  r"_input/urls\.parquet", r"rejected/download-\d{5,}\.parquet", r"README\.md",
+                  r"report\.html")
 _ALWAYS = (re.escape(MANIFEST_NAME), re.escape(LOCK_NAME), rf"{re.escape(LOCK_NAME)}\.\d+\.[0-9a-f]+\.tmp",
            rf"(.+/)?\.[^/]+{re.escape(TEMP_MARKER)}[0-9a-f]+")
 
