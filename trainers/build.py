@@ -9,8 +9,10 @@ from torch import nn
 from trainers.adapters import LinearAdapter, MLPAdapter, PerceiverAdapter, VAdapter
 from trainers.captioner import Captioner
 from trainers.checkpoint import latest_checkpoint, load_weights
-from trainers.config import TrainConfig
+from trainers.config import ConfigError, TrainConfig
+from trainers.lengths import llm_positions, llm_problem
 from trainers.llm import FrozenLLM
+from trainers.tasks.captioning import split_prompt
 from trainers.tiny_lm import TinyLM
 from trainers.vision import VisionEncoder
 from trainers.vlm import AdapterVLM
@@ -31,6 +33,7 @@ def build_model(config: TrainConfig):
         model = Captioner(vision, tiny, a.queries, a.tiny_lm.heads)
         trainable = nn.ModuleDict({"pooler": model.pooler, "tiny_lm": model.tiny_lm})
         return model, trainable, tokenizer, vision.preprocess
+    _check_llm_length(config, vision, llm)
     if a.kind == "linear":
         adapter = LinearAdapter(vision.width, llm.width)
     elif a.kind == "mlp":
@@ -45,6 +48,17 @@ def build_model(config: TrainConfig):
         adapter.tiny_lm.activation_checkpointing = True
     model = AdapterVLM(vision, adapter, llm)
     return model, adapter, tokenizer, vision.preprocess
+
+
+def _check_llm_length(config: TrainConfig, vision: VisionEncoder, llm: FrozenLLM) -> None:
+    """Before any weights train: [prompt ; visual tokens ; caption] must fit the LLM's positions."""
+    try:
+        before, after = split_prompt(config.data.prompt)
+    except ValueError as err:
+        raise ConfigError(f"data.prompt: {err}") from None
+    prompt = sum(len(llm.tokenizer(part, add_special_tokens=False)["input_ids"]) for part in (before, after))
+    if problem := llm_problem(config, prompt, vision.tokens, llm_positions(llm.model.config)):
+        raise ConfigError(problem)
 
 
 def _tiny_lm(config: TrainConfig, vocab_size: int) -> TinyLM:

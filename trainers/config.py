@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from manifests.schema import Strict, unwrap_optional, validate_strict
+from trainers.lengths import tiny_lm_problem
 
 
 class ConfigError(ValueError):
@@ -38,7 +39,9 @@ class TinyLMConfig(Strict):
     width: int = Field(256, ge=1)
     layers: int = Field(4, ge=1)
     heads: int = Field(4, ge=1)
-    max_len: int = Field(128, ge=1)
+    # Positions: stage 1 reads adapter.queries + data.max_caption_tokens tokens (256 + 32 by default),
+    # the stage-2 vadapter adapter.queries; TrainConfig.validate checks both (trainers/lengths.py).
+    max_len: int = Field(288, ge=1)
 
 
 class AdapterConfig(Strict):
@@ -82,7 +85,9 @@ class RunConfig(Strict):
     activation_checkpointing: bool = False
     checkpoint_every: int = Field(500, ge=1)
     log_every: int = Field(10, ge=1)
-    eval_shards: str = ""  # held-out shards for `vlcurate eval` (default: data.shards)
+    # Held-out shards for `vlcurate eval`. Unset (or sharing shards with data.shards), eval scores
+    # training data and labels its scores "training data", never "validation" (trainers/evaluate.py).
+    eval_shards: str = ""
     tensorboard: bool = False
 
 
@@ -102,7 +107,26 @@ class TrainConfig(Strict):
             raise ConfigError("llm.path is required for run.stage: vlm")
         if self.run.stage == "captioner" and self.adapter.kind != "vadapter":
             raise ConfigError("run.stage: captioner trains the tiny LM of adapter.kind: vadapter")
+        problem = self._heads_problem() or tiny_lm_problem(self)
+        if problem:
+            raise ConfigError(problem)
         return self
+
+    def _heads_problem(self) -> str | None:
+        """Attention splits its width into heads: each width must divide by the heads it is used with."""
+        a, t = self.adapter, self.adapter.tiny_lm
+        pairs = []
+        if self.run.stage == "captioner" or a.kind == "vadapter":
+            pairs.append(("adapter.tiny_lm.width", t.width, "adapter.tiny_lm.heads", t.heads))
+        if self.run.stage == "vlm" and a.kind == "vadapter":  # its 1-layer perceiver runs at the tiny LM's width
+            pairs.append(("adapter.tiny_lm.width", t.width, "adapter.heads", a.heads))
+        if self.run.stage == "vlm" and a.kind == "perceiver":
+            pairs.append(("adapter.width", a.width, "adapter.heads", a.heads))
+        for width_key, width, heads_key, heads in pairs:
+            if width % heads:
+                return (f"{width_key}={width} does not divide into {heads_key}={heads} attention heads: "
+                        f"make {width_key} a multiple of {heads_key}")
+        return None
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:

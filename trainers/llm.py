@@ -40,3 +40,13 @@ class FrozenLLM(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+
+
+def silence_progress_bars() -> None:
+    """--quiet: transformers ("Loading weights") and the hub client draw their own bars; turn them off
+    for this process (a CLI flag's job, so the library functions never touch this global state)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()

@@ -35,7 +35,9 @@ class TinyLM(nn.Module):
     def encode(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Causal transformer over input embeddings (B, T, width) -> hidden states (B, T, width)."""
         if x.shape[1] > self.max_len:
-            raise ValueError(f"sequence of {x.shape[1]} exceeds the tiny LM's max_len {self.max_len}")
+            # TrainConfig.validate refuses such configs at load; this guards code that builds a TinyLM directly.
+            raise ValueError(f"a sequence of {x.shape[1]} exceeds the tiny LM's {self.max_len} positions "
+                             f"(adapter.tiny_lm.max_len)")
         x = x + self.position_embedding[: x.shape[1]]
         for block in self.blocks:
             if self.activation_checkpointing and self.training:

@@ -1,6 +1,6 @@
 """The training loop (nanoGPT-style, one file): AdamW, warm-up + linear decay, gradient
 accumulation and clipping, bf16 autocast on CUDA, optional torch.compile, DDP under torchrun,
-atomic checkpoints and exact resume, JSONL logs (+ TensorBoard)."""
+atomic checkpoints and exact resume, JSONL logs (+ TensorBoard), a progress bar (tqdm) on rank 0."""
 
 from __future__ import annotations
 
@@ -9,18 +9,22 @@ import logging
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from trainers.build import build_model
 from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig, config_to_dict
 from trainers.data import TaskBatches, build_index, shard_urls
+from trainers.run_dir import prepare_out_dir, truncate_metrics
 from trainers.schedule import count_params, estimate_flops_per_sample, peak_flops, warmup_linear_decay
 from trainers.tasks import build_task
 
@@ -45,8 +49,19 @@ def _param_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict:
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = False) -> dict:
+    """resume: continue from run.out_dir's latest checkpoint; overwrite: delete an earlier run's outputs
+    there first (with neither, an out_dir holding a run is refused: trainers/run_dir.py). progress: a bar."""
     rank, world, local_rank = _distributed()
+    out = Path(config.run.out_dir)
+    # Every rank checks before any deletes, so all refuse (or go on) alike; then rank 0 clears.
+    prepare_out_dir(out, resume, overwrite, delete=False)
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        prepare_out_dir(out, resume, overwrite)
+    if world > 1:
+        dist.barrier()
     cuda = config.run.device == "cuda" or (config.run.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     torch.manual_seed(config.run.seed)
@@ -59,7 +74,6 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     optimizer = torch.optim.AdamW(_param_groups(params, optim.weight_decay), lr=optim.lr,
                                   betas=(optim.beta1, optim.beta2), fused=cuda)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(optim.warmup_steps, optim.steps))
-    out = Path(config.run.out_dir)
     step, skipped_total, nonfinite_steps = 0, 0, 0
     checkpoint = latest_checkpoint(str(out)) if resume else None  # CheckpointError: some, none usable
     if checkpoint is not None:
@@ -69,6 +83,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         log.info("resumed from %s at step %d", checkpoint, step)
     elif resume:
         log.info("--resume: no checkpoint in %s, starting fresh", out)
+    if resume and rank == 0:
+        truncate_metrics(out, step)
 
     forward = model
     if config.run.compile:
@@ -83,57 +99,67 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     logger = _Logger(out, config, rank, count_params(trainable, True))
     model.train()
-    started, window_samples, window_tokens = time.perf_counter(), 0, 0
+    started, window_samples, window_tokens, window_steps = time.perf_counter(), 0, 0, 0
     last = {}
-    while step < optim.steps:
-        loss_sum = 0.0
-        for micro in range(optim.accumulation):
-            batch = next(loader)
-            skipped_total += batch["skipped"]
-            inputs = batch["inputs"].to(device, non_blocking=True)
-            if logger.flops_per_sample is None and logger.peak and config.run.stage == "vlm":
-                logger.flops_per_sample = estimate_flops_per_sample(model, inputs)
-            sync = micro == optim.accumulation - 1 or world == 1
-            with autocast, (nullcontext() if sync else forward.no_sync()):
-                loss = forward(inputs) / optim.accumulation
-                loss.backward()
-            loss_sum += loss.item()
-            window_samples += inputs.batch_size
-            window_tokens += int(inputs.loss_mask.sum())  # tokens trained on (the caption's, for captioning)
-        if world > 1:  # before the step, so every rank takes the same decision on a non-finite loss
-            reduced = torch.tensor([loss_sum], device=device)
-            dist.all_reduce(reduced)
-            loss_sum = reduced.item() / world
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
-        if math.isfinite(loss_sum) and math.isfinite(float(grad_norm)):
-            optimizer.step()
-        elif optim.skip_nonfinite:
-            nonfinite_steps += 1
-            log.warning("step %d: loss %s, grad norm %s: update skipped (optim.skip_nonfinite)", step + 1, loss_sum,
-                        float(grad_norm))
-        else:
-            raise TrainingError(f"step {step + 1}: the loss is {loss_sum} (grad norm {float(grad_norm)}): "
-                                "training diverged or a batch is broken; lower optim.lr, or set "
-                                "optim.skip_nonfinite: true to skip such updates. Checkpoints so far are kept.")
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        samples_seen = step * optim.accumulation * config.data.batch_size * world
-        last = {"step": step, "epoch": samples_seen / config.data.samples_per_epoch, "loss": loss_sum,
-                "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "skipped": skipped_total,
-                "nonfinite_steps": nonfinite_steps}
-        if step % config.run.log_every == 0 or step == optim.steps:
-            elapsed = time.perf_counter() - started
-            rate = window_samples * world / elapsed
-            logger.write({**last, "samples_per_s": rate, "tokens_per_s": window_tokens * world / elapsed,
-                          "mfu": logger.mfu(rate / world)})
-            started, window_samples, window_tokens = time.perf_counter(), 0, 0
-        if rank == 0 and (step % config.run.checkpoint_every == 0 or step == optim.steps):
-            save_checkpoint(str(out), step, trainable, optimizer, scheduler,
-                            {"data_micro_step": step * optim.accumulation, "skipped": skipped_total,
-                             "nonfinite_steps": nonfinite_steps, "config": config_to_dict(config)})
-        if world > 1:
-            dist.barrier()
+    show = progress and rank == 0
+    with ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=optim.steps, initial=step, unit="step", desc="train", disable=not show,
+                                       dynamic_ncols=True))
+        if show:  # log lines print above the bar instead of breaking it
+            stack.enter_context(logging_redirect_tqdm())
+        while step < optim.steps:
+            loss_sum = 0.0
+            for micro in range(optim.accumulation):
+                batch = next(loader)
+                skipped_total += batch["skipped"]
+                inputs = batch["inputs"].to(device, non_blocking=True)
+                if logger.flops_per_sample is None and logger.peak and config.run.stage == "vlm":
+                    logger.flops_per_sample = estimate_flops_per_sample(model, inputs)
+                sync = micro == optim.accumulation - 1 or world == 1
+                with autocast, (nullcontext() if sync else forward.no_sync()):
+                    loss = forward(inputs) / optim.accumulation
+                    loss.backward()
+                loss_sum += loss.item()
+                window_samples += inputs.batch_size
+                window_tokens += int(inputs.loss_mask.sum())  # tokens trained on (the caption's, for captioning)
+            if world > 1:  # before the step, so every rank takes the same decision on a non-finite loss
+                reduced = torch.tensor([loss_sum], device=device)
+                dist.all_reduce(reduced)
+                loss_sum = reduced.item() / world
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
+            if math.isfinite(loss_sum) and math.isfinite(float(grad_norm)):
+                optimizer.step()
+            elif optim.skip_nonfinite:
+                nonfinite_steps += 1
+                log.warning("step %d: loss %s, grad norm %s: update skipped (optim.skip_nonfinite)", step + 1,
+                            loss_sum, float(grad_norm))
+            else:
+                raise TrainingError(f"step {step + 1}: the loss is {loss_sum} (grad norm {float(grad_norm)}): "
+                                    "training diverged or a batch is broken; lower optim.lr, or set "
+                                    "optim.skip_nonfinite: true to skip such updates. Checkpoints so far are kept.")
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            samples_seen = step * optim.accumulation * config.data.batch_size * world
+            last = {"step": step, "epoch": samples_seen / config.data.samples_per_epoch, "loss": loss_sum,
+                    "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "skipped": skipped_total,
+                    "nonfinite_steps": nonfinite_steps}
+            window_steps += 1
+            bar.set_postfix(loss=f"{loss_sum:.4f}", refresh=False)
+            bar.update(1)
+            if step % config.run.log_every == 0 or step == optim.steps:
+                elapsed = time.perf_counter() - started
+                rate = window_samples * world / elapsed
+                logger.write({**last, "samples_per_s": rate, "tokens_per_s": window_tokens * world / elapsed,
+                              "steps_per_s": window_steps / elapsed, "mfu": logger.mfu(rate / world)},
+                             optim.steps)
+                started, window_samples, window_tokens, window_steps = time.perf_counter(), 0, 0, 0
+            if rank == 0 and (step % config.run.checkpoint_every == 0 or step == optim.steps):
+                save_checkpoint(str(out), step, trainable, optimizer, scheduler,
+                                {"data_micro_step": step * optim.accumulation, "skipped": skipped_total,
+                                 "nonfinite_steps": nonfinite_steps, "config": config_to_dict(config)})
+            if world > 1:
+                dist.barrier()
     logger.close()
     if world > 1:
         dist.destroy_process_group()
@@ -164,12 +190,15 @@ class _Logger:
             return None
         return self.flops_per_sample * samples_per_s_per_device / self.peak
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, total_steps: int) -> None:
         if self.rank != 0:
             return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
-        log.info("step %(step)d loss %(loss).4f lr %(lr).2e grad %(grad_norm).3f", record)
+        # The periodic line a run without a bar (--quiet, CI logs) shows: speed and time left included.
+        eta = timedelta(seconds=round((total_steps - record["step"]) / max(record["steps_per_s"], 1e-9)))
+        log.info("step %d/%d loss %.4f lr %.2e grad %.3f %.2f steps/s eta %s", record["step"], total_steps,
+                 record["loss"], record["lr"], record["grad_norm"], record["steps_per_s"], eta)
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":

@@ -12,7 +12,7 @@ import logging
 import torch
 from torch import nn
 
-from filters.clip_model import ClipSpec, register_configs, resolve_checkpoint
+from filters.clip_model import ClipSpec, ClipWeightsError, register_configs, resolve_checkpoint
 
 log = logging.getLogger("vlcurate")
 
@@ -24,28 +24,33 @@ class VisionEncoder(nn.Module):
         import open_clip
 
         spec = ClipSpec(name, pretrained, config_dir, stage="vision")
-        if random_init:
-            register_configs(spec)
-            log.warning("vision encoder %s has RANDOM weights (vision.random_init: true): for timing only", name)
-            checkpoint = None
-        else:
-            checkpoint = resolve_checkpoint(spec)
+        try:
+            if random_init:
+                register_configs(spec)
+                log.warning("vision encoder %s has RANDOM weights (vision.random_init: true): for timing only", name)
+                checkpoint = None
+            else:
+                checkpoint = resolve_checkpoint(spec)
+        except ClipWeightsError as err:
+            # filters/clip_model.py names a recipe's keys (`STAGE.model.pretrained`); the trainer's
+            # config has them directly under `vision:` (vision.pretrained, vision.config_dir, vision.name).
+            raise ClipWeightsError(str(err).replace(f"{spec.stage}.model.", f"{spec.stage}.")) from None
         model, _, self.preprocess = open_clip.create_model_and_transforms(name, pretrained=checkpoint,
                                                                           weights_only=True)
         self.visual = model.visual
         self.visual.output_tokens = True
-        self.width = self._token_width()
+        self.tokens, self.width = self._token_shape()  # patch tokens per image, their width
         self.frozen = freeze
         if freeze:
             self.visual.requires_grad_(False)
             self.visual.eval()
 
-    def _token_width(self) -> int:
+    def _token_shape(self) -> tuple[int, int]:
         size = self.visual.image_size
         size = size if isinstance(size, tuple) else (size, size)
         with torch.no_grad():
             _, tokens = self.visual(torch.zeros(1, 3, *size))
-        return tokens.shape[-1]
+        return tokens.shape[1], tokens.shape[2]
 
     def train(self, mode: bool = True):
         super().train(mode)
