@@ -16,12 +16,13 @@ from filters.image_checks import (ImageHeader, decode_problem, original_size, re
 from filters.language import LanguageIdentifier
 from filters.model_files import default_lid_model_path, directory_sha256, file_sha256
 from filters.sample import Rejection, Sample
-from filters.text_cleanup import clean_caption
+from filters.text_cleanup import clean_caption, repair_text
 
 if TYPE_CHECKING:
     from manifests.recipe import HeuristicsConfig
 
 STAGE = "heuristics"
+FTFY_REPAIRED = "caption_ftfy_repaired"  # annotation on a sample whose caption ftfy changed, and its edit reason
 
 Outcome = Sample | Rejection
 
@@ -66,11 +67,18 @@ class HeuristicFilter:
             if sample.caption is None:
                 return Rejection.of(sample, STAGE, "caption_missing", "the record has no caption")
         if cfg.caption.enabled:
+            raw = cleaned = sample.caption
+            # ftfy first: mojibake is damage from decoding the page's bytes, done before its markup
+            # was read; the HTML cleanup then collapses the spaces a repair can leave ("Â\xa0").
+            if cfg.caption.ftfy:
+                cleaned = repair_text(raw)
+                if cleaned != raw:
+                    sample.annotations[FTFY_REPAIRED] = True
             if cfg.caption.clean_html:
-                cleaned = clean_caption(sample.caption)
-                if cleaned != sample.caption:
-                    sample.annotations["caption_raw"] = sample.caption
-                    sample.caption = cleaned
+                cleaned = clean_caption(cleaned)
+            if cleaned != raw:
+                sample.annotations["caption_raw"] = raw
+                sample.caption = cleaned
             words = count_words(sample.caption)
             sample.annotations["caption_words"] = words
             if words < cfg.caption.min_words:

@@ -24,10 +24,11 @@ def metaclip_spacing(text: str) -> str:
 
 
 def load_entries(path: str) -> list[str]:
-    """A metadata file: a JSON list of strings (MetaCLIP's own 500k-entry file works as is)."""
+    """A metadata file: a JSON list of strings (MetaCLIP's own 500k-entry file works as is), plain or
+    compressed (.gz, .bz2, .xz: by its name)."""
     import fsspec
 
-    with fsspec.open(path, "rt", encoding="utf-8") as f:
+    with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as f:
         entries = json.load(f)
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise ValueError(f"metadata {path} must be a JSON list of strings")

@@ -1,9 +1,20 @@
-"""Caption cleanup applied before any caption rule: web alt text carries markup and entities."""
+"""Caption cleanup applied before any caption rule: web alt text carries mojibake, markup and entities."""
 
 from __future__ import annotations
 
 import html
 import re
+
+from ftfy import TextFixerConfig, fix_text
+
+# ftfy's repairs (mojibake, C1 controls, terminal escapes, lone surrogates, control characters)
+# without its restyling: curly quotes, full-width forms and ligatures are text someone wrote, not
+# damage, and uncurling every quote would count most captions as "repaired". HTML entities and
+# whitespace (line breaks included) are clean_caption's job, so `clean_html: false` keeps them. NFC
+# (ftfy's default) stays: same text, one spelling, so exact matching (MetaCLIP entries, caption
+# dedup) sees "é" one way.
+_REPAIRS_ONLY = TextFixerConfig(unescape_html=False, uncurl_quotes=False, fix_character_width=False,
+                                fix_latin_ligatures=False, fix_line_breaks=False, explain=False)
 
 # A tag is "<" directly followed by a letter, "/" or "!" (so "a < b" or "<3" survive as text).
 # Linear time: a match cannot extend past the next "<" or ">". Comments are removed by _strip_comments:
@@ -28,6 +39,13 @@ def clean_caption(text: str) -> str:
         text = _TAG.sub(" ", _strip_comments(unescaped))
     text = _INVISIBLE.sub("", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def repair_text(text: str) -> str:
+    """The text with broken Unicode repaired by ftfy ("cafÃ©" -> "café"), otherwise unchanged."""
+    if text.isascii() and text.isprintable():
+        return text  # nothing ftfy repairs is printable ASCII; skips ~18 us per caption
+    return fix_text(text, _REPAIRS_ONLY)
 
 
 def _strip_comments(text: str) -> str:

@@ -1,11 +1,13 @@
 """The recipe: a YAML file that says which stages run, in which order, with which settings.
 
 Validated with pydantic before anything runs: an unknown key or a bad value stops the run and
-names the key, with the keys or values allowed there.
+names the key, with the keys or values allowed there. Relative paths in a recipe file resolve
+against the file's directory (manifests/recipe_paths.py).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +16,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from filters.record_checks import DEFAULT_MAX_CAPTION_CHARS, DEFAULT_MAX_JSON_DEPTH
 from filters.records import SAMPLE
+from manifests.recipe_paths import RECIPE_DIR
 from manifests.schema import Strict, validate_strict
 from manifests.shard_format import IMAGE_EXTENSIONS, ORIGINAL_IMAGE_MEMBER
 
@@ -216,6 +219,7 @@ def output_kind(recipe: Recipe) -> str:
 
 # ---------------------------------------------------------------- loading
 def load_recipe(path: str | Path) -> Recipe:
+    """A recipe file; the relative paths in it (fields typed RecipePath) mean paths beside it."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist")
@@ -223,15 +227,19 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise RecipeError(f"recipe {path} is not valid YAML: {err}") from err
-    return parse_recipe(data, source=str(path))
+    # abspath, not resolve(): a recipe reached through a symlink means files beside the link.
+    return parse_recipe(data, source=str(path), base_dir=os.path.abspath(path.parent))
 
 
-def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
+def parse_recipe(data: Any, source: str = "recipe", base_dir: str | os.PathLike | None = None) -> Recipe:
+    """A recipe from plain data; relative paths resolve against `base_dir` when given, else they stay
+    as written (relative to the working directory)."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a mapping with keys {', '.join(Recipe.model_fields)}")
     if isinstance(data.get("stages"), list):
         data = {**data, "stages": [_stage_item(item, i, source) for i, item in enumerate(data["stages"])]}
-    return validate_strict(Recipe, data, source, RecipeError)
+    context = {RECIPE_DIR: os.path.abspath(base_dir)} if base_dir is not None else None
+    return validate_strict(Recipe, data, source, RecipeError, context=context)
 
 
 def _stage_item(item: Any, index: int, source: str) -> Any:

@@ -25,14 +25,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def validate_strict(model: type[M], data: Any, source: str, error: type[Exception]) -> M:
-    """`data` (plain YAML/JSON values) as `model`, or `error` listing every problem with its key path."""
+def validate_strict(model: type[M], data: Any, source: str, error: type[Exception],
+                    context: dict[str, Any] | None = None) -> M:
+    """`data` (plain YAML/JSON values) as `model`, or `error` listing every problem with its key path.
+    `context` reaches the validators (a recipe's directory, for its relative paths)."""
     try:
         text = json.dumps(data, allow_nan=True)
     except (TypeError, ValueError) as err:  # YAML dates, sets, ...: not a config value
         raise error(f"{source}: holds a value that is not plain data ({err})") from None
     try:
-        return model.model_validate_json(text, strict=True)
+        return model.model_validate_json(text, strict=True, context=context)
     except ValidationError as err:
         lines = [f"{source}: {len(err.errors())} problem(s)"]
         lines += ["  " + describe_problem(model, problem) for problem in err.errors()]
@@ -83,6 +85,6 @@ def type_name(annotation: Any) -> str:
     if isinstance(annotation, type):
         return annotation.__name__
     text = str(annotation).replace("typing.", "")
-    for prefix in ("manifests.", "pipelines.stages.", "pipelines."):
+    for prefix in ("manifests.recipe_paths.", "manifests.", "pipelines.stages.", "pipelines."):
         text = text.replace(prefix, "")
     return text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import ftfy.bad_codecs  # noqa: F401  (registers sloppy-windows-1252, how browsers decode)
 import pytest
 from PIL import Image
 
@@ -59,6 +60,33 @@ def test_html_is_cleaned_before_the_rules_and_raw_caption_kept(default_filter):
     assert isinstance(kept, Sample)
     assert kept.caption == "A large red circle & a blue square"
     assert kept.annotations["caption_raw"] == raw
+
+
+RUSSIAN = "Красная машина стоит возле старого дома"
+# The same caption as a page decoded with the wrong charset shows it (UTF-8 bytes read as windows-1252).
+RUSSIAN_MOJIBAKE = RUSSIAN.encode("utf-8").decode("sloppy-windows-1252")
+
+
+def test_mojibake_is_repaired_before_the_rules_and_recorded(default_filter):
+    raw = "<b>A cafÃ© table</b> with a red cup &amp; a saucer"
+    kept = only(default_filter, make_sample(caption=raw))
+    assert isinstance(kept, Sample)
+    assert kept.caption == "A café table with a red cup & a saucer"  # ftfy, then the HTML cleanup
+    assert kept.annotations["caption_raw"] == raw and kept.annotations["caption_ftfy_repaired"] is True
+    clean = only(default_filter, make_sample(caption="<b>A café table</b> with a red cup"))
+    assert "caption_ftfy_repaired" not in clean.annotations and "caption_raw" in clean.annotations
+
+
+def test_ftfy_repair_decides_the_language_rule_and_can_be_switched_off():
+    russian = {"language": {"allowed": ["ru"]}, "complexity": {"enabled": False}}
+    repaired = only(HeuristicFilter(config(**russian)), make_sample(caption=RUSSIAN_MOJIBAKE))
+    assert isinstance(repaired, Sample) and repaired.caption == RUSSIAN
+    assert repaired.annotations["caption_lang"] == "ru" and repaired.annotations["caption_raw"] == RUSSIAN_MOJIBAKE
+    off = HeuristicFilter(config(caption={"ftfy": False}, **russian))
+    assert reason(only(off, make_sample(caption=RUSSIAN_MOJIBAKE))) == "language_not_allowed"  # lid.176 says "it"
+    verbatim = only(HeuristicFilter(config(caption={"ftfy": False, "clean_html": False}, **russian)),
+                    make_sample(caption=RUSSIAN))
+    assert verbatim.caption == RUSSIAN and not ({"caption_raw", "caption_ftfy_repaired"} & verbatim.annotations.keys())
 
 
 def test_markup_only_caption_is_too_short_after_cleanup(default_filter):

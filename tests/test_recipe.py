@@ -41,7 +41,7 @@ def fails(data) -> str:
 def test_unknown_key_is_named_with_the_allowed_keys():
     msg = fails({"name": "x", "stages": [{"heuristics": {"language": {"alowed": ["en"]}}}]})
     assert "stages.0.heuristics.language.alowed: unknown key 'alowed'" in msg
-    assert "allowed here: enabled, allowed, min_score, model_path" in msg
+    assert "allowed here: enabled, model_path, allowed, min_score" in msg
 
 
 def test_unknown_top_level_key():

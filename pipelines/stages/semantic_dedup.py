@@ -19,6 +19,7 @@ from filters.dedup import CLUSTER, STAGE, dedup_cluster, nearest_centroid, norma
     train_centroids
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
+from manifests.recipe_paths import RecipePath
 from manifests.schema import Strict
 from pipelines.beam.join import join_with_values, unpack
 from pipelines.beam.routing import KeyedSample, StageOutputs, all_rejections, split
@@ -38,7 +39,8 @@ class SemanticDedupConfig(Strict):
     train_samples: int = Field(50_000, ge=1, description="embeddings sampled (by key hash) to train k-means")
     iterations: int = Field(20, ge=1)
     epsilon: float | None = Field(0.05, gt=0.0, lt=1.0, description="drop cos sim >= 1 - epsilon; null: no dedup")
-    target_embeddings: str | None = Field(None, description=".npy of target embeddings: keep samples in their clusters")
+    target_embeddings: RecipePath | None = Field(None, description=".npy of target embeddings: keep samples in "
+                                                 "their clusters")
 
 
 def _id(sample: Sample) -> str:

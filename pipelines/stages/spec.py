@@ -33,6 +33,16 @@ class Preflight:
     deferred: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Cutoff:
+    """A threshold a stage applies to one of its scores: the report draws it on the score's histogram."""
+
+    annotation: str  # the score, as the stage records it (e.g. clip_score)
+    value: float
+    keep: str  # "above": records scoring below `value` are dropped; "below": those above it
+    setting: str  # the recipe key that sets it, e.g. "image.min_side"
+
+
 def _nothing(_config: Any) -> Preflight:
     return Preflight()
 
@@ -59,6 +69,7 @@ class StageSpec:
     report: str | None = None  # what it writes under reports/, if anything
     # config -> run-directory prefixes an interrupted run keeps when started again (what it fetched)
     keeps_on_resume: Callable[[Any], tuple[str, ...]] | None = None
+    cutoffs: Callable[[Any], list[Cutoff]] | None = None  # config -> the thresholds it applies to its scores
 
     def provided(self, config: Any) -> tuple[str, ...]:
         return self.provides_for(config) if self.provides_for else self.provides

@@ -17,7 +17,7 @@ from filters.tmars import MASKED_SCORE, REGIONS, STAGE, TEXT_FRACTION, TmarsScor
 from pipelines.beam.inference import InferSamples
 from pipelines.beam.routing import StageOutputs, all_rejections
 from pipelines.stages.clipscore import ClipModelConfig, KeepRule, check_clip_model, decide
-from pipelines.stages.spec import Preflight, StageSpec
+from pipelines.stages.spec import Cutoff, Preflight, StageSpec
 
 
 class TmarsConfig(KeepRule):
@@ -102,4 +102,8 @@ SPEC = StageSpec(
              "text_area_too_large", "masked_below_threshold", "masked_not_in_top_fraction"),
     preflight=preflight,
     resolve=resolve,
+    cutoffs=lambda config: (
+        ([Cutoff(MASKED_SCORE, config.threshold, "above", "threshold")] if config.threshold is not None else [])
+        + ([Cutoff(TEXT_FRACTION, config.max_text_fraction, "below", "max_text_fraction")]
+           if config.max_text_fraction is not None else [])),
 )
