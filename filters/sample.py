@@ -8,6 +8,7 @@ shard can ever execute while samples move between workers.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -98,11 +99,20 @@ class Sample:
         return cls(image=image, vectors=vectors, **header)
 
 
+def measured_scores(annotations: dict[str, Any] | None) -> str:
+    """The finite numbers among a record's annotations, as a compact JSON object ("" if none)."""
+    numbers = {k: v for k, v in (annotations or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return json.dumps(numbers, sort_keys=True, separators=(",", ":")) if numbers else ""
+
+
 @dataclass(slots=True, frozen=True)
 class Rejection:
     """A record that did not make it, and why. One row of the rejection table.
 
     `kind` is the kind of record rejected (sample, document): accounting balances per kind.
+    `scores`: the numbers stages had measured on the record when it was dropped (JSON object), so
+    the report can draw each score's whole distribution, rejected side included.
     """
 
     key: str
@@ -112,13 +122,15 @@ class Rejection:
     reason: str
     detail: str = ""
     kind: str = "sample"
+    scores: str = ""
 
     __reduce_ex__ = refuse_pickle
 
     @classmethod
     def of(cls, record: Any, stage: str, reason: str, detail: Any = "") -> Rejection:
         """A Rejection of any record kind (anything with key, source, url and KIND)."""
-        return cls(record.key, record.source, record.url, stage, reason, str(detail), record.KIND)
+        return cls(record.key, record.source, record.url, stage, reason, str(detail), record.KIND,
+                   measured_scores(getattr(record, "annotations", None)))
 
     @classmethod
     def for_error(cls, key: Any, source: str, url: str | None, stage: str, err: BaseException,
@@ -128,7 +140,7 @@ class Rejection:
 
     def to_bytes(self) -> bytes:
         return json.dumps(
-            [self.key, self.source, self.url, self.stage, self.reason, self.detail, self.kind],
+            [self.key, self.source, self.url, self.stage, self.reason, self.detail, self.kind, self.scores],
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode("utf-8")
@@ -146,4 +158,5 @@ class Rejection:
             "reason": self.reason,
             "detail": self.detail,
             "kind": self.kind,
+            "scores": self.scores or None,
         }

@@ -17,10 +17,11 @@ app = typer.Typer(
 )
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("vlcurate").setLevel(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.getLogger("vlcurate").setLevel(level)
 
 
 def _fail(message: str) -> None:
@@ -60,44 +61,95 @@ def sample_data(
         typer.echo(f"  {name:<24} {count}")
 
 
+CURATE_OPTIONS = ["--input", "--output", "--overwrite", "--allow-private-networks", "--limit", "--dry-run",
+                  "--fail-on-empty", "--quiet", "--verbose", "--help"]
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def curate(
     ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. manifests/recipes/quickstart.yaml"),
-    input: str = typer.Option(..., "--input", "-i", help="glob of input files (any fsspec URL): .tar / .parquet pairs, or with "
-                       "`input: {kind: document}` .warc(.gz) / .html / url+html .parquet / .jsonl"),
+    input: str = typer.Option(..., "--input", "-i", help="glob of input files (any fsspec URL): .tar / .parquet "
+                              "pairs, or with `input: {kind: document}` .warc(.gz) / .html / url+html .parquet / .jsonl"),
     output: str = typer.Option(..., "--output", "-o", help="run directory (any fsspec URL)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous run in --output"),
     allow_private_networks: bool = typer.Option(
         False, "--allow-private-networks",
         help="a download block and fetch_images may fetch loopback/private addresses too"),
+    limit: int = typer.Option(None, "--limit", min=1, help="only the first N input records (in input file order; "
+                              "with a download block, the first N URLs): a quick trial of a recipe"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check the recipe, inputs, models and output; print the "
+                                 "plan; write nothing"),
+    fail_on_empty: bool = typer.Option(False, "--fail-on-empty", help="exit non-zero when the run keeps nothing"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars, warnings and errors only (CI logs)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run the recipe's stages over the input files; write shards, rejections and manifest.json.
+    """Run the recipe's stages over the input files; write shards, rejections, report.html and manifest.json.
 
     With a `download:` block in the recipe, --input is a URL list: it is downloaded into OUTPUT/raw/
     first (a rerun resumes an interrupted download), then curated.
-    Unrecognised options go to Beam, e.g. --direct_running_mode=multi_processing --direct_num_workers=2
-    or --runner=DataflowRunner ... (see README).
+    Other options go to Beam, e.g. --direct_running_mode=multi_processing --direct_num_workers=2
+    or --runner=DataflowRunner ... (see README); an option neither vlcurate nor Beam knows is refused.
 
     Example: vlcurate curate manifests/recipes/quickstart.yaml -i 'pool/shards/*.tar' -o curated
-    Example: vlcurate curate manifests/recipes/obelics.yaml -i 'crawl/*.warc.gz' -o documents
+    Example: vlcurate curate manifests/recipes/obelics.yaml -i 'crawl/*.warc.gz' -o documents --limit 500
     """
     from manifests.manifest import AccountingError
     from manifests.recipe import RecipeError, load_recipe
+    from pipelines.drivers.beam_args import UnknownOptionError, check_beam_args
     from pipelines.drivers.curate import CurateError, curate as run_curate
     from pipelines.drivers.download import DownloadError
     from pipelines.drivers.funnel_table import print_summary
     from pipelines.io.url_lists import UrlListError
 
-    _setup_logging(verbose)
+    _setup_logging(verbose, quiet)
     try:
+        check_beam_args(list(ctx.args), CURATE_OPTIONS)
         parsed = load_recipe(recipe)
+        if dry_run:
+            from pipelines.drivers.plan import describe_plan
+
+            typer.echo("\n".join(describe_plan(parsed, input, output, limit)))
+            return
         result = run_curate(parsed, input, output, beam_args=list(ctx.args), overwrite=overwrite,
-                            allow_private_networks=True if allow_private_networks else None)
-    except (RecipeError, CurateError, AccountingError, DownloadError, UrlListError) as err:
+                            allow_private_networks=True if allow_private_networks else None, limit=limit,
+                            progress=not quiet and sys.stdout.isatty())  # rich draws on stdout
+    except (RecipeError, CurateError, AccountingError, DownloadError, UrlListError, UnknownOptionError) as err:
         _fail(str(err))
     print_summary(result.manifest, result.manifest_url)
+    _check_kept(result.manifest, fail_on_empty)
+
+
+def _check_kept(manifest, fail_on_empty: bool) -> None:
+    """A run that keeps nothing is almost always a mistake (a threshold, a language code): say so."""
+    if manifest.counts.kept:
+        return
+    typer.secho(f"warning: the run kept none of its {manifest.counts.input:,} input records; see the funnel "
+                "above and report.html for what removed them", fg=typer.colors.YELLOW, err=True)
+    if fail_on_empty:
+        raise typer.Exit(3)
+
+
+@app.command()
+def report(
+    run: str = typer.Argument(..., help="a finished run directory (any fsspec URL)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Rebuild RUN/report.html from the run's manifest, rejection table and shard parquets.
+
+    Every run writes the page; this rebuilds it (e.g. after upgrading vlcurate) without running any
+    stage again, and updates the manifest's entry for it.
+
+    Example: vlcurate report demo/curated
+    """
+    from pipelines.report.build import rebuild_report
+
+    _setup_logging(verbose)
+    try:
+        written = rebuild_report(run)
+    except FileNotFoundError:
+        _fail(f"{run} has no manifest.json: only a finished run has a report")
+    typer.echo(f"wrote {written}")
 
 
 @app.command()
@@ -108,6 +160,9 @@ def download(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous download in --output"),
     allow_private_networks: bool = typer.Option(
         False, "--allow-private-networks", help="fetch loopback/private/link-local addresses (refused by default)"),
+    limit: int = typer.Option(None, "--limit", min=1, help="only the list's first N URLs"),
+    fail_on_empty: bool = typer.Option(False, "--fail-on-empty", help="exit non-zero when no image is kept"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings and errors only"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Fetch the images of a URL list with img2dataset into raw webdataset shards; every URL accounted for.
@@ -124,7 +179,7 @@ def download(
     from pipelines.drivers.funnel_table import print_summary
     from pipelines.io.url_lists import UrlListError
 
-    _setup_logging(verbose)
+    _setup_logging(verbose, quiet)
     try:
         parsed = load_recipe(recipe)
         if parsed.download is None:
@@ -132,10 +187,12 @@ def download(
         if parsed.stages:
             logging.getLogger("vlcurate").info("download runs only the download block; `curate` runs the stages")
         result = run_download(parsed, input, output, overwrite=overwrite,
-                              allow_private_networks=True if allow_private_networks else None)
+                              allow_private_networks=True if allow_private_networks else None, limit=limit,
+                              progress=not quiet and sys.stderr.isatty())
     except (RecipeError, DownloadError, AccountingError, UrlListError) as err:
         _fail(str(err))
     print_summary(result.manifest, result.manifest_url)
+    _check_kept(result.manifest, fail_on_empty)
 
 
 metadata_app = typer.Typer(help="MetaCLIP metadata: the entries captions are matched against.",
@@ -173,22 +230,34 @@ def train(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="training config YAML (trainers/config.py documents every key)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in run.out_dir"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="run.out_dir holds an earlier run: delete what the "
+                                   "trainer wrote there (checkpoints, metrics.jsonl, eval, tensorboard; nothing "
+                                   "else) and start again"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar (CI logs): a log line every "
+                                                            "run.log_every steps with steps/s and ETA"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train an adapter VLM on curated shards; extra --section.key=value arguments override the YAML.
 
-    Example: vlcurate train trainers/configs/tiny.yaml --optim.steps=200 --run.out_dir=runs/tiny
+    A run.out_dir that already holds a run (metrics.jsonl, checkpoints) is refused unless --resume
+    or --overwrite is given.
+
+    Example: vlcurate train trainers/configs/smoke_smollm2.yaml --optim.steps=200 --run.out_dir=runs/smoke
     (under torchrun for DDP: torchrun --nproc_per_node=2 -m pipelines.cli train CONFIG.yaml)
     """
     _setup_logging(verbose)
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError, load_config
+    from trainers.llm import silence_progress_bars
+    from trainers.run_dir import RunDirError
     from trainers.train import TrainingError, train as run_training
 
+    if quiet:
+        silence_progress_bars()
     try:
         cfg = load_config(config, ctx.args)
-        last = run_training(cfg, resume=resume)
-    except (ConfigError, FileNotFoundError, CheckpointError, TrainingError) as err:
+        last = run_training(cfg, resume=resume, overwrite=overwrite, progress=not quiet)
+    except (ConfigError, FileNotFoundError, CheckpointError, TrainingError, RunDirError) as err:
         _fail(str(err))
     typer.echo(f"done: step {last.get('step')} loss {last.get('loss', float('nan')):.4f}; "
                f"checkpoints in {cfg.run.out_dir}/checkpoints")
@@ -202,26 +271,40 @@ def eval_command(
     batches: int = typer.Option(4, "--batches", min=1, help="batches of data.batch_size samples to score"),
     beams: int = typer.Option(1, "--beams", min=1, help="1: greedy decoding; more: beam search"),
     out: str = typer.Option(None, "--out", help="output directory (default: RUN/eval/CHECKPOINT)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar (CI logs)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Validation loss, generated captions and CIDEr-D; writes scores.json and index.html.
+    """Loss, generated captions and CIDEr-D on the held-out shards (run.eval_shards); writes
+    scores.json and index.html: one self-contained page with the run's config, its loss curves,
+    CIDEr-D over the steps evaluated so far (RUN/eval/history.jsonl) and captions beside their images.
 
-    Stage-2 runs caption through the frozen LLM; a stage-1 (run.stage: captioner) run captions
-    with its own tiny LM.
+    Without run.eval_shards (or when it shares shards with data.shards) the scores are on training
+    data: eval still runs, but says so in a warning, in scores.json ("split": "training data",
+    train_loss instead of val_loss) and on the page. Stage-2 runs caption through the frozen LLM; a
+    stage-1 (run.stage: captioner) run captions with its own tiny LM.
 
-    Example: vlcurate eval runs/tiny.yaml --beams 3
+    Example: vlcurate eval runs/tiny.yaml --beams 3 --run.eval_shards='heldout/shards/*.tar'
     """
     _setup_logging(verbose)
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError, load_config
     from trainers.evaluate import evaluate
+    from trainers.llm import silence_progress_bars
 
+    if quiet:
+        silence_progress_bars()
     try:
         cfg = load_config(config, ctx.args)
-        result = evaluate(cfg, checkpoint, batches, beams, out)
+        result = evaluate(cfg, checkpoint, batches, beams, out, progress=not quiet)
     except (ConfigError, FileNotFoundError, ValueError, CheckpointError) as err:
         _fail(str(err))
-    typer.echo(f"val loss {result['val_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on {result['samples']} samples")
+    if result["split"] == "validation":
+        typer.echo(f"validation loss {result['val_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on "
+                   f"{result['samples']} held-out samples")
+    else:
+        typer.secho(f"warning: {result['warning']}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(f"TRAINING-DATA loss {result['train_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on "
+                   f"{result['samples']} training samples (not held out)")
 
 
 @app.command()

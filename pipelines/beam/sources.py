@@ -6,6 +6,7 @@ Samples, or web pages (WARC, HTML, url+html tables) read into Documents."""
 from __future__ import annotations
 
 import logging
+import time
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -14,6 +15,7 @@ from filters.document import Document
 from filters.sample import Rejection, Sample
 from manifests.recipe import InputConfig
 from pipelines.beam import coders  # noqa: F401  (registers the record coders)
+from pipelines.io.progress_markers import MARK_EVERY_S, write_marker
 from pipelines.io.readers import read_file
 from pipelines.io.web_readers import read_web_file
 
@@ -23,45 +25,81 @@ log = logging.getLogger("vlcurate")
 
 
 class _ReadFileFn(beam.DoFn):
-    def __init__(self, config: InputConfig):
+    """Reads whole files; with `limit`, one element holds every file and reading stops after `limit`
+    records in file order (`--limit`: the first N records, the same ones every time)."""
+
+    def __init__(self, config: InputConfig, progress_root: str | None = None, limit: int | None = None):
         self.config = config
         self.kind = config.kind
+        self.progress_root = progress_root
+        self.limit = limit
         self.records = Metrics.counter("read", "records")
         self.files = Metrics.counter("read", "files")
 
-    def process(self, element: tuple[int, int, str]):
-        index, total, path = element
-        n = 0
+    def process(self, element: tuple[int, int, str | tuple[str, ...]]):
+        index, total, paths = element
+        left = self.limit
+        for i, path in enumerate([paths] if isinstance(paths, str) else paths):
+            n = 0
+            for out in self._read(index + i, path, left):
+                n += 1
+                yield out
+            yield beam.pvalue.TaggedOutput(COUNTED, (self.kind, n))
+            log.info("read %d/%d %s: %d records", index + i + 1, total, path, n)
+            if left is not None:
+                left -= n
+                if left <= 0:
+                    break
+
+    def _read(self, index: int, path: str, left: int | None):
         read = read_web_file if self.kind == Document.KIND else read_file
-        for record in read(path, self.config):
-            n += 1
-            if isinstance(record, Rejection):
-                Metrics.counter("read", record.reason).inc()
-                yield beam.pvalue.TaggedOutput(REJECTED, record)
-            else:
-                yield record
+        n, marked = 0, time.monotonic()
+        records = read(path, self.config)
+        try:
+            for record in records:
+                if left is not None and n >= left:
+                    break
+                n += 1
+                if isinstance(record, Rejection):
+                    Metrics.counter("read", record.reason).inc()
+                    yield beam.pvalue.TaggedOutput(REJECTED, record)
+                else:
+                    yield record
+                if self.progress_root and time.monotonic() - marked > MARK_EVERY_S:
+                    write_marker(self.progress_root, index, n, done=False)
+                    marked = time.monotonic()
+        finally:
+            records.close()  # a limit stops mid-file: the reader's files close now
         self.records.inc(n)
         self.files.inc()
-        yield beam.pvalue.TaggedOutput(COUNTED, (self.kind, n))
-        log.info("read %d/%d %s: %d records", index + 1, total, path, n)
+        if self.progress_root:
+            write_marker(self.progress_root, index, n, done=True)
 
 
 class ReadRecords(beam.PTransform):
     """Yields a DoOutputsTuple: main `records` (Samples or Documents, by input.kind), `rejected`
-    (Rejections), `counted` ((kind, records) per file)."""
+    (Rejections), `counted` ((kind, records) per file). `progress_root`: the run directory whose
+    _run/progress/ gets the reader's markers; `limit`: read only the first N records (in file order)."""
 
-    def __init__(self, paths: list[str], config: InputConfig):
+    def __init__(self, paths: list[str], config: InputConfig, progress_root: str | None = None,
+                 limit: int | None = None):
         super().__init__()
         self.paths = paths
         self.config = config
+        self.progress_root = progress_root
+        self.limit = limit
 
     def expand(self, pbegin):
-        work = [(i, len(self.paths), p) for i, p in enumerate(self.paths)]
+        if self.limit is None:
+            work = [(i, len(self.paths), p) for i, p in enumerate(self.paths)]
+        else:  # one worker reads the files in order until the limit: "the first N" needs one reader
+            work = [(0, len(self.paths), tuple(self.paths))]
+        element = beam.typehints.Tuple[int, int, beam.typehints.Any]
         return (
             pbegin
-            | "Files" >> beam.Create(work).with_output_types(beam.typehints.Tuple[int, int, str])
-            | "OneFilePerWorker" >> beam.Reshuffle().with_output_types(beam.typehints.Tuple[int, int, str])
-            | "Read" >> beam.ParDo(_ReadFileFn(self.config))
+            | "Files" >> beam.Create(work).with_output_types(element)
+            | "OneFilePerWorker" >> beam.Reshuffle().with_output_types(element)
+            | "Read" >> beam.ParDo(_ReadFileFn(self.config, self.progress_root, self.limit))
             .with_output_types(Document if self.config.kind == Document.KIND else Sample,
                                **{REJECTED: Rejection, COUNTED: beam.typehints.Tuple[str, int]})
             .with_outputs(REJECTED, COUNTED, main="records")

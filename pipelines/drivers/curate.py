@@ -32,6 +32,7 @@ from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
 from pipelines.beam.sources import COUNTED, REJECTED, ReadRecords
 from pipelines.drivers.download import DownloadResult, download
 from pipelines.drivers.finish import RUN_DIR, build_manifest, finish
+from pipelines.drivers.progress import run_progress
 from pipelines.drivers.shard_index import write_shard_index
 from pipelines.io.readers import STAGE as READ_STAGE
 from pipelines.io.run_dir import (CURATE_FILES, DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir,
@@ -140,8 +141,8 @@ def _stage_reports(root: str) -> tuple[dict, list[dict]]:
 
 
 def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str,
-                   allow_private_networks: bool = False) -> None:
-    read = p | "ReadInputs" >> ReadRecords(paths, recipe.input)
+                   allow_private_networks: bool = False, limit: int | None = None, progress: bool = False) -> None:
+    read = p | "ReadInputs" >> ReadRecords(paths, recipe.input, root if progress else None, limit)
     kept, rejected, tallies = read.records, [read[REJECTED]], []
     context = StageContext(recipe.seed, root, allow_private_networks)
     for i, entry in enumerate(recipe.stages):
@@ -206,35 +207,39 @@ def preflight_stages(recipe: Recipe) -> Preflight:
 
 
 def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str] | None = None,
-           overwrite: bool = False, allow_private_networks: bool | None = None) -> CurateResult:
+           overwrite: bool = False, allow_private_networks: bool | None = None, limit: int | None = None,
+           progress: bool = False) -> CurateResult:
     """Curate input shards; with a `download:` block in the recipe, input_pattern is a URL list
     that is downloaded first into OUTPUT/raw/ and the funnel starts at the URLs read. The output
-    directory is locked for the whole run (a second run into it stops, naming the holder)."""
+    directory is locked for the whole run (a second run into it stops, naming the holder).
+    `limit`: only the first N input records, in input file order; `progress`: bars on the terminal."""
     root = output.rstrip("/")
     paths = None if recipe.download is not None else expand_inputs(input_pattern, recipe.input.kind)
     if paths is not None:
         refuse_inputs_inside_output(paths, root)
     try:
         with run_lock(root):
-            return _curate(recipe, input_pattern, root, paths, beam_args, overwrite, allow_private_networks)
+            return _curate(recipe, input_pattern, root, paths, beam_args, overwrite, allow_private_networks,
+                           limit, progress)
     except RunLockedError as err:
         raise CurateError(str(err)) from None
 
 
 def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | None, beam_args: list[str] | None,
-            overwrite: bool, allow_private_networks: bool | None) -> CurateResult:
+            overwrite: bool, allow_private_networks: bool | None, limit: int | None = None,
+            progress: bool = False) -> CurateResult:
     started = time.perf_counter()
     raw: DownloadResult | None = None
     if paths is None:
         prepare_output(root, overwrite, _resumable(recipe))
         raw = download(recipe, input_pattern, f"{root}/{RAW_DIR}", allow_private_networks=allow_private_networks,
-                       reuse_complete=True)
+                       reuse_complete=True, limit=limit, progress=progress)
         paths = raw.shard_urls()
         if not paths:
             raise CurateError(f"the download kept no image (see {raw.manifest_url}); nothing to curate")
     else:
         prepare_output(root, overwrite, _resumable(recipe))
-    log.info("%d input file(s); output %s", len(paths), root)
+    log.info("%d input file(s); output %s%s", len(paths), root, f"; the first {limit:,} records only" if limit else "")
 
     checked = preflight_stages(recipe)
     preflight_s = time.perf_counter() - started
@@ -243,8 +248,8 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = "DirectRunner"
     pipeline_started = time.perf_counter()
-    with _private_tempdir(), beam.Pipeline(options=options) as p:
-        build_pipeline(p, recipe, paths, root, bool(allow_private_networks))
+    with _private_tempdir(), run_progress(root, len(paths), enabled=progress), beam.Pipeline(options=options) as p:
+        build_pipeline(p, recipe, paths, root, bool(allow_private_networks), limit, progress)
     pipeline_s = time.perf_counter() - pipeline_started
 
     with fsspec.open(f"{root}/{SUMMARY}", "rt") as f:
@@ -259,6 +264,8 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     funnel = build_funnel(stage_order, summary["inputs"], reasons, tallies)
     counts = total_counts(by_kind)
     rejected, inputs = summary["rejected"], {"pattern": input_pattern, "files": paths}
+    if limit is not None:  # a trial on the first N records: the manifest says so
+        inputs["limit"] = limit
     if raw is not None:  # the funnel starts at the URLs read; the download's rejections are part of the table
         prior = raw.manifest
         funnel = prior.funnel + funnel

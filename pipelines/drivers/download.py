@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -31,6 +36,7 @@ from manifests.manifest import Counts, Manifest, build_funnel, read_manifest
 from manifests.recipe import DownloadConfig, Recipe
 from manifests.storage import atomic_write_bytes, sha256_of
 from pipelines.drivers.finish import build_manifest, finish
+from pipelines.drivers.progress import download_progress, output_to_file
 from pipelines.io.rejection_files import write_rejection_files
 from pipelines.io.run_dir import DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir, inspect_run_dir, ours_matcher
 from pipelines.io.run_lock import RunLockedError, run_lock
@@ -59,18 +65,22 @@ class DownloadResult:
 
 
 def download(recipe: Recipe, url_list: str, output: str, *, overwrite: bool = False,
-             allow_private_networks: bool | None = None, reuse_complete: bool = False) -> DownloadResult:
-    """The output directory is locked for the whole download (a second run into it stops)."""
+             allow_private_networks: bool | None = None, reuse_complete: bool = False,
+             limit: int | None = None, progress: bool = False) -> DownloadResult:
+    """The output directory is locked for the whole download (a second run into it stops).
+    `limit`: only the list's first N rows; `progress`: one bar over the whole list (img2dataset's
+    own per-shard lines go to a log file)."""
     root = output.rstrip("/")
     try:
         with run_lock(root):
-            return _download(recipe, url_list, root, overwrite, allow_private_networks, reuse_complete)
+            return _download(recipe, url_list, root, overwrite, allow_private_networks, reuse_complete, limit,
+                             progress)
     except RunLockedError as err:
         raise DownloadError(str(err)) from None
 
 
 def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_private_networks: bool | None,
-              reuse_complete: bool) -> DownloadResult:
+              reuse_complete: bool, limit: int | None = None, progress: bool = False) -> DownloadResult:
     config = recipe.download or DownloadConfig()
     allow_private = config.allow_private_networks if allow_private_networks is None else allow_private_networks
     started = time.perf_counter()
@@ -92,6 +102,8 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
             raise DownloadError(str(err)) from None
 
     table = read_url_list(url_list, config.url_column, config.caption_column)
+    if limit is not None:
+        table = table.slice(0, limit)
     urls, captions = table.column("url").to_pylist(), table.column("caption").to_pylist()
     unsafe: list[Rejection] = []
     safe_rows: list[int] = []
@@ -109,8 +121,9 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
     input_url = _write_input(root, safe_rows, urls, captions, resuming, extras)
     checked = time.perf_counter()
     if safe_rows:
-        _run_img2dataset(config, input_url, f"{root}/{SHARDS}", allow_private,
-                         has_captions=config.caption_column is not None, extra_columns=sorted(extras))
+        with _quiet_img2dataset(progress, f"{root}/{SHARDS}", len(safe_rows)):
+            _run_img2dataset(config, input_url, f"{root}/{SHARDS}", allow_private,
+                             has_captions=config.caption_column is not None, extra_columns=sorted(extras))
     fetched = time.perf_counter()
     shards, fetched_rejections, seen = _account_shards(root, url_list)
     missing = sorted(set(safe_rows) - seen)
@@ -153,6 +166,26 @@ def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, re
                             "pass --overwrite to start again")
     atomic_write_bytes(url, data)
     return url
+
+
+@contextmanager
+def _quiet_img2dataset(progress: bool, shards_url: str, urls: int) -> Iterator[None]:
+    """With `progress`: img2dataset's output (a line per shard, from its own processes) goes to a log
+    file, and one bar over all URLs is drawn instead; the log's tail is shown if the download fails."""
+    if not progress:
+        yield
+        return
+    fd, log_path = tempfile.mkstemp(prefix="vlcurate-img2dataset-", suffix=".log")
+    os.close(fd)
+    try:
+        with output_to_file(log_path) as terminal, download_progress(shards_url, urls, stream=terminal):
+            yield
+    except BaseException:
+        with open(log_path, "rb") as f:
+            tail = f.read()[-4000:].decode("utf-8", "replace")
+        sys.stderr.write(f"img2dataset's output (the end of {log_path}):\n{tail}\n")
+        raise
+    os.unlink(log_path)
 
 
 def _run_img2dataset(config: DownloadConfig, input_url: str, shards_url: str, allow_private: bool,

@@ -1,9 +1,10 @@
 """How every driver ends a run: assemble the manifest, check the accounting per record kind,
-clear the scratch directory, write the dataset card (README.md), and write manifest.json last (its
-presence marks a complete run)."""
+clear the scratch directory, write the dataset card (README.md) and the report (report.html), and
+write manifest.json last (its presence marks a complete run)."""
 
 from __future__ import annotations
 
+import logging
 import platform
 from datetime import datetime, timezone
 from typing import Any
@@ -13,8 +14,11 @@ import fsspec
 from filters.model_files import package_version
 from manifests.manifest import Counts, FileEntry, Manifest, StageFunnel, check_accounting, write_manifest
 from manifests.storage import atomic_write_bytes
-from pipelines.drivers.dataset_card import CARD_NAME, dataset_card, licenses_seen
 from manifests.recipe import Recipe
+from pipelines.drivers.dataset_card import CARD_NAME, dataset_card, licenses_seen
+from pipelines.report.build import write_report
+
+log = logging.getLogger("vlcurate")
 
 RUN_DIR = "_run"  # scratch: exists only while a run finishes (or after an accounting failure)
 
@@ -54,4 +58,9 @@ def finish(root: str, manifest: Manifest) -> str:
     card = atomic_write_bytes(f"{root}/{CARD_NAME}", dataset_card(manifest, licenses_seen(root, manifest)).encode("utf-8"))
     manifest = manifest.model_copy(update={"card": FileEntry(name=CARD_NAME, bytes=card["bytes"],
                                                              sha256=card["sha256"])})
+    try:  # the page is a view of data already written: a bug in it must not cost the run
+        manifest = manifest.model_copy(update={"report": write_report(root, manifest)})
+    except Exception as err:
+        log.warning("report.html was not written (%s: %s); the run is complete: `vlcurate report %s` retries",
+                    type(err).__name__, err, root)
     return write_manifest(root, manifest)

@@ -20,6 +20,7 @@ REJECTION_SCHEMA = pa.schema([
     ("reason", pa.string()),
     ("detail", pa.string()),
     ("kind", pa.string()),  # the kind of record rejected: sample, document
+    ("scores", pa.string()),  # JSON: what stages had measured on it (clip_score, caption_words, ...), or null
 ])
 
 

@@ -1,0 +1,139 @@
+"""Progress bars for long steps, seen from the driver.
+
+Beam's local runners run the whole pipeline inside `Pipeline.run()`, and img2dataset runs in its
+own processes, so the driver cannot ask either how far it got while it runs. Both leave files
+behind as they go: the reader's markers under RUN/_run/progress/ (pipelines/io/progress_markers.py),
+the shards the sink writes, img2dataset's NNNNN_stats.json per finished shard. A thread of the
+driver polls them (any fsspec URL: Dataflow workers write them too) and draws rich bars with rates
+and ETAs. `--quiet` turns the bars off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO
+
+import fsspec
+
+from pipelines.io.progress_markers import PROGRESS_DIR
+
+log = logging.getLogger("vlcurate")
+
+Poll = Callable[[], dict[str, tuple[int, str]]]  # task -> (completed, detail)
+
+
+class PolledBars:
+    """Context manager: one bar per task (name -> total, None when unknown), updated from `poll`
+    every `poll_s` seconds by a thread; nothing at all when not `enabled`."""
+
+    def __init__(self, tasks: dict[str, int | None], poll: Poll, enabled: bool = True, poll_s: float = 1.0,
+                 stream: IO[str] | None = None):
+        self.tasks, self.poll, self.enabled, self.poll_s, self.stream = tasks, poll, enabled, poll_s, stream
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PolledBars:
+        if self.enabled:
+            self._thread = threading.Thread(target=self._watch, name="vlcurate-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        console = Console(file=self.stream) if self.stream is not None else None
+        columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console) as bars:
+            ids = {name: bars.add_task(name, total=total, detail="") for name, total in self.tasks.items()}
+            stopping = False
+            while not stopping:
+                stopping = self._stop.wait(self.poll_s)  # one last poll after the step ends: final counts
+                try:
+                    state = self.poll()
+                except Exception as err:  # a listing that failed: the step goes on, the bar waits
+                    log.debug("progress poll failed: %s", err)
+                    continue
+                for name, (completed, detail) in state.items():
+                    bars.update(ids[name], completed=completed, detail=detail)
+
+
+def _totals(fs, pattern: str, *fields: str) -> list[int]:
+    """Sums of `fields` over the JSON files matching `pattern` (one being rewritten right now is
+    counted at the next poll)."""
+    fs.invalidate_cache()
+    totals = [0] * len(fields)
+    for path in fs.glob(pattern):
+        try:
+            with fs.open(path, "rt") as f:
+                found = json.load(f)
+        except (OSError, ValueError):
+            continue
+        totals = [t + int(found.get(name, 0)) for t, name in zip(totals, fields)]
+    return totals
+
+
+def _rate(n: int, started: float) -> str:
+    return f"{n / max(time.monotonic() - started, 1e-6):,.0f}/s"
+
+
+def run_progress(root: str, files: int, enabled: bool = True) -> PolledBars:
+    """Input files read (records, records/s) and shards written, for a curate run in `root`."""
+    fs, base = fsspec.core.url_to_fs(root)
+    started = time.monotonic()
+
+    def poll() -> dict[str, tuple[int, str]]:
+        done, records = _totals(fs, f"{base}/{PROGRESS_DIR}/read-*.json", "done", "records")
+        shards = len(fs.glob(f"{base}/shards/[0-9]*.tar"))
+        return {"read files": (done, f"{records:,} records, {_rate(records, started)}"), "write shards": (shards, "")}
+
+    return PolledBars({"read files": files, "write shards": None}, poll, enabled)
+
+
+def download_progress(shards_url: str, urls: int, enabled: bool = True, stream: IO[str] | None = None) -> PolledBars:
+    """URLs tried and images kept, from img2dataset's per-shard stats files, over the whole list."""
+    fs, base = fsspec.core.url_to_fs(shards_url)
+    started = time.monotonic()
+
+    def poll() -> dict[str, tuple[int, str]]:
+        tried, kept = _totals(fs, f"{base}/*_stats.json", "count", "successes")
+        return {"download": (tried, f"{kept:,} images kept, {_rate(tried, started)} URLs")}
+
+    return PolledBars({"download": urls}, poll, enabled, stream=stream)
+
+
+@contextmanager
+def output_to_file(path: str) -> Iterator[IO[str]]:
+    """Send this process's stdout/stderr, and its children's, to `path` (img2dataset prints a line
+    per shard from its own processes); yields a stream to the real terminal, for the bars."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved_err), "w")
+    with open(path, "ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+    try:
+        yield terminal
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        terminal.close()

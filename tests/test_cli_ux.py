@@ -1,0 +1,98 @@
+"""The curate command line as a new user meets it: misspelled options refused with a suggestion (real
+Beam options still pass), --dry-run prints the plan and writes nothing, --limit runs the first N
+records, a run that keeps nothing says so (and fails with --fail-on-empty), and progress bars."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from manifests.manifest import read_manifest
+from manifests.recipe import load_recipe, parse_recipe
+from pipelines.drivers.curate import curate
+from tests.test_cli import ROOT, vlcurate
+
+QUICKSTART = str(ROOT / "manifests/recipes/quickstart.yaml")
+
+
+def test_a_misspelled_option_is_refused_with_a_suggestion(pool_dir, tmp_path):
+    out = tmp_path / "out"
+    result = vlcurate("curate", QUICKSTART, "-i", f"{pool_dir}/shards/*.tar", "-o", str(out), "--overwirte")
+    assert result.returncode == 2 and "unknown option --overwirte: did you mean --overwrite?" in result.stderr
+    beam = vlcurate("curate", QUICKSTART, "-i", f"{pool_dir}/shards/*.tar", "-o", str(out), "--direct_num_worker=2")
+    assert beam.returncode == 2 and "did you mean --direct_num_workers?" in beam.stderr
+    assert not out.exists()  # refused before anything was written
+
+
+def test_real_beam_options_still_reach_beam(pool_dir, tmp_path):
+    result = vlcurate("curate", QUICKSTART, "-i", f"{pool_dir}/shards/00000.tar", "-o", str(tmp_path / "out"),
+                      "--limit", "12", "--direct_running_mode", "in_memory", "--direct_num_workers=1", "-q")
+    assert result.returncode == 0, result.stderr
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest.versions["direct_running_mode"] == "in_memory" and manifest.inputs["limit"] == 12
+    assert " INFO " not in result.stderr  # --quiet: warnings and errors only
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(pool_dir, tmp_path):
+    out = tmp_path / "out"
+    result = vlcurate("curate", QUICKSTART, "-i", f"{pool_dir}/shards/*.tar", "-o", str(out), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "recipe 'quickstart': sample records in, sample records out" in text
+    assert "1. heuristics [sample]" in text and "model fasttext-lid.176 (sha256" in text and "on cpu" in text
+    assert f"output {out}: new or empty; would be written" in text and "nothing was written" in text
+    assert not out.exists()
+
+
+def test_limit_reads_the_first_records_in_file_order(pool_dir, tmp_path):
+    recipe = load_recipe(QUICKSTART)
+    shards = sorted((pool_dir / "shards").glob("*.tar"))
+    with tarfile.open(shards[0]) as tar:
+        first_keys = list(dict.fromkeys(m.name.split(".")[0] for m in tar))
+    runs = [curate(recipe, f"{pool_dir}/shards/*.tar", str(tmp_path / f"run{i}"), limit=50) for i in range(2)]
+    one, two = (r.manifest for r in runs)
+    assert one.counts.input == 50 and one.counts.kept + one.counts.rejected == 50
+    assert len(first_keys) == 40  # the pool's shards hold 40: the limit runs into the second file
+    assert [s.sha256 for s in one.shards] == [s.sha256 for s in two.shards]  # the same records, the same bytes
+    kept = set()
+    for shard in one.shards:
+        with tarfile.open(tmp_path / "run0" / shard.name) as tar:
+            kept |= {m.name.split(".")[0] for m in tar}
+    with tarfile.open(shards[1]) as tar:
+        second_keys = list(dict.fromkeys(m.name.split(".")[0] for m in tar))
+    assert kept <= set(first_keys) | set(second_keys[:10])
+
+
+def test_a_run_that_keeps_nothing_says_so(tmp_path):
+    from tests.conftest import make_image
+
+    with tarfile.open(tmp_path / "in.tar", "w") as tar:
+        for i in range(3):
+            for ext, data in (("jpg", make_image()), ("txt", b"tiny")):
+                info = tarfile.TarInfo(f"s{i}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "r.yaml").write_text("name: strict\nstages:\n  - heuristics: {language: {enabled: false}}\n")
+    args = ("curate", str(tmp_path / "r.yaml"), "-i", str(tmp_path / "in.tar"))
+    loud = vlcurate(*args, "-o", str(tmp_path / "a"))
+    assert loud.returncode == 0 and "warning: the run kept none of its 3 input records" in loud.stderr
+    failing = vlcurate(*args, "-o", str(tmp_path / "b"), "--fail-on-empty")
+    assert failing.returncode == 3 and "kept none" in failing.stderr
+
+
+def test_progress_bars_show_files_records_and_shards(pool_dir, tmp_path, capsys):
+    recipe = parse_recipe({"name": "plain", "stages": [], "output": {"samples_per_shard": 50}})
+    result = curate(recipe, f"{pool_dir}/shards/*.tar", str(tmp_path / "out"), progress=True)
+    files = len(list((pool_dir / "shards").glob("*.tar")))
+    shown = capsys.readouterr().out
+    assert "read files" in shown and f"{files}/{files}" in shown
+    assert f"{result.manifest.counts.input:,} records" in shown and "write shards" in shown
+    assert not (tmp_path / "out" / "_run").exists()  # the markers go with the scratch directory
+
+
+@pytest.mark.parametrize("bad", [["stray"], ["--no-such-option=1"]])
+def test_stray_arguments_are_refused(bad, pool_dir, tmp_path):
+    result = vlcurate("curate", QUICKSTART, "-i", f"{pool_dir}/shards/*.tar", "-o", str(tmp_path / "o"), *bad)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "error:" in result.stderr
