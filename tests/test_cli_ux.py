@@ -54,6 +54,7 @@ def test_limit_reads_the_first_records_in_file_order(pool_dir, tmp_path):
     runs = [curate(recipe, f"{pool_dir}/shards/*.tar", str(tmp_path / f"run{i}"), limit=50) for i in range(2)]
     one, two = (r.manifest for r in runs)
     assert one.counts.input == 50 and one.counts.kept + one.counts.rejected == 50
+    assert one.timings_s["stage heuristics"] > 0  # per-stage compute, from Beam's metrics
     assert len(first_keys) == 40  # the pool's shards hold 40: the limit runs into the second file
     assert [s.sha256 for s in one.shards] == [s.sha256 for s in two.shards]  # the same records, the same bytes
     kept = set()
@@ -83,12 +84,16 @@ def test_a_run_that_keeps_nothing_says_so(tmp_path):
 
 
 def test_progress_bars_show_files_records_and_shards(pool_dir, tmp_path, capsys):
-    recipe = parse_recipe({"name": "plain", "stages": [], "output": {"samples_per_shard": 50}})
+    recipe = parse_recipe({"name": "plain", "stages": [{"heuristics": {"language": {"enabled": False}}}],
+                           "output": {"samples_per_shard": 50}})
     result = curate(recipe, f"{pool_dir}/shards/*.tar", str(tmp_path / "out"), progress=True)
     files = len(list((pool_dir / "shards").glob("*.tar")))
     shown = capsys.readouterr().out
     assert "read files" in shown and f"{files}/{files}" in shown
     assert f"{result.manifest.counts.input:,} records" in shown and "write shards" in shown
+    heuristics = next(f for f in result.manifest.funnel if f.stage == "heuristics")
+    assert any(line.startswith("heuristics") and f"{heuristics.input}/?" in line  # records it handled, and /s
+               for line in shown.splitlines()), shown
     assert not (tmp_path / "out" / "_run").exists()  # the markers go with the scratch directory
 
 

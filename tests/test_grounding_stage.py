@@ -171,3 +171,12 @@ def test_grounding_dino_queries_map_to_their_token_spans(tmp_path):
     tokens = processor.tokenizer.convert_ids_to_tokens(ids)
     spans = _query_spans(ids, processor.tokenizer, 2)
     assert ["".join(tokens[a:b]).replace("##", "") for a, b in spans] == ["aredcube", "bluesky"]
+
+
+def test_the_report_shows_grounded_samples_with_their_tokens(run):
+    import html
+
+    _, out, members = run
+    page = (out / "report.html").read_text()
+    assert '<h2 id="grounding">Grounded samples</h2>' in page
+    assert html.escape(members["a_two.kosmos2.txt"].decode()) in page  # the Kosmos-2 text beside the boxed image

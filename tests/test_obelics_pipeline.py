@@ -172,3 +172,11 @@ def test_same_output_on_the_multiprocess_runner(crawl, run, tmp_path):
 
     assert digest(other.manifest, tmp_path / "mp") == digest(result.manifest, out)
     assert other.manifest.funnel == result.manifest.funnel
+
+
+def test_the_report_shows_document_stats_with_their_cutoffs(run):
+    result, out = run
+    page = (out / "report.html").read_text()
+    assert '<h2 id="kept">Kept documents</h2>' in page and "news.example" in page  # documents: url and text
+    assert "<td>doc_words</td>" in page and "min_words = 10" in page and "max_words = 2000" in page
+    assert result.manifest.funnel[0].kind == "document" and '<h3>document records' in page

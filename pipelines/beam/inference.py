@@ -16,7 +16,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from filters.sample import Rejection, Sample
 from pipelines.beam.coders import Tagged
-from pipelines.beam.routing import StageOutputs, guarded_call, split
+from pipelines.beam.routing import StageOutputs, measured_call, split
 
 
 class SampleBatchHandler(ModelHandler):
@@ -32,8 +32,8 @@ class SampleBatchHandler(ModelHandler):
     def run_inference(self, batch: Sequence[Sample], model, inference_args=None):
         # A batch that raises is retried record by record: one bad record becomes its own
         # error Rejection instead of failing the batch (and, on Dataflow, the job).
-        outcomes = guarded_call(lambda records: model.process_batch(records), list(batch),
-                                self.namespace.removeprefix("vlcurate."))
+        outcomes = measured_call(lambda records: model.process_batch(records), list(batch),
+                                 self.namespace.removeprefix("vlcurate."))
         return [Tagged(o) for o in outcomes]  # one typed carrier for Samples and Rejections alike
 
     def get_num_bytes(self, batch: Sequence[Sample]) -> int:

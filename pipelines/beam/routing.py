@@ -9,6 +9,7 @@ batch. Only infrastructure errors (a model that cannot load in `setup`) fail a r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -18,6 +19,7 @@ from apache_beam.metrics import Metrics
 from filters.records import Event
 from filters.sample import Rejection, Sample
 from pipelines.beam.coders import Tagged  # importing coders registers them wherever stages run
+from pipelines.io.progress_markers import StageCounter
 
 REJECTED = "rejected"
 TALLIES = "tallies"
@@ -63,6 +65,19 @@ def _emit(outcomes: Iterable, stage: str):
             yield outcome
 
 
+BUSY_US = "_busy_us"  # a stage's own compute, summed over its elements: the manifest's per-stage timings
+
+
+def measured_call(fn: Callable, element: Any, stage: str, *args, **kwargs) -> list:
+    """guarded_call, with the time it took added to the stage's BUSY_US counter. Outcomes are a list
+    before anything is emitted, so fused downstream stages are not counted here."""
+    started = time.perf_counter()
+    try:
+        return guarded_call(fn, element, stage, *args, **kwargs)
+    finally:
+        Metrics.counter(stage, BUSY_US).inc(int((time.perf_counter() - started) * 1e6))
+
+
 def guarded_call(fn: Callable, element: Any, stage: str, *args, **kwargs) -> list:
     """fn(element) as a list of outcomes; a record that raises becomes its error Rejection, and a
     batch (a list of records) that raises is retried one record at a time."""
@@ -99,7 +114,16 @@ class RoutedDoFn(beam.DoFn):
         raise NotImplementedError
 
     def process(self, element, *args, **kwargs):
-        yield from _emit(guarded_call(self.handle, element, self.stage, *args, **kwargs), self.stage)
+        counter = getattr(self, "_progress", None)
+        if counter is None:  # lazily: subclasses keep their own __init__
+            counter = self._progress = StageCounter(self.stage, type(self).__name__.strip("_"))
+        counter.add(len(element) if isinstance(element, list) else 1)
+        yield from _emit(measured_call(self.handle, element, self.stage, *args, **kwargs), self.stage)
+
+    def finish_bundle(self):
+        counter = getattr(self, "_progress", None)
+        if counter is not None:
+            counter.flush()
 
 
 class _RoutedFn(RoutedDoFn):

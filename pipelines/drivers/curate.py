@@ -27,7 +27,7 @@ from manifests.manifest import Manifest, build_funnel, counts_by_kind, total_cou
 from manifests.recipe import Recipe, output_kind
 from manifests.shard_format import FORMAT_VERSION as SHARD_FORMAT_VERSION
 from manifests.storage import atomic_write_bytes, glob_files
-from pipelines.beam.routing import Tally, all_rejections
+from pipelines.beam.routing import BUSY_US, Tally, all_rejections
 from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
 from pipelines.beam.sources import COUNTED, REJECTED, ReadRecords
 from pipelines.drivers.download import DownloadResult, download
@@ -191,6 +191,24 @@ def _private_tempdir():
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def stage_busy_seconds(result) -> dict[str, float]:
+    """Each stage's own compute time (`stage NAME`), summed over workers, from Beam's metrics: stages
+    fuse, so wall time per stage does not exist; this is where the CPU went."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        counters = result.metrics().query(MetricsFilter().with_name(BUSY_US))["counters"]
+    except Exception as err:  # a runner without metrics: timings without the per-stage part
+        log.info("no per-stage timings: %s", err)
+        return {}
+    busy: dict[str, float] = {}
+    for counter in counters:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        name = f"stage {counter.key.metric.namespace}"
+        busy[name] = busy.get(name, 0.0) + (value or 0) / 1e6
+    return dict(sorted(busy.items()))
+
+
 def preflight_stages(recipe: Recipe) -> Preflight:
     """Every stage's driver-side checks (files, weights, tags); models on devices are left to workers."""
     found = Preflight()
@@ -248,9 +266,10 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = "DirectRunner"
     pipeline_started = time.perf_counter()
-    with _private_tempdir(), run_progress(root, len(paths), enabled=progress), beam.Pipeline(options=options) as p:
+    with _private_tempdir(), run_progress(root, len(paths), [e.name for e in recipe.stages], enabled=progress), beam.Pipeline(options=options) as p:
         build_pipeline(p, recipe, paths, root, bool(allow_private_networks), limit, progress)
     pipeline_s = time.perf_counter() - pipeline_started
+    stage_s = stage_busy_seconds(p.result)
 
     with fsspec.open(f"{root}/{SUMMARY}", "rt") as f:
         summary = json.load(f)
@@ -282,6 +301,6 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
                   "runner": str(options.view_as(StandardOptions).runner),
                   "direct_running_mode": options.view_as(DirectOptions).direct_running_mode},
         shard_format_version=SHARD_FORMAT_VERSION,
-        timings_s={"preflight": preflight_s, "pipeline": pipeline_s, "total": time.perf_counter() - started},
+        timings_s={"preflight": preflight_s, "pipeline": pipeline_s, **stage_s, "total": time.perf_counter() - started},
         reports=reports, report_files=report_files, index_files=index_files)
     return CurateResult(manifest, finish(root, manifest))

@@ -22,7 +22,7 @@ from typing import IO
 
 import fsspec
 
-from pipelines.io.progress_markers import PROGRESS_DIR
+from pipelines.io.progress_markers import PROGRESS_DIR, PROGRESS_ENV
 
 log = logging.getLogger("vlcurate")
 
@@ -72,17 +72,21 @@ class PolledBars:
                     bars.update(ids[name], completed=completed, detail=detail)
 
 
-def _totals(fs, pattern: str, *fields: str) -> list[int]:
-    """Sums of `fields` over the JSON files matching `pattern` (one being rewritten right now is
-    counted at the next poll)."""
+def _marks(fs, pattern: str) -> Iterator[tuple[str, dict]]:
+    """(path, content) of the JSON files matching `pattern`; one being rewritten right now is read
+    at the next poll."""
     fs.invalidate_cache()
-    totals = [0] * len(fields)
     for path in fs.glob(pattern):
         try:
             with fs.open(path, "rt") as f:
-                found = json.load(f)
+                yield path, json.load(f)
         except (OSError, ValueError):
             continue
+
+
+def _totals(fs, pattern: str, *fields: str) -> list[int]:
+    totals = [0] * len(fields)
+    for _, found in _marks(fs, pattern):
         totals = [t + int(found.get(name, 0)) for t, name in zip(totals, fields)]
     return totals
 
@@ -91,17 +95,46 @@ def _rate(n: int, started: float) -> str:
     return f"{n / max(time.monotonic() - started, 1e-6):,.0f}/s"
 
 
-def run_progress(root: str, files: int, enabled: bool = True) -> PolledBars:
-    """Input files read (records, records/s) and shards written, for a curate run in `root`."""
+def _stage_records(fs, base: str) -> dict[str, int]:
+    """stage -> records its busiest step handled (summed over workers)."""
+    per_step: dict[tuple[str, str], int] = {}
+    for path, found in _marks(fs, f"{base}/{PROGRESS_DIR}/stage-*.json"):
+        stage, step = path.rsplit("/", 1)[-1].split("-")[1:3]
+        per_step[(stage, step)] = per_step.get((stage, step), 0) + int(found.get("records", 0))
+    stages: dict[str, int] = {}
+    for (stage, _), n in per_step.items():
+        stages[stage] = max(stages.get(stage, 0), n)
+    return stages
+
+
+@contextmanager
+def run_progress(root: str, files: int, stages: list[str], enabled: bool = True) -> Iterator[PolledBars]:
+    """Input files read (records, records/s, ETA), records each stage handled (records/s), shards
+    written, for a curate run in `root`. Stage steps find the run directory in PROGRESS_ENV."""
     fs, base = fsspec.core.url_to_fs(root)
     started = time.monotonic()
 
     def poll() -> dict[str, tuple[int, str]]:
         done, records = _totals(fs, f"{base}/{PROGRESS_DIR}/read-*.json", "done", "records")
-        shards = len(fs.glob(f"{base}/shards/[0-9]*.tar"))
-        return {"read files": (done, f"{records:,} records, {_rate(records, started)}"), "write shards": (shards, "")}
+        state = {"read files": (done, f"{records:,} records, {_rate(records, started)}")}
+        for stage, n in _stage_records(fs, base).items():
+            if stage in stages:
+                state[stage] = (n, f"{_rate(n, started)}")
+        state["write shards"] = (len(fs.glob(f"{base}/shards/[0-9]*.tar")), "")
+        return state
 
-    return PolledBars({"read files": files, "write shards": None}, poll, enabled)
+    tasks = {"read files": files, **{stage: None for stage in stages}, "write shards": None}
+    saved = os.environ.get(PROGRESS_ENV)
+    if enabled:
+        os.environ[PROGRESS_ENV] = root
+    try:
+        with PolledBars(tasks, poll, enabled) as bars:
+            yield bars
+    finally:
+        if saved is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = saved
 
 
 def download_progress(shards_url: str, urls: int, enabled: bool = True, stream: IO[str] | None = None) -> PolledBars:

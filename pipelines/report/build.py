@@ -32,7 +32,8 @@ def build_report(root: str, manifest: Manifest) -> str:
     page.add("scores", "Scores and cutoffs", sections.scores(manifest, rejected, kept))
     page.add("metaclip", "MetaCLIP balancing", sections.metaclip(root, manifest))
     page.add("grounding", "Grounded samples", sections.kept_samples(root, kept, seed, grounded=True))
-    page.add("kept", "Kept samples", sections.kept_samples(root, kept, seed) or sections.kept_documents(kept, seed))
+    pairs = sections.kept_samples(root, kept, seed)
+    page.add("kept", "Kept samples" if pairs else "Kept documents", pairs or sections.kept_documents(kept, seed))
     page.add("run", "Run", sections.run_info(manifest))
     c = manifest.counts
     subtitle = (f"{c.input:,} records read, {kept_text(manifest)} kept, {c.rejected:,} rejected; "
