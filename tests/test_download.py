@@ -221,3 +221,17 @@ def test_columns_users_bring_travel_into_key_json(tmp_path):
     with tarfile.open(tmp_path / "curated" / out.manifest.shards[0].name) as tar:
         curated = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
     assert sorted(m["uid"] for m in curated) == [f"{i:032x}" for i in range(3)]
+
+
+def test_progress_is_one_bar_over_the_list_and_limit_takes_the_first_urls(tmp_path, capfd):
+    """With progress on, img2dataset's per-shard lines go to a log file and one bar counts every URL
+    tried; --limit fetches only the list's first N URLs."""
+    with ImageServer() as server:
+        urls = write_urls(tmp_path / "u.parquet", [f"{server.base}/img/{i}.jpg" for i in range(40)])
+        result = download(recipe(), urls, str(tmp_path / "dl"), allow_private_networks=True, progress=True, limit=25)
+        fetched = {p for p in server.requests if p.startswith("/img/")}
+    captured = capfd.readouterr()
+    assert result.manifest.counts.input == 25 and result.manifest.counts.kept == 25
+    assert fetched == {f"/img/{i}.jpg" for i in range(25)}
+    assert "download" in captured.err and "25/25" in captured.err and "25 images kept" in captured.err
+    assert "success:" not in captured.out + captured.err  # img2dataset's own per-shard lines: in its log only

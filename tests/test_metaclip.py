@@ -177,6 +177,9 @@ def test_balanced_counts_are_within_binomial_bounds(balanced_pool):
     counts = pq.read_table(out / "reports/metaclip_entry_counts.parquet").to_pylist()
     assert {r["entry"]: (r["count_before"], r["count_after"]) for r in counts}["alpha"] == (300, kept["alpha"])
     assert verify_dataset(str(out)) == []
+    page = (out / "report.html").read_text()  # the report shows the log-log plot and the head/tail summary
+    assert '<h2 id="metaclip">MetaCLIP balancing</h2>' in page and 'alt="MetaCLIP entry counts"' in page
+    assert "entries_over_t_before: 2" in page
 
 
 def test_same_keys_on_both_runners_and_across_runs(balanced_pool):

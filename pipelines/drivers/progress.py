@@ -156,15 +156,18 @@ def output_to_file(path: str) -> Iterator[IO[str]]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
     terminal = os.fdopen(os.dup(saved_err), "w")
     with open(path, "ab") as sink:
-        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 1)  # child processes write to the descriptors
         os.dup2(sink.fileno(), 2)
+    log_file = open(path, "a", buffering=1)  # this process's print() and tqdm write to sys.stdout/err
+    sys.stdout = sys.stderr = log_file
     try:
         yield terminal
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved_streams
+        log_file.close()
         os.dup2(saved_out, 1)
         os.dup2(saved_err, 2)
         os.close(saved_out)
