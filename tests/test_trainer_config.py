@@ -118,8 +118,23 @@ def test_old_checkpoint_configs_still_load_and_round_trip():
     config = config_from_dict(OLD_CHECKPOINT_CONFIG).validate()
     assert config.data.task == "captioning" and config.run.stage == "captioner" and config.optim.accumulation == 2
     saved = config_to_dict(config)
-    assert saved == {**OLD_CHECKPOINT_CONFIG, "data": {**OLD_CHECKPOINT_CONFIG["data"], "task": "captioning"},
-                     "optim": {**OLD_CHECKPOINT_CONFIG["optim"], "skip_nonfinite": False}}  # keys added since
+    assert saved == {**OLD_CHECKPOINT_CONFIG,  # keys added since
+                     "run": {**OLD_CHECKPOINT_CONFIG["run"], "eval_whole_split": False, "threads": 0},
+                     "data": {**OLD_CHECKPOINT_CONFIG["data"], "task": "captioning", "storage_options": {}},
+                     "optim": {**OLD_CHECKPOINT_CONFIG["optim"], "skip_nonfinite": False}}
     assert config_from_dict(saved) == config
     with pytest.raises(ConfigError, match=r"config: 1 problem\(s\)\n  optim.warmup: unknown key"):
         config_from_dict({**OLD_CHECKPOINT_CONFIG, "optim": {"warmup": 3}})
+
+
+def test_storage_credentials_are_never_written(config_file):
+    options = ['--data.storage_options={"endpoint_url": "http://127.0.0.1:9000", "key": "AKIA-ID", "secret": "s3cr3t",'
+               ' "client_kwargs": {"region_name": "us-east-1", "aws_session_token": "tok"}}']
+    config = load_config(config_file, options)
+    assert config.data.storage_options["secret"] == "s3cr3t"  # used as given
+    saved = config_to_dict(config)["data"]["storage_options"]  # checkpoints, config.json, the eval page
+    assert saved == {"endpoint_url": "http://127.0.0.1:9000", "key": "<redacted>", "secret": "<redacted>",
+                     "client_kwargs": {"region_name": "us-east-1", "aws_session_token": "<redacted>"}}
+    assert "s3cr3t" not in str(config_to_dict(config)) and "AKIA-ID" not in str(config_to_dict(config))
+    with pytest.raises(ConfigError, match="data.storage_options: Input should be an object"):
+        load_config(config_file, ["--data.storage_options=endpoint"])

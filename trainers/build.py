@@ -11,7 +11,7 @@ from trainers.captioner import Captioner
 from trainers.checkpoint import latest_checkpoint, load_weights
 from trainers.config import ConfigError, TrainConfig
 from trainers.lengths import llm_positions, llm_problem
-from trainers.llm import FrozenLLM
+from trainers.llm import FrozenLLM, load_tokenizer
 from trainers.tasks.captioning import split_prompt
 from trainers.tiny_lm import TinyLM
 from trainers.vision import VisionEncoder
@@ -24,15 +24,17 @@ def build_model(config: TrainConfig):
     """(model, trainable module for checkpoints, tokenizer, image preprocess)."""
     v, a = config.vision, config.adapter
     vision = VisionEncoder(v.name, v.pretrained, v.config_dir, random_init=v.random_init)
-    llm = FrozenLLM(config.llm.path, config.llm.gguf_file, config.llm.dtype) if config.llm.path else None
-    tokenizer = llm.tokenizer if llm is not None else None
     if config.run.stage == "captioner":
-        if tokenizer is None:
+        # Stage 1 uses the LLM's tokenizer only: its weights are never loaded (a tokenizer directory will do).
+        if not config.llm.path:
             raise ValueError("the captioner needs a tokenizer: set llm.path (its tokenizer is used)")
+        tokenizer = load_tokenizer(config.llm.path, config.llm.gguf_file)
         tiny = _tiny_lm(config, len(tokenizer))
         model = Captioner(vision, tiny, a.queries, a.tiny_lm.heads)
         trainable = nn.ModuleDict({"pooler": model.pooler, "tiny_lm": model.tiny_lm})
         return model, trainable, tokenizer, vision.preprocess
+    llm = FrozenLLM(config.llm.path, config.llm.gguf_file, config.llm.dtype) if config.llm.path else None
+    tokenizer = llm.tokenizer if llm is not None else None
     _check_llm_length(config, vision, llm)
     if a.kind == "linear":
         adapter = LinearAdapter(vision.width, llm.width)

@@ -55,7 +55,13 @@ class AdapterConfig(Strict):
 
 
 class DataConfig(Strict):
-    shards: str = ""  # a run's manifest.json, a brace pattern (DIR/shards/{00000..00009}.tar) or a glob
+    shards: str = ""  # a run's manifest.json, a brace pattern (DIR/shards/{00000..00009}.tar) or a glob; any fsspec URL
+    # fsspec options for the stores of data.shards and run.eval_shards (s3://, gs://, ...), as
+    # `vlcurate verify -S` takes them: {endpoint_url: http://127.0.0.1:9000, client_kwargs: {region_name: ...}}.
+    # Credentials are better left to the store's own chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+    # AWS_ENDPOINT_URL, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS); any given here are written as
+    # "<redacted>" in checkpoints, config.json and the eval page (config_to_dict).
+    storage_options: dict[str, Any] = {}
     task: Literal["captioning"] = "captioning"  # trainers/tasks/: record -> model inputs and loss mask
     samples_per_epoch: int = Field(10_000, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -88,7 +94,14 @@ class RunConfig(Strict):
     # Held-out shards for `vlcurate eval`. Unset (or sharing shards with data.shards), eval scores
     # training data and labels its scores "training data", never "validation" (trainers/evaluate.py).
     eval_shards: str = ""
+    # `vlcurate eval` scores every sample of the eval split once, in shard order (else --batches
+    # random batches); evaluate(batches=None) does the same.
+    eval_whole_split: bool = False
     tensorboard: bool = False
+    # CPU threads of the training (and eval) process (torch.set_num_threads). 0: torch's own when
+    # OMP_NUM_THREADS is set, else the CPUs this process may use less data.workers less one, at least 1
+    # (trainers/train.py cpu_threads: a thread per core beside busy workers stalls on a small CPU).
+    threads: int = Field(0, ge=0)
 
 
 class TrainConfig(Strict):
@@ -174,8 +187,29 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     return _validated(data, str(path)).validate()
 
 
+REDACTED = "<redacted>"
+_SECRET_WORDS = ("secret", "token", "password", "credential", "account_key", "connection_string", "sas")
+
+
+def is_secret_option(name: str) -> bool:
+    """Storage option names that hold credentials (s3fs key/secret/token, botocore's aws_*_key*, gcsfs
+    token, adlfs account_key / sas_token / connection_string / credential, passwords)."""
+    name = name.lower()
+    return name == "key" or name.endswith(("_key", "_key_id")) or any(word in name for word in _SECRET_WORDS)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret_option(str(k)) else _redacted(v) for k, v in value.items()}
+    return value
+
+
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    return config.model_dump()
+    """The config as plain data, for checkpoints, config.json and the eval page: credentials in
+    data.storage_options are written as "<redacted>", never in clear."""
+    data = config.model_dump()
+    data["data"]["storage_options"] = _redacted(data["data"]["storage_options"])
+    return data
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -13,20 +13,29 @@ through fsspec, so shards can live on any filesystem; local or cached shards tra
 images are decoded by shard_format.decode_image (EXIF orientation applied, pixel count checked
 first). Decode and the task's encoding run in DataLoader workers; a sample that cannot be decoded
 or encoded is skipped, replaced by another draw, and counted.
+
+Remote shards (s3://, gs://, ...) take data.storage_options (`apply_storage_options`), and each
+member is one ranged read: a shard is opened without fsspec's read-ahead cache, which would fetch a
+block (50 MB for s3fs) per randomly drawn sample. Evaluation reads its split in order
+(`TaskBatches.in_order`), each sample once, with every reference caption of KEY.json.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+from collections.abc import Iterator
+from typing import Any
 
 import fsspec
 from torch.utils.data import IterableDataset, get_worker_info
 
 from filters.image_checks import ImageProblem
 from manifests.manifest import MANIFEST_NAME, read_manifest
-from manifests.shard_format import PairEntry, PairShardIndex, decode_image, index_pair_shards, read_span
-from manifests.storage import glob_files
+from manifests.shard_format import (METADATA_EXT, PairEntry, PairShardIndex, Span, decode_image, index_pair_shards,
+                                    read_span, split_member_name)
+from manifests.storage import glob_files, is_local, use_storage_options
 from trainers.tasks.base import Record, Task
 
 
@@ -49,6 +58,31 @@ def shard_urls(spec: str) -> list[str]:
     return urls
 
 
+def apply_storage_options(specs: list[str], options: dict[str, Any]) -> None:
+    """data.storage_options become the fsspec defaults of each remote spec's store (its protocol) in
+    this process (manifests.storage.use_storage_options): the manifest, globs and the shard index use
+    them; TaskBatches passes them to open_shard itself. Local paths take none. Never logged or written."""
+    if not options:
+        return
+    for spec in specs:
+        if spec and fsspec.utils.get_protocol(spec) not in ("file", "local"):
+            use_storage_options(spec, dict(options))
+
+
+def open_shard(url: str, storage_options: dict[str, Any] | None = None):
+    """A shard for random access: remote stores without read-ahead, so reading a member is one ranged
+    request of its size (s3fs would otherwise fetch a 50 MB block for every sample drawn).
+    storage_options: passed on for a remote URL (DataLoader workers started by spawn inherit no defaults)."""
+    remote = fsspec.utils.get_protocol(url) not in ("file", "local")
+    fs, path = fsspec.core.url_to_fs(url, **((storage_options or {}) if remote else {}))
+    if not is_local(fs):
+        try:
+            return fs.open(path, "rb", cache_type="none")
+        except TypeError:  # a filesystem without block caches (or one that sets its own)
+            pass
+    return fs.open(path, "rb")
+
+
 def build_index(urls: list[str]) -> PairShardIndex:
     index = index_pair_shards(urls)
     if index.total == 0:
@@ -65,6 +99,33 @@ def read_record(f, entry: PairEntry) -> Record | ImageProblem:
     return Record(entry.key, [image], read_span(f, entry.caption).decode("utf-8"), [data])
 
 
+def index_references(urls: list[str]) -> list[dict[str, Span]]:
+    """Per shard, where each key's KEY.json is (one pass over the tar headers): evaluation's references."""
+    import tarfile
+
+    spans = []
+    for url in urls:
+        found: dict[str, Span] = {}
+        with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+            for member in tar:
+                key, ext = split_member_name(member.name)
+                if member.isfile() and ext == METADATA_EXT:
+                    found[key] = (member.offset_data, member.size)
+        spans.append(found)
+    return spans
+
+
+def references_of(metadata: bytes | None, caption: str) -> list[str]:
+    """KEY.json's "references" (a non-empty list of strings; KEY.txt is the first), else [KEY.txt]."""
+    try:
+        refs = json.loads(metadata)["references"] if metadata else None
+    except (ValueError, TypeError, KeyError):
+        refs = None
+    if isinstance(refs, list) and refs and all(isinstance(r, str) and r.strip() for r in refs):
+        return refs
+    return [caption]
+
+
 def _rng(seed: int, micro_step: int, slot: int) -> random.Random:
     digest = hashlib.blake2b(f"{seed}/{micro_step}/{slot}".encode(), digest_size=8).digest()
     return random.Random(int.from_bytes(digest, "big"))
@@ -72,14 +133,19 @@ def _rng(seed: int, micro_step: int, slot: int) -> random.Random:
 
 class TaskBatches(IterableDataset):
     """Yields dicts: inputs (ModelInputs), skipped (int), micro_step (int); with keep_raw also
-    records (the decoded Records, for evaluation)."""
+    records (the decoded Records, for evaluation) and where ((shard, index) of each).
+    references: index_references(index.urls), to fill each Record's references (evaluation).
+    storage_options: data.storage_options, for opening remote shards in whichever process reads them."""
 
     def __init__(self, index: PairShardIndex, task: Task, batch_size: int, seed: int, start: int = 0,
-                 rank: int = 0, max_redraws: int = 100, keep_raw: bool = False):
+                 rank: int = 0, max_redraws: int = 100, keep_raw: bool = False,
+                 references: list[dict[str, Span]] | None = None, storage_options: dict[str, Any] | None = None):
         self.index, self.task = index, task
         self.batch_size, self.seed = batch_size, seed
         self.start, self.rank, self.max_redraws = start, rank, max_redraws
         self.keep_raw = keep_raw
+        self.references = references
+        self.storage_options = storage_options or {}  # for remote shards (data.storage_options)
         self._files: dict[int, object] = {}
 
     def __iter__(self):
@@ -91,11 +157,12 @@ class TaskBatches(IterableDataset):
             step += workers
 
     def batch(self, micro_step: int) -> dict:
-        examples, records, skipped = [], [], 0
+        examples, records, where, skipped = [], [], [], 0
         for slot in range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size):
             rng = _rng(self.seed, micro_step, slot)
             for _ in range(self.max_redraws):
-                drawn = self._encode(*self.index.locate(rng.randrange(self.index.total)))
+                position = self.index.locate(rng.randrange(self.index.total))
+                drawn = self._encode(*position)
                 if not isinstance(drawn, str):
                     break
                 skipped += 1
@@ -104,21 +171,44 @@ class TaskBatches(IterableDataset):
                                    f"check the shards")
             examples.append(drawn[0])
             records.append(drawn[1])
+            where.append(position)
         batch = {"inputs": self.task.collate(examples), "skipped": skipped, "micro_step": micro_step}
         if self.keep_raw:
-            batch["records"] = records
+            batch["records"], batch["where"] = records, where
         return batch
+
+    def in_order(self) -> Iterator[dict]:
+        """Every sample once, shard by shard in index order, batch_size positions at a time (the last
+        chunk may be shorter): evaluation of a whole split, the same batches on every call. A sample
+        that cannot be used is left out and counted (`skipped`, `problems`); a chunk with none left
+        has inputs None. Always keeps records and where."""
+        positions = [(s, i) for s, entries in enumerate(self.index.entries) for i in range(len(entries))]
+        for start in range(0, len(positions), self.batch_size):
+            examples, records, where, problems = [], [], [], []
+            for position in positions[start:start + self.batch_size]:
+                drawn = self._encode(*position)
+                if isinstance(drawn, str):
+                    problems.append(drawn)
+                    continue
+                examples.append(drawn[0])
+                records.append(drawn[1])
+                where.append(position)
+            yield {"inputs": self.task.collate(examples) if examples else None, "skipped": len(problems),
+                   "problems": problems, "records": records, "where": where}
 
     def _encode(self, shard: int, i: int):
         """(Example, Record), or why the sample was skipped."""
         entry = self.index.entries[shard][i]
         f = self._files.get(shard)
         if f is None:
-            f = self._files[shard] = fsspec.open(self.index.urls[shard], "rb").open()
+            f = self._files[shard] = open_shard(self.index.urls[shard], self.storage_options)
         try:
             record = read_record(f, entry)
             if isinstance(record, ImageProblem):
                 return f"{entry.key}: {record.reason} ({record.detail})"
+            if self.references is not None:
+                span = self.references[shard].get(entry.key)
+                record.references = references_of(read_span(f, span) if span else None, record.text)
             return self.task.encode(record), record
         except Exception as err:  # a caption that is not UTF-8, an image the transform refuses: skipped, never fatal
             return f"{entry.key}: {type(err).__name__}: {err}"

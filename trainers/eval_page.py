@@ -63,11 +63,13 @@ def _by_step(points: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
 
 
 def _series(history: list[dict], metric: str) -> dict[str, tuple[list[int], list[float]]]:
-    """One series per (split, beams) among the recorded evals, each step once (the latest eval of it)."""
+    """One series per (split, beams, whole split or not) among the recorded evals, each step once (the
+    latest eval of it)."""
     grouped: dict[str, list[tuple[int, float]]] = {}
     for record in history:
         if isinstance(record.get("step"), int) and isinstance(record.get(metric), (int, float)):
             label = f"eval on {record.get('split', '?')}, beams {record.get('beams', 1)}"
+            label += ", whole split" if record.get("whole_split") else ""  # not comparable with sampled batches
             grouped.setdefault(label, []).append((record["step"], float(record[metric])))
     return {label: _by_step(points) for label, points in grouped.items()}
 

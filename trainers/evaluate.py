@@ -2,11 +2,15 @@
 (trainers/eval_page.py) with the run's curves and samples (`vlcurate eval`). Stage 2 generates with
 transformers' `generate` on the frozen LLM; the stage-1 captioner with trainers/decode.py.
 
-Scores are on run.eval_shards, the held-out split. Where it is not set, or shares shards with
-data.shards, the scores are on training data: they are then labelled so (split "training data",
-`train_loss`, not `val_loss`) in the result, scores.json, the page and a WARNING, never passed off
-as validation. Every eval appends its scores with the checkpoint's step to RUN/eval/history.jsonl,
-so the page's CIDEr-D and eval-loss curves grow as a run's checkpoints are evaluated."""
+Scores are on run.eval_shards, the held-out split: a few random batches (`--batches`), or the
+whole split, every sample once in shard order (run.eval_whole_split, or evaluate(batches=None)).
+OUT/scores.json holds the scores; OUT/predictions.jsonl one line per scored sample (id, shard, key,
+generated, references, cider_d), for metrics computed from the captions elsewhere (concept accuracy).
+Where run.eval_shards is not set, or shares shards with data.shards, the scores are on training
+data: they are then labelled so (split "training data", `train_loss`, not `val_loss`) in the
+result, scores.json, the page and a WARNING, never passed off as validation. Every eval appends its
+scores with the checkpoint's step to RUN/eval/history.jsonl, so the page's CIDEr-D and eval-loss
+curves grow as a run's checkpoints are evaluated."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -24,11 +29,12 @@ from trainers.captioner import Captioner
 from trainers.checkpoint import CheckpointError, checkpoint_problem, latest_checkpoint, load_weights
 from trainers.cider import cider_d, tokenize
 from trainers.config import TrainConfig, config_to_dict
-from trainers.data import TaskBatches, build_index, shard_urls
-from trainers.eval_page import read_jsonl, render
+from trainers.data import TaskBatches, apply_storage_options, build_index, index_references, shard_urls
+from trainers.eval_page import MAX_ROWS, read_jsonl, render
 from trainers.inputs import ModelInputs
 from trainers.run_dir import EVAL, EVAL_HISTORY, METRICS
 from trainers.tasks import build_task
+from trainers.train import cpu_threads_for
 from trainers.vlm import AdapterVLM
 
 log = logging.getLogger("vlcurate")
@@ -84,51 +90,97 @@ def _run_dir(config: TrainConfig, checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path(config.run.out_dir)
 
 
+PREDICTIONS = "predictions.jsonl"
+
+
 @torch.no_grad()
-def evaluate(config: TrainConfig, checkpoint: str | None = None, batches: int = 4, beams: int = 1,
+def evaluate(config: TrainConfig, checkpoint: str | None = None, batches: int | None = 4, beams: int = 1,
              out_dir: str | None = None, progress: bool = False) -> dict:
+    """Scores a checkpoint on the eval split and writes OUT/scores.json, OUT/predictions.jsonl and OUT/index.html.
+
+    batches: that many batches of data.batch_size samples drawn at random (seed run.seed + 1,000,003,
+    with replacement); None, or run.eval_whole_split, scores every sample of the split once, in shard
+    order. Either way the same checkpoint gives the same scores. The loss is the mean over every
+    caption token scored; CIDEr-D uses all of a sample's references (KEY.json's "references", else KEY.txt).
+    """
     device = torch.device("cuda" if config.run.device != "cpu" and torch.cuda.is_available() else "cpu")
+    with nullcontext() if device.type == "cuda" else cpu_threads_for(config, workers=0):  # it reads in this process
+        return _evaluate(config, device, checkpoint, batches, beams, out_dir, progress)
+
+
+def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None, batches: int | None, beams: int,
+              out_dir: str | None, progress: bool) -> dict:
+    whole = batches is None or config.run.eval_whole_split
     path = Path(checkpoint) if checkpoint else latest_checkpoint(config.run.out_dir)
     if checkpoint and (problem := checkpoint_problem(path)):
         raise CheckpointError(f"{path} cannot be used: {problem}")
     if path is None:
         raise FileNotFoundError(f"no checkpoint in {config.run.out_dir}/checkpoints; train first or pass --checkpoint")
     state = json.loads((path / "state.json").read_text())
+    apply_storage_options([config.data.shards, config.run.eval_shards], config.data.storage_options)
     split, shards, urls, warning = eval_split(config)  # before the models load: a bad path fails in seconds
     if warning:
         log.warning("%s", warning)
     index = build_index(urls)
+    references = index_references(urls)
     model, trainable, tokenizer, preprocess = build_model(config)
     load_weights(path, trainable)
     model.to(device).eval()
     task = build_task(config, tokenizer, preprocess)
     if not hasattr(task, "prompts"):
         raise ValueError(f"vlcurate eval scores captions; data.task {config.data.task!r} has no prompts to caption")
-    data = TaskBatches(index, task, config.data.batch_size, seed=config.run.seed + 1_000_003, keep_raw=True)
-    losses, refs, cands, rows = [], {}, {}, []
-    for b in tqdm(range(batches), desc="eval", unit="batch", disable=not progress, dynamic_ncols=True):
-        batch = data.batch(b)
+    data = TaskBatches(index, task, config.data.batch_size, seed=config.run.seed + 1_000_003, keep_raw=True,
+                       references=references, storage_options=config.data.storage_options)
+    if whole:
+        chunks, total = data.in_order(), -(-index.total // config.data.batch_size)
+    else:
+        chunks, total = (data.batch(b) for b in range(batches)), batches
+    loss_sum, loss_tokens, skipped, problems = 0.0, 0, 0, []
+    refs, cands, rows, predictions = {}, {}, [], []
+    for b, batch in enumerate(tqdm(chunks, total=total, desc="eval", unit="batch", disable=not progress,
+                                   dynamic_ncols=True)):
+        skipped += batch["skipped"]
+        problems += batch.get("problems", [])
+        if batch["inputs"] is None:  # every sample of this chunk was unusable
+            continue
         inputs = batch["inputs"].to(device)
-        losses.append(float(model(inputs)))
+        tokens = int(inputs.loss_mask.sum())
+        loss_sum += float(model(inputs)) * tokens  # the batch's mean over its caption tokens
+        loss_tokens += tokens
         prompts = task.prompts(batch["inputs"].pixels).to(device)
         captions = captions_for(model, tokenizer, prompts, config.data.max_caption_tokens, beams)
-        for j, (caption, record) in enumerate(zip(captions, batch["records"])):
-            key = f"{b}-{j}"
-            refs[key], cands[key] = [tokenize(record.text)], tokenize(caption)
-            rows.append({"key": key, "generated": caption, "references": [record.text],
-                         "image": record.image_bytes[0]})
+        for j, (caption, record, (shard, _)) in enumerate(zip(captions, batch["records"], batch["where"])):
+            # A drawn batch may hold a sample twice: its ids are positions; the whole split's, samples.
+            sample_id = f"{shard}/{record.key}" if whole else f"{b}-{j}"
+            references_ = record.references or [record.text]
+            refs[sample_id], cands[sample_id] = [tokenize(r) for r in references_], tokenize(caption)
+            predictions.append({"id": sample_id, "shard": index.urls[shard], "key": record.key,
+                                "generated": caption, "references": references_})
+            rows.append({"key": sample_id, "generated": caption, "references": references_,
+                         "image": record.image_bytes[0] if len(rows) < MAX_ROWS else b""})
+    if not rows:
+        raise ValueError(f"no sample of {shards} could be scored ({skipped} skipped; first: "
+                         f"{problems[0] if problems else 'none'})")
+    if skipped:
+        log.warning("eval: %d sample(s) could not be used and were left out (first: %s)", skipped,
+                    problems[0] if problems else "redrawn")
     cider, per = cider_d(refs, cands)
-    loss = sum(losses) / len(losses)
+    loss = loss_sum / max(loss_tokens, 1)
     result = {"checkpoint": str(path), "step": state["step"], "split": split, "shards": shards,
               "val_loss" if split == "validation" else "train_loss": loss, "cider_d": cider,
-              "samples": len(rows), "beams": beams}
+              "samples": len(rows), "beams": beams, "whole_split": whole, "skipped": skipped,
+              "references_per_sample": sum(len(r) for r in refs.values()) / len(refs), "predictions": PREDICTIONS}
     if warning:
         result["warning"] = warning
     run = _run_dir(config, path)
-    _record(run, {**{k: result[k] for k in ("step", "checkpoint", "split", "shards", "cider_d", "samples", "beams")},
+    _record(run, {**{k: result[k] for k in ("step", "checkpoint", "split", "shards", "cider_d", "samples", "beams",
+                                             "whole_split")},
                   "loss": loss, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     out = Path(out_dir) if out_dir else run / EVAL / path.name
     out.mkdir(parents=True, exist_ok=True)
+    with open(out / PREDICTIONS, "w", encoding="utf-8") as f:
+        for row in predictions:
+            f.write(json.dumps({**row, "cider_d": per[row["id"]]}, ensure_ascii=False) + "\n")
     (out / "scores.json").write_text(json.dumps(result, indent=2))
     run_config, note = _run_config(config, state, path)
     page = render(result, rows, per, run_config, note, read_jsonl(run / METRICS), read_jsonl(run / EVAL / EVAL_HISTORY))

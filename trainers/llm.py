@@ -10,21 +10,36 @@ import torch
 from torch import nn
 
 
+def _not_loaded(path: str, gguf_file: str | None, err: Exception, what: str) -> FileNotFoundError:
+    return FileNotFoundError(f"llm.path {path!r}{' / ' + gguf_file if gguf_file else ''} could not be loaded ({err}); "
+                             f"give a local directory ({what}) or a hub id reachable from here")
+
+
+def load_tokenizer(path: str, gguf_file: str | None = None):
+    """The LLM's tokenizer alone (no weights): what the stage-1 captioner needs, so a tokenizer-only
+    directory will do. A tokenizer without a pad token pads with EOS."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **({"gguf_file": gguf_file} if gguf_file else {}))
+    except OSError as err:
+        raise _not_loaded(path, gguf_file, err, "with the tokenizer's files") from err
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 class FrozenLLM(nn.Module):
     def __init__(self, path: str, gguf_file: str | None = None, dtype: str = "float32"):
         super().__init__()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
+        self.tokenizer = load_tokenizer(path, gguf_file)
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
         except OSError as err:
-            raise FileNotFoundError(f"llm.path {path!r}{' / ' + gguf_file if gguf_file else ''} could not be "
-                                    f"loaded ({err}); give a local directory (config + weights + tokenizer) "
-                                    f"or a hub id reachable from here") from err
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+            raise _not_loaded(path, gguf_file, err, "config + weights + tokenizer") from err
         self.model.requires_grad_(False)
         self.model.eval()
         self.width = self.model.get_input_embeddings().embedding_dim

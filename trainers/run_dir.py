@@ -24,7 +24,7 @@ EVAL_HISTORY = "history.jsonl"  # eval/history.jsonl: one line per `vlcurate eva
 # Names the trainer writes, and only those: checkpoints/ holds step-N, .tmp-step-N, step-N.replaced-T,
 # latest and its temporary; eval/ holds step-N (or a checkpoint's own name) and history.jsonl.
 _CHECKPOINT_ENTRY = re.compile(r"(\.tmp-)?step-\d{8}(\.replaced-\d+)?|latest|\.latest\.tmp")
-_EVAL_FILES = ("scores.json", "index.html")
+_EVAL_FILES = ("scores.json", "index.html", "predictions.jsonl")
 
 
 class RunDirError(RuntimeError):

@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from trainers.build import build_model
 from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig, config_to_dict
-from trainers.data import TaskBatches, build_index, shard_urls
+from trainers.data import TaskBatches, apply_storage_options, build_index, shard_urls
 from trainers.run_dir import prepare_out_dir, truncate_metrics
 from trainers.schedule import count_params, estimate_flops_per_sample, peak_flops, warmup_linear_decay
 from trainers.tasks import build_task
@@ -49,9 +49,48 @@ def _param_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
+def cpu_threads(config: TrainConfig, world: int = 1, workers: int | None = None) -> int | None:
+    """Intra-op threads for a CPU run: run.threads when set; else None (torch's own) when OMP_NUM_THREADS
+    is set; else this process's share of the CPUs it may use, less the DataLoader workers (data.workers
+    unless given) and one more for everything else, at least 1. torch's default (a thread per core)
+    next to workers or any other busy process oversubscribes the cores, and its threads then wait on
+    each other: on a shared 2-core machine a tiny captioner stepped 10-20x slower with 2 threads than
+    with 1 (README, "Training on CPU")."""
+    if config.run.threads:
+        return config.run.threads
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = config.data.workers if workers is None else workers
+    return max(1, cpus // world - workers - 1)
+
+
+@contextmanager
+def cpu_threads_for(config: TrainConfig, world: int = 1, workers: int | None = None):
+    """torch.set_num_threads(cpu_threads(...)) for the block, the process's setting restored after, so
+    a process that trains or evaluates several runs in turn gets each run's setting."""
+    before = torch.get_num_threads()
+    threads = cpu_threads(config, world, workers)
+    if threads:
+        torch.set_num_threads(threads)
+        log.info("CPU threads: %d (run.threads: %d, data.workers: %d)", threads, config.run.threads,
+                 config.data.workers if workers is None else workers)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = False) -> dict:
     """resume: continue from run.out_dir's latest checkpoint; overwrite: delete an earlier run's outputs
     there first (with neither, an out_dir holding a run is refused: trainers/run_dir.py). progress: a bar."""
+    cuda = config.run.device == "cuda" or (config.run.device == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    with nullcontext() if cuda else cpu_threads_for(config, world):
+        return _train(config, resume, overwrite, progress)
+
+
+def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -> dict:
     rank, world, local_rank = _distributed()
     out = Path(config.run.out_dir)
     # Every rank checks before any deletes, so all refuse (or go on) alike; then rank 0 clears.
@@ -65,6 +104,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
     cuda = config.run.device == "cuda" or (config.run.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     torch.manual_seed(config.run.seed)
+    apply_storage_options([config.data.shards], config.data.storage_options)
     index = build_index(shard_urls(config.data.shards))  # before the models: a bad path fails in seconds
     model, trainable, tokenizer, preprocess = build_model(config)
     task = build_task(config, tokenizer, preprocess)
@@ -93,7 +133,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
         forward = DDP(forward, device_ids=[local_rank] if cuda else None)
 
     batches = TaskBatches(index, task, config.data.batch_size, config.run.seed, start=step * optim.accumulation,
-                          rank=rank)
+                          rank=rank, storage_options=config.data.storage_options)
     loader = iter(DataLoader(batches, batch_size=None, num_workers=config.data.workers,
                              persistent_workers=config.data.workers > 0, pin_memory=cuda))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()

@@ -8,7 +8,7 @@ here, not a change to the models or the training loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -23,6 +23,8 @@ class Record:
     images: list[Image.Image]  # RGB, upright (EXIF orientation applied), in document order
     text: str
     image_bytes: list[bytes]  # as stored, for evaluation pages
+    # Evaluation only: every reference caption (KEY.json's "references", else [text]); empty in training.
+    references: list[str] = field(default_factory=list)
 
 
 class Task:
