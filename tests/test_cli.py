@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-COMMANDS = ["sample-data", "download", "curate", "verify", "publish", "stages", "train", "eval"]  # `metadata build`: test_metaclip
+COMMANDS = ["sample-data", "download", "curate", "verify", "publish", "report", "stages", "train", "eval"]  # `metadata build`: test_metaclip
 
 
 def vlcurate(*args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,102 @@
+"""What the experiment found: OUT/results.json (names read by outside checks) and OUT/index.html.
+
+results.json: {"recipes": {NAME: {"samples_kept": N, "metrics": {METRIC: [one value per seed]}}},
+               "filters": {STAGE: {NOISE: {"precision": P, "recall": R, "removed": n, "of": m}}}, ...}
+A filter's numbers come from the full recipe's run (every stage, in order) against the pool's
+truth: recall = the share of that noise type's samples this stage removed; precision = the share
+of this stage's removals that were of that type. Stages run in sequence, so a later stage only
+sees what the earlier ones left (its recall is of the whole pool, not of what reached it).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from manifests.manifest import read_manifest
+from manifests.storage import atomic_write_bytes
+from pipelines.report.page import Page, esc, table
+
+METRICS = ("val_loss", "cider_d", "concept_accuracy")
+LOWER_IS_BETTER = {"val_loss"}
+
+
+def filter_table(run_dir: Path, truth: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """stage -> noise type -> precision / recall of that stage's removals in `run_dir`."""
+    noise_of = {row["key"]: row["noise"] for row in truth}
+    totals = Counter(noise_of.values())
+    manifest = read_manifest(run_dir)
+    removed: dict[str, Counter] = {}
+    for entry in manifest.rejected:
+        for row in pq.read_table(run_dir / entry.name, columns=["key", "stage"]).to_pylist():
+            noise = noise_of.get(row["key"])
+            if noise is not None:  # a file-level rejection (a truncated tar) has no pool key
+                removed.setdefault(row["stage"], Counter())[noise] += 1
+    stages = [f.stage for f in manifest.funnel if f.stage in removed]
+    out = {}
+    for stage in dict.fromkeys(stages):
+        by_noise, total = removed[stage], sum(removed[stage].values())
+        out[stage] = {noise: {"precision": round(by_noise[noise] / total, 4) if total else 0.0,
+                              "recall": round(by_noise[noise] / totals[noise], 4) if totals[noise] else 0.0,
+                              "removed": by_noise[noise], "of": totals[noise]}
+                      for noise in sorted(totals)}
+    return out
+
+
+def summarize(values: list[float]) -> tuple[float, float]:
+    """(mean, spread): spread is max - min over seeds, the honest "more than the seed spread" bar."""
+    return statistics.fmean(values), (max(values) - min(values)) if len(values) > 1 else 0.0
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    atomic_write_bytes(str(out / "results.json"), (json.dumps(results, indent=2) + "\n").encode())
+    atomic_write_bytes(str(out / "index.html"), _page(results).encode())
+
+
+def _plot(results: dict[str, Any], metric: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipelines.report.page import figure_uri
+
+    names = list(results["recipes"])
+    fig, ax = plt.subplots(figsize=(5.6, 2.8))
+    for i, name in enumerate(names):
+        values = results["recipes"][name]["metrics"].get(metric, [])
+        if values:
+            ax.scatter([i] * len(values), values, color="#3b82c4", s=18, zorder=3)
+            ax.hlines(statistics.fmean(values), i - 0.25, i + 0.25, color="black", linewidth=1.5)
+    ax.set_xticks(range(len(names)), names, fontsize=8, rotation=20)
+    ax.set_title(f"{metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better; dots: seeds)",
+                 fontsize=9)
+    ax.tick_params(labelsize=8)
+    return figure_uri(fig)
+
+
+def _page(results: dict[str, Any]) -> str:
+    page = Page("vlcurate mini-DataComp")
+    rows = []
+    for name, recipe in results["recipes"].items():
+        cells = [name, f"{recipe['samples_kept']:,}"]
+        for metric in METRICS:
+            values = recipe["metrics"].get(metric, [])
+            mean, spread = summarize(values) if values else (float("nan"), 0.0)
+            cells.append(f"{mean:.4f} ± {spread / 2:.4f}" if values else "")
+        rows.append(cells)
+    plots = "".join(f'<img src="{_plot(results, m)}" alt="{esc(m)}">' for m in METRICS)
+    page.add("recipes", "Recipes (mean ± half the seed range)",
+             table(["recipe", "kept", *METRICS], rows, numeric={1, 2, 3, 4}) + f'<div class="plots">{plots}</div>')
+    noise_types = sorted({n for stage in results["filters"].values() for n in stage})
+    filter_rows = [[stage] + [f"P {v[n]['precision']:.2f} / R {v[n]['recall']:.2f}" for n in noise_types]
+                   for stage, v in results["filters"].items()]
+    page.add("filters", "What each filter removed, by injected noise type (full recipe)",
+             table(["stage", *noise_types], filter_rows))
+    page.add("setup", "Setup", f"<pre>{esc(json.dumps(results.get('setup', {}), indent=2))}</pre>")
+    return page.render(results.get("summary", ""))
