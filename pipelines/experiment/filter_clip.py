@@ -46,8 +46,8 @@ CLIP_CONFIG = {
 # Zero-shot prompts, ensembled per concept as CLIP does: "a {size} {colour} {shape} on a {background}
 # background" over both sizes and every background the scene world allows (any colour but the
 # object's). Captions always name a background, so a bare "a red star" is off-distribution for a model
-# trained only on them (measured: top-1 about 2/3 of the ensemble's); averaging over backgrounds
-# marginalises them out instead of guessing one.
+# trained only on them (measured after 400 steps: top-1 0.13 and colour 0.67 with bare prompts, 0.16
+# and 0.82 with this ensemble); averaging over backgrounds marginalises them out instead of guessing one.
 TEMPLATE = "a {size} {colour} {shape} on a {background} background"
 DEFAULT_STEPS = 400  # 150 steps reached half the colour accuracy of 400 (0.30 vs 0.67, class-token ViT)
 DEFAULT_BATCH = 128
@@ -66,12 +66,21 @@ def write_clip_config(config_dir: str | Path, config: dict | None = None, name: 
 Pairs = Iterable[tuple[Image.Image | bytes, str]]
 
 
-def read_pairs(data: str | Pairs) -> list[tuple[Image.Image, str]]:
+def read_pairs(data: str | Pairs, shortest_side: int | None = None) -> list[tuple[Image.Image, str]]:
     """(image, caption) pairs from a glob of webdataset tars (KEY.jpg + KEY.txt, read and decoded as
     every reader of a shard does) or given directly; records without a decodable image or a caption
-    are skipped (the clean set has none; a reader should not die on one)."""
+    are skipped (the clean set has none; a reader should not die on one). shortest_side: shrink each
+    image as it is read (a 20,000-image clean set at 200-400 px would otherwise hold ~5 GB)."""
+    def kept(image, caption):
+        if isinstance(image, bytes):
+            image = decode_image(image, MAX_PIXELS)
+        if not isinstance(image, Image.Image) or not caption:
+            return None
+        image = image.convert("RGB")
+        return (_shrink(image, shortest_side) if shortest_side else image), caption
+
     if not isinstance(data, str):
-        return [(decode_image(im, MAX_PIXELS) if isinstance(im, bytes) else im.convert("RGB"), cap) for im, cap in data]
+        return [pair for pair in (kept(im, cap) for im, cap in data) if pair is not None]
     paths = glob_files(data)
     if not paths:
         raise FileNotFoundError(f"{data!r} matches no shards")
@@ -81,12 +90,19 @@ def read_pairs(data: str | Pairs) -> list[tuple[Image.Image, str]]:
             for record in iter_tar_records(f, max_member_bytes=64 << 20):
                 ext = image_member(record.parts)
                 caption = record.parts.get("txt", b"").decode("utf-8", "replace").strip()
-                if ext is None or not caption:
-                    continue
-                image = decode_image(record.parts[ext], MAX_PIXELS)
-                if isinstance(image, Image.Image):
-                    pairs.append((image, caption))
+                pair = kept(record.parts[ext], caption) if ext is not None else None
+                if pair is not None:
+                    pairs.append(pair)
     return pairs
+
+
+def _shrink(image: Image.Image, side: int) -> Image.Image:
+    """Shortest side down to `side` (never up), as the model's inference resize does."""
+    w, h = image.size
+    scale = side / min(w, h)
+    if scale >= 1:
+        return image
+    return image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BICUBIC)
 
 
 # ---------------------------------------------------------------- training
@@ -129,21 +145,23 @@ def _train(data, out: Path, steps: int, batch_size: int, seed: int, device: str,
     write_clip_config(out, config, name)
     open_clip.add_model_config(out)
     torch.manual_seed(seed)
+    disabled = logging.root.manager.disable
     logging.disable(logging.WARNING)  # open_clip warns "initialized randomly": training from scratch is the point
     try:
         model, preprocess_train, _ = open_clip.create_model_and_transforms(name, device=device, output_dict=True)
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(disabled)
     tokenizer = open_clip.get_tokenizer(name)
     model.train()
 
-    pairs = read_pairs(data)
+    # Images shrunk once to the model's input side, so the per-step train preprocessing (open_clip's:
+    # a random-resized crop of 90-100% of the area, normalise; no flips, which would break "to the
+    # left of") works on small images.
+    side = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    pairs = read_pairs(data, shortest_side=side)
     if len(pairs) < 2:
         raise ValueError(f"a CLIP needs at least 2 training pairs, got {len(pairs)}")
-    side = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
-    # Shrink once to the model's input side (shortest side, as its inference resize does), so the
-    # per-step train preprocessing (random-resized crop of 90-100% area, normalise) works on small images.
-    images = [_shortest_side(im, side) for im, _ in pairs]
+    images = [im for im, _ in pairs]
     tokens = tokenizer([cap for _, cap in pairs])
     read_s = time.perf_counter() - started
 
@@ -185,14 +203,6 @@ def _train(data, out: Path, steps: int, batch_size: int, seed: int, device: str,
              "first_loss": sum(losses[:tail]) / tail, "last_loss": sum(losses[-tail:]) / tail,
              "read_s": round(read_s, 2), "train_s": round(time.perf_counter() - started - read_s, 2)}
     return {"name": name, "pretrained": str(checkpoint), "config_dir": str(out), "stats": stats}
-
-
-def _shortest_side(image: Image.Image, side: int) -> Image.Image:
-    w, h = image.size
-    scale = side / min(w, h)
-    if scale >= 1:
-        return image
-    return image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.BICUBIC)
 
 
 # ---------------------------------------------------------------- evaluation
