@@ -299,26 +299,24 @@ def quality(paths: list[Path]) -> list[PageQuality]:
               f"{_fmt(sum(q.boiler_bag_tokens for q in group) / kept_tok if kept_tok else None):>6s}"
               f"   ({ref_tok:,} reference tokens, {kept_tok:,} kept tokens)")
 
-    causes = Counter()
-    for q in results:
-        if q.english:
-            causes.update(q.missed_causes)
-    total = sum(causes.values())
-    if total:
-        print("\nwhy English reference tokens were missed (tokens of missed paragraphs, by cause):")
-        for cause, n in causes.most_common():
-            print(f"  {n / total:6.1%}  {n:6,d}  {cause}")
-    places = Counter()
-    for q in results:
-        if q.english:
-            places.update(q.extra_places)
-    total = sum(places.values())
-    if total:
-        print("\nwhere English boilerplate tokens sit (element path keywords of their kept paragraph):")
-        for place, n in places.most_common():
-            print(f"  {n / total:6.1%}  {n:6,d}  {place}")
+    _print_shares("why English reference tokens were missed (tokens of missed paragraphs, by cause):",
+                  [q.missed_causes for q in results if q.english])
+    _print_shares("where English boilerplate tokens sit (element path keywords of their kept paragraph):",
+                  [q.extra_places for q in results if q.english])
     _trace(results)
     return results
+
+
+def _print_shares(title: str, tallies: list) -> None:
+    """Counts summed over pages, each printed with its share of the total."""
+    counts = Counter()
+    for tally in tallies:
+        counts.update(tally)
+    total = sum(counts.values())
+    if total:
+        print(f"\n{title}")
+        for name, n in counts.most_common():
+            print(f"  {n / total:6.1%}  {n:6,d}  {name}")
 
 
 def _trace(results: list[PageQuality]) -> None:
