@@ -4,6 +4,11 @@ Both start from k-means centroids of CLIP image embeddings:
 - SemDeDup: inside each cluster, order samples by (higher CLIPScore, smaller key) and walk that
   order; a sample whose cosine similarity to an already kept one is >= 1 - epsilon is dropped, and
   the first such kept sample is named as its survivor. The order makes the result deterministic.
+  Epsilon can instead be chosen from a retention target, as the SemDeDup paper reports its runs
+  (keep 50%, 80%, ...): each member's highest similarity to a member before it in that order is its
+  "earlier max" M; the keep_fraction quantile of M over the whole dataset is the threshold. The
+  paper drops every member whose M exceeds it, so exactly that share goes; the walk above drops
+  only copies of *kept* members, so it keeps at least keep_fraction.
 - Image-based filter (DataComp): keep samples whose nearest centroid is the nearest centroid of
   some embedding of a target set (e.g. ImageNet training images).
 Embeddings arrive as float16 and are re-normalised in float32 here.
@@ -52,11 +57,45 @@ def target_clusters(targets: np.ndarray, centroids: np.ndarray) -> set[int]:
     return {int(c) for c in nearest_centroid(targets, centroids)}
 
 
+def _ranked(keys: list[str], scores: list[float]) -> list[int]:
+    return sorted(range(len(keys)), key=lambda i: (-scores[i], keys[i]))
+
+
+def earlier_max_similarity(keys: list[str], scores: list[float], embeddings: np.ndarray) -> np.ndarray:
+    """For each member (input order): its highest cosine similarity to a member ranked before it
+    (SemDeDup's M); -1 for the cluster's first member, which nothing precedes."""
+    n = len(keys)
+    order = _ranked(keys, scores)
+    x = normalised(embeddings[order])
+    best = np.full(n, -1.0, np.float32)
+    for start in range(0, n, _BLOCK):
+        stop = min(n, start + _BLOCK)
+        sims = x[start:stop] @ x[:stop].T  # this block against everything up to its end
+        for i in range(start, stop):
+            if i:
+                best[i] = sims[i - start, :i].max()
+    result = np.empty(n, np.float32)
+    result[order] = best
+    return result
+
+
+def epsilon_for_retention(quantiles: list[float], keep_fraction: float) -> float:
+    """Epsilon from evenly spaced quantiles of M over the dataset (min .. max): drop cos >= the
+    keep_fraction quantile. Clamped to (0, 1): with every M at 1.0 only exact copies go."""
+    if not quantiles:
+        return 1.0 - 1e-6
+    position = keep_fraction * (len(quantiles) - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, len(quantiles) - 1)
+    threshold = quantiles[low] + (quantiles[high] - quantiles[low]) * (position - low)
+    return float(min(max(1.0 - threshold, 1e-6), 1.0 - 1e-6))
+
+
 def dedup_cluster(keys: list[str], scores: list[float], embeddings: np.ndarray,
                   epsilon: float) -> list[int | None]:
     """For each member (input order): None if kept, else the index of the kept member it duplicates."""
     n = len(keys)
-    order = sorted(range(n), key=lambda i: (-scores[i], keys[i]))
+    order = _ranked(keys, scores)
     x = normalised(embeddings[order])
     threshold = 1.0 - epsilon
     survivor = np.full(n, -1, np.int64)  # in `order` positions; -1: kept

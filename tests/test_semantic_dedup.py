@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from filters.dedup import dedup_cluster, nearest_centroid, target_clusters, train_centroids
+from filters.dedup import dedup_cluster, earlier_max_similarity, epsilon_for_retention, nearest_centroid, \
+    target_clusters, train_centroids
 from manifests.manifest import read_manifest
 from manifests.recipe import parse_recipe
 from pipelines.drivers.curate import curate
@@ -31,9 +32,10 @@ def _pool(folder):
 
 
 def _run(tiny_clip, tmp_path, name: str, beam_args=None, **dedup):
+    dedup = {"epsilon": 0.05, **dedup} if "keep_fraction" not in dedup else dedup
     recipe = parse_recipe({"name": "t", "seed": 5, "stages": [
         {"clipscore": {"model": tiny_clip, "batch_size": 8}},
-        {"semantic_dedup": {"clusters": 3, "epsilon": 0.05, **dedup}}]})
+        {"semantic_dedup": {"clusters": 3, **dedup}}]})
     out = tmp_path / name
     curate(recipe, f"{tmp_path}/in/*.tar", str(out), beam_args=beam_args)
     m = read_manifest(str(out))
@@ -58,6 +60,42 @@ def test_planted_near_duplicates_are_removed_and_distinct_images_kept(tiny_clip,
     for key, row in rejected.items():
         survivor = row["detail"].split()[0]
         assert survivor.split("-")[0] == key.split("-")[0] and survivor in kept
+
+
+def test_keep_fraction_chooses_epsilon_from_the_data(tiny_clip, pooled):
+    """Half the pool are planted copies: asked to keep half, the stage finds an epsilon that removes
+    exactly the copies, without being told one."""
+    kept, rejected = _run(tiny_clip, pooled, "retention", keep_fraction=0.5)
+    assert len(kept) == DISTINCT and {k.split("-")[0] for k in kept} == {f"s{i:02d}" for i in range(DISTINCT)}
+    details = [r["detail"] for r in rejected.values()]
+    assert len(details) == 12 and all("for keep_fraction 0.5" in d for d in details), details[:2]
+    assert len({d.split("; ")[1] for d in details}) == 1  # one epsilon for the whole dataset
+
+
+def test_keep_fraction_and_epsilon_are_exclusive():
+    from manifests.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match="epsilon or keep_fraction"):
+        parse_recipe({"name": "t", "stages": [{"clipscore": {"model": {"name": "ViT-B-32"}}},
+                                              {"semantic_dedup": {"epsilon": 0.1, "keep_fraction": 0.8}}]})
+
+
+def test_retention_threshold_keeps_at_least_the_fraction_asked():
+    """The walk drops only copies of kept members, so it keeps at least what SemDeDup's rule (drop
+    every M above the threshold) keeps, which is the fraction asked."""
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((40, 24))
+    x = np.concatenate([base, base[:30] + 0.05 * rng.standard_normal((30, 24)),
+                        base[:10] + 0.2 * rng.standard_normal((10, 24))])
+    keys = [f"k{i:03d}" for i in range(len(x))]
+    scores = rng.random(len(x)).tolist()
+    m = earlier_max_similarity(keys, scores, x)
+    assert (m == -1).sum() == 1 and m.max() <= 1.0 + 1e-6
+    for keep in (0.5, 0.7, 0.9):
+        epsilon = epsilon_for_retention(np.quantile(m, np.linspace(0, 1, 1001)).tolist(), keep)
+        paper_rule_kept = (m < 1 - epsilon).mean()
+        walk_kept = sum(s is None for s in dedup_cluster(keys, scores, x, epsilon)) / len(x)
+        assert abs(paper_rule_kept - keep) <= 1 / len(x) and walk_kept >= paper_rule_kept - 1e-9
 
 
 def test_result_does_not_depend_on_worker_count(tiny_clip, pooled):

@@ -4,19 +4,24 @@ Only light records (id, key, score, float16 embedding) are grouped by cluster, n
 so a large cluster costs a worker its embeddings only. Each sample's decision (cluster, and a reason
 if dropped) is joined back to the sample by its id. The k-means training sample is the
 `train_samples` smallest key hashes: the same keys on every runner and worker count.
+With `keep_fraction`, epsilon is chosen from the data (filters/dedup.py): every cluster's members'
+"earlier max" similarities go through Beam's ApproximateQuantiles, and the chosen epsilon reaches
+the dedup step as a side input (it is logged, and written into every near_duplicate's detail).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import apache_beam as beam
 import numpy as np
-from pydantic import Field
+from apache_beam.transforms.stats import ApproximateQuantiles
+from pydantic import Field, model_validator
 
 from filters.clipscore import IMAGE_VECTOR, SCORE
-from filters.dedup import CLUSTER, STAGE, dedup_cluster, nearest_centroid, normalised, target_clusters, \
-    train_centroids
+from filters.dedup import CLUSTER, STAGE, dedup_cluster, earlier_max_similarity, epsilon_for_retention, \
+    nearest_centroid, normalised, target_clusters, train_centroids
 from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
 from manifests.recipe_paths import RecipePath
@@ -25,7 +30,10 @@ from pipelines.beam.join import join_with_values, unpack
 from pipelines.beam.routing import KeyedSample, StageOutputs, all_rejections, split
 from pipelines.stages.spec import Preflight, StageSpec
 
+log = logging.getLogger("vlcurate")
+
 _ASSIGN_BATCH = 1024
+_QUANTILES = 1001  # M's quantiles at every 0.1%: keep_fraction lands within 0.1% of its target
 # What travels instead of the samples: (cluster, (id, key, score, float16 embedding)), and decisions
 # (id, (cluster, reason or None, detail)).
 _LIGHT = beam.typehints.Tuple[int, beam.typehints.Tuple[str, str, float, bytes]]
@@ -39,8 +47,17 @@ class SemanticDedupConfig(Strict):
     train_samples: int = Field(50_000, ge=1, description="embeddings sampled (by key hash) to train k-means")
     iterations: int = Field(20, ge=1)
     epsilon: float | None = Field(0.05, gt=0.0, lt=1.0, description="drop cos sim >= 1 - epsilon; null: no dedup")
+    keep_fraction: float | None = Field(None, gt=0.0, lt=1.0, description=(
+        "instead of epsilon: choose it so that about this share is kept (at least this share), as the "
+        "SemDeDup paper sets its runs by retention"))
     target_embeddings: RecipePath | None = Field(None, description=".npy of target embeddings: keep samples in "
                                                  "their clusters")
+
+    @model_validator(mode="after")
+    def _one_threshold(self):
+        if self.keep_fraction is not None and "epsilon" in self.model_fields_set:
+            raise ValueError("set epsilon or keep_fraction, not both (keep_fraction chooses epsilon)")
+        return self
 
 
 def _id(sample: Sample) -> str:
@@ -99,9 +116,24 @@ class _AssignFn(beam.DoFn):
                             sample.vectors[IMAGE_VECTOR])
 
 
-def _dedup(item, epsilon: float | None):
+def _earlier_max(item):
+    _cluster, members = item
+    members = sorted(members)
+    embeddings = np.stack([np.frombuffer(m[3], "<f2") for m in members]).astype(np.float32)
+    yield from earlier_max_similarity([m[1] for m in members], [m[2] for m in members], embeddings).tolist()
+
+
+def _chosen_epsilon(quantiles: list[float], keep_fraction: float) -> float:
+    epsilon = epsilon_for_retention(quantiles, keep_fraction)
+    log.info("semantic_dedup: keep_fraction %.3f -> epsilon %.4f (drop cos >= %.4f)", keep_fraction, epsilon,
+             1 - epsilon)
+    return epsilon
+
+
+def _dedup(item, epsilon: float | None, keep_fraction: float | None = None):
     cluster, members = item
     members = sorted(members)
+    chosen = f"; epsilon {epsilon:.4f} for keep_fraction {keep_fraction:g}" if keep_fraction is not None else ""
     if epsilon is None:
         for sample_id, *_ in members:
             yield sample_id, (cluster, None, "")
@@ -114,7 +146,7 @@ def _dedup(item, epsilon: float | None):
             yield sample_id, (cluster, None, "")
         else:
             similarity = float(embeddings[i] @ embeddings[survivor])
-            yield sample_id, (cluster, "near_duplicate", f"{members[survivor][1]} (cos {similarity:.4f})")
+            yield sample_id, (cluster, "near_duplicate", f"{members[survivor][1]} (cos {similarity:.4f}{chosen})")
 
 
 def _apply(item):
@@ -157,11 +189,15 @@ class SemanticDedupStage(beam.PTransform):
             .with_output_types(_LIGHT, decided=_DECISION)
             .with_outputs("decided", main="light")
         )
-        deduped = (
-            assigned.light
-            | "ByCluster" >> beam.GroupByKey()
-            | "Dedup" >> beam.FlatMap(_dedup, epsilon=c.epsilon)
-        )
+        grouped = assigned.light | "ByCluster" >> beam.GroupByKey()
+        epsilon = c.epsilon
+        if c.keep_fraction is not None:
+            epsilon = beam.pvalue.AsSingleton(
+                grouped
+                | "EarlierMax" >> beam.FlatMap(_earlier_max).with_output_types(float)
+                | "Quantiles" >> ApproximateQuantiles.Globally(_QUANTILES)
+                | "Epsilon" >> beam.Map(_chosen_epsilon, keep_fraction=c.keep_fraction))
+        deduped = grouped | "Dedup" >> beam.FlatMap(_dedup, epsilon=epsilon, keep_fraction=c.keep_fraction)
         decisions = (assigned.decided, deduped) | "AllDecisions" >> beam.Flatten()
         by_id = usable.kept | "ById" >> beam.Map(lambda s: (_id(s), s)).with_output_types(KeyedSample)
         joined = join_with_values("Join", by_id, decisions)
