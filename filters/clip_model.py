@@ -13,6 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from filters.model_files import file_sha256
@@ -168,9 +169,26 @@ class LoadedClip:
     identity: dict[str, Any]
 
 
-@lru_cache(maxsize=4)
+def _file_stamps(spec: ClipSpec) -> tuple:
+    """(path, size, mtime) of the local files a spec reads: a checkpoint rewritten in place (a
+    filtering CLIP retrained into the same path) is a new model, not the cached old one."""
+    paths = [spec.pretrained] if spec.pretrained and os.path.isfile(spec.pretrained) else []
+    if spec.config_dir and os.path.isdir(spec.config_dir):
+        paths += sorted(str(p) for p in Path(spec.config_dir).glob("*.json"))
+    stamps = []
+    for path in paths:
+        stat = os.stat(path)
+        stamps.append((path, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
+
+
 def load_clip(spec: ClipSpec) -> LoadedClip:
-    """One model per process and spec: stages that name the same model share it."""
+    """One model per process, spec and file contents: stages that name the same model share it."""
+    return _load_clip(spec, _file_stamps(spec))
+
+
+@lru_cache(maxsize=4)
+def _load_clip(spec: ClipSpec, _stamps: tuple) -> LoadedClip:
     import open_clip
 
     checkpoint = resolve_checkpoint(spec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.resources
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,8 +27,15 @@ def default_lid_model_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=32)
 def file_sha256(path: str) -> str:
+    """sha256 of a file, computed once per (path, size, mtime): a file rewritten in place (a model
+    retrained into the same path) is hashed again, so a manifest never records the old file's hash."""
+    stat = os.stat(path)
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

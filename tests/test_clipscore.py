@@ -205,3 +205,22 @@ def test_an_unreachable_hub_fails_in_seconds(tmp_path, monkeypatch):
     with pytest.raises(ClipWeightsError, match="cannot be reached from this machine; set clipscore.model.pretrained"):
         resolve_checkpoint(ClipSpec("ViT-B-32", "laion2b_s34b_b79k", cache_dir=str(tmp_path)))
     assert time.perf_counter() - started < 10
+
+
+def test_a_checkpoint_rewritten_in_place_is_loaded_anew(tmp_path):
+    """load_clip shares one model per spec in a process, but a checkpoint retrained into the same
+    path (the experiment's filtering CLIP) must not be served from that cache."""
+    import os
+
+    from filters.clip_model import ClipSpec, load_clip
+    from tests.tiny_clip import write_clip_checkpoint
+
+    block = write_clip_checkpoint(tmp_path, seed=0)
+    spec = ClipSpec(block["name"], block["pretrained"], block["config_dir"])
+    first = load_clip(spec)
+    assert load_clip(spec) is first
+    stat = os.stat(block["pretrained"])
+    write_clip_checkpoint(tmp_path, seed=1)
+    os.utime(block["pretrained"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # coarse clocks
+    second = load_clip(spec)
+    assert second is not first and second.identity["sha256"] != first.identity["sha256"]

@@ -154,7 +154,7 @@ def test_an_embedding_of_another_length_is_rejected_not_fatal(tmp_path):
     import numpy as np
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from filters.sample import Rejection, Sample
+    from filters.sample import Sample
     from pipelines.stages.semantic_dedup import SemanticDedupConfig, SemanticDedupStage
 
     rng = np.random.default_rng(0)

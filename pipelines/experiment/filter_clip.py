@@ -243,19 +243,13 @@ def zero_shot_accuracy(model_block: dict, data: str | Pairs, device: str = "cpu"
 
 
 def _scorer(model_block: dict, device: str):
-    """The clipscore stage's own scorer (same loading, preprocessing, tokenizer). load_clip caches
-    per spec, i.e. per path: a checkpoint rewritten in this process would be served stale, so the
-    cache is dropped when the file's hash is not the cached model's."""
-    from filters.clip_model import ClipSpec, load_clip
+    """The clipscore stage's own scorer (same loading, preprocessing, tokenizer; load_clip's cache
+    knows a checkpoint rewritten in place by its size and mtime)."""
+    from filters.clip_model import ClipSpec
     from filters.clipscore import ClipScorer
-    from filters.model_files import file_sha256
 
     spec = ClipSpec(model_block["name"], model_block["pretrained"], model_block.get("config_dir"), device=device)
-    scorer = ClipScorer(spec)
-    if scorer.identity["sha256"] != file_sha256(model_block["pretrained"]):
-        load_clip.cache_clear()
-        scorer = ClipScorer(spec)
-    return scorer
+    return ClipScorer(spec)
 
 
 def main(argv: list[str] | None = None) -> None:
