@@ -119,8 +119,11 @@ def test_old_checkpoint_configs_still_load_and_round_trip():
     assert config.data.task == "captioning" and config.run.stage == "captioner" and config.optim.accumulation == 2
     saved = config_to_dict(config)
     assert saved == {**OLD_CHECKPOINT_CONFIG,  # keys added since
-                     "run": {**OLD_CHECKPOINT_CONFIG["run"], "eval_whole_split": False, "threads": 0},
-                     "data": {**OLD_CHECKPOINT_CONFIG["data"], "task": "captioning", "storage_options": {}},
+                     "run": {**OLD_CHECKPOINT_CONFIG["run"], "eval_whole_split": False, "threads": 0,
+                             "compile_mode": "reduce-overhead"},
+                     "llm": {**OLD_CHECKPOINT_CONFIG["llm"], "random_init": False},
+                     "data": {**OLD_CHECKPOINT_CONFIG["data"], "task": "captioning", "storage_options": {},
+                              "pad_to": "max", "prefetch": 4},
                      "optim": {**OLD_CHECKPOINT_CONFIG["optim"], "skip_nonfinite": False}}
     assert config_from_dict(saved) == config
     with pytest.raises(ConfigError, match=r"config: 1 problem\(s\)\n  optim.warmup: unknown key"):

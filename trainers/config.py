@@ -30,9 +30,12 @@ class VisionConfig(Strict):
 
 
 class LLMConfig(Strict):
-    path: str = ""  # local directory or hub id
+    path: str = ""  # local directory, hub id, or (random_init) a shipped config's name: trainers/configs/llm/
     gguf_file: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # RANDOM weights in llm.path's architecture (a config.json suffices): explicit opt-in for throughput
+    # runs only; recorded in checkpoints (trainers/llm.py).
+    random_init: bool = False
 
 
 class TinyLMConfig(Strict):
@@ -66,7 +69,16 @@ class DataConfig(Strict):
     samples_per_epoch: int = Field(10_000, ge=1)
     batch_size: int = Field(32, ge=1)
     workers: int = Field(2, ge=0)
+    # Batches each DataLoader worker builds ahead of the step (DataLoader's prefetch_factor): enough
+    # to ride out a slow batch (a large image, a remote read) without the step waiting. metrics.jsonl's
+    # data_wait_s and loader_samples_per_s say whether the data path keeps up (trainers/train.py).
+    prefetch: int = Field(4, ge=1)
     max_caption_tokens: int = Field(32, ge=1)
+    # max: every batch is padded to the task's longest sequence (prompt + data.max_caption_tokens for
+    # captioning), so every batch has the same shapes: a compiled step compiles once and CUDA graphs
+    # (run.compile_mode: reduce-overhead) apply. longest: pad to the batch's longest caption, less
+    # compute for eager (CPU) runs, but each new length recompiles a compiled step. Same loss either way.
+    pad_to: Literal["max", "longest"] = "max"
     prompt: str = "Describe the following: <visual> :"  # stage 2 only; stage 1 captions from the image alone
 
 
@@ -79,7 +91,12 @@ class OptimConfig(Strict):
     grad_clip: float = 1.0
     accumulation: int = Field(1, ge=1)
     steps: int = Field(10_000, ge=1)
-    skip_nonfinite: bool = False  # a NaN/inf loss stops the run; true: skip that update, count it, go on
+    # A NaN/inf loss or grad norm never updates the weights. false: the run stops at the next logging
+    # or checkpoint step (the step itself never waits to check; trainers/step.py); true: count, go on.
+    skip_nonfinite: bool = False
+
+
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
 class RunConfig(Strict):
@@ -88,9 +105,13 @@ class RunConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     compile: bool = False
+    # torch.compile's mode when run.compile is true. reduce-overhead replays the step as CUDA graphs
+    # (no per-kernel launch cost; it needs the fixed shapes of data.pad_to: max); CPU runs compile
+    # without graphs whatever the mode.
+    compile_mode: CompileMode = "reduce-overhead"
     activation_checkpointing: bool = False
     checkpoint_every: int = Field(500, ge=1)
-    log_every: int = Field(10, ge=1)
+    log_every: int = Field(10, ge=1)  # also how often the host reads the device (each read waits for it)
     # Held-out shards for `vlcurate eval`. Unset (or sharing shards with data.shards), eval scores
     # training data and labels its scores "training data", never "validation" (trainers/evaluate.py).
     eval_shards: str = ""

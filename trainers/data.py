@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,8 +133,11 @@ def _rng(seed: int, micro_step: int, slot: int) -> random.Random:
 
 
 class TaskBatches(IterableDataset):
-    """Yields dicts: inputs (ModelInputs), skipped (int), micro_step (int); with keep_raw also
-    records (the decoded Records, for evaluation) and where ((shard, index) of each).
+    """Yields dicts: inputs (ModelInputs), skipped (int), micro_step (int), tokens (int: loss tokens,
+    counted from the Examples so the trainer never reads the device for them) and build_s (float:
+    seconds this process spent reading, decoding, encoding and collating the batch: the data path's
+    own speed, whoever waits for it); with keep_raw also records (the decoded Records, for
+    evaluation) and where ((shard, index) of each).
     references: index_references(index.urls), to fill each Record's references (evaluation).
     storage_options: data.storage_options, for opening remote shards in whichever process reads them."""
 
@@ -157,6 +161,7 @@ class TaskBatches(IterableDataset):
             step += workers
 
     def batch(self, micro_step: int) -> dict:
+        started = time.perf_counter()
         examples, records, where, skipped = [], [], [], 0
         for slot in range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size):
             rng = _rng(self.seed, micro_step, slot)
@@ -172,9 +177,11 @@ class TaskBatches(IterableDataset):
             examples.append(drawn[0])
             records.append(drawn[1])
             where.append(position)
-        batch = {"inputs": self.task.collate(examples), "skipped": skipped, "micro_step": micro_step}
+        batch = {"inputs": self.task.collate(examples), "skipped": skipped, "micro_step": micro_step,
+                 "tokens": sum(sum(e.loss_mask) for e in examples)}
         if self.keep_raw:
             batch["records"], batch["where"] = records, where
+        batch["build_s"] = time.perf_counter() - started
         return batch
 
     def in_order(self) -> Iterator[dict]:

@@ -51,7 +51,8 @@ class ModelInputs:
     pixels: torch.Tensor  # (N, 3, H, W) the images, sample by sample, each sample's in sequence order
     image_sample: torch.Tensor  # (N,) which sample each image belongs to
     image_position: torch.Tensor  # (N,) where in that sample's ids its visual tokens go
-    # Plain ints, known when the batch is built, so the model never waits on the device for them:
+    # Plain ints, known when the batch is built, so the model never waits on the device for them
+    # (torch.compile specialises on them: a task's FixedShape keeps them the same for every batch):
     max_images: int  # most images in one sample: the spliced length is T + max_images * visual tokens
     loss_columns: tuple[int, int]  # token columns [first, last + 1) that hold any loss token
 
@@ -70,11 +71,27 @@ class ModelInputs:
         return self._map(lambda t: t.pin_memory())
 
 
-def collate(examples: list[Example], pad_id: int) -> ModelInputs:
-    """Right-pad the token sequences; stack every image of every sample, in order."""
+@dataclass(frozen=True)
+class FixedShape:
+    """What a task guarantees for every batch, so every batch has the same shapes and plain ints:
+    a compiled step then never recompiles, and CUDA graphs can replay it (data.pad_to: max). The
+    image count N still follows the batch: a task with a varying number of images per sample would
+    need padding images too (captioning has exactly one per sample, N = B)."""
+
+    length: int  # T: token columns, the longest sequence the task can encode
+    loss_columns: tuple[int, int]  # columns [first, last + 1) that may hold a loss token
+    max_images: int  # the most images a sample can have
+
+
+def collate(examples: list[Example], pad_id: int, shape: FixedShape | None = None) -> ModelInputs:
+    """Right-pad the token sequences (to the longest, or to shape.length); stack every image of every
+    sample, in order. With a shape, T, loss_columns and max_images are the shape's, whatever the batch."""
     if not any(e.images for e in examples):
         raise ValueError("a batch needs at least one image (text-only batches are not supported yet)")
-    width = max(len(e.ids) for e in examples)
+    longest = max(len(e.ids) for e in examples)
+    if shape is not None and longest > shape.length:
+        raise ValueError(f"a sample of {longest} tokens does not fit its task's fixed shape {shape}")
+    width = longest if shape is None else shape.length
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     attention = torch.zeros(len(examples), width, dtype=torch.long)
     loss = torch.zeros(len(examples), width, dtype=torch.long)
@@ -83,13 +100,20 @@ def collate(examples: list[Example], pad_id: int) -> ModelInputs:
         attention[b, : len(e.ids)] = 1
         loss[b, : len(e.ids)] = torch.tensor(e.loss_mask, dtype=torch.long)
     columns = loss.any(0).nonzero().flatten().tolist()
+    max_images = max(len(e.images) for e in examples)
+    loss_columns = (columns[0], columns[-1] + 1) if columns else (0, 0)
+    if shape is not None:
+        first, last = shape.loss_columns
+        if max_images > shape.max_images or (columns and not first <= loss_columns[0] <= loss_columns[1] <= last):
+            raise ValueError(f"a batch does not fit its task's fixed shape {shape}: {max_images} images per "
+                             f"sample at most, loss tokens in columns {loss_columns}")
+        max_images, loss_columns = shape.max_images, shape.loss_columns
     return ModelInputs(
         ids=ids, attention_mask=attention, loss_mask=loss,
         pixels=torch.stack([image for e in examples for image in e.images]),
         image_sample=torch.tensor([b for b, e in enumerate(examples) for _ in e.images], dtype=torch.long),
         image_position=torch.tensor([p for e in examples for p in e.image_positions], dtype=torch.long),
-        max_images=max(len(e.images) for e in examples),
-        loss_columns=(columns[0], columns[-1] + 1) if columns else (0, 0),
+        max_images=max_images, loss_columns=loss_columns,
     )
 
 

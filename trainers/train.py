@@ -1,12 +1,25 @@
-"""The training loop (nanoGPT-style, one file): AdamW, warm-up + linear decay, gradient
-accumulation and clipping, bf16 autocast on CUDA, optional torch.compile, DDP under torchrun,
-atomic checkpoints and exact resume, JSONL logs (+ TensorBoard), a progress bar (tqdm) on rank 0."""
+"""The training loop (nanoGPT-style): fused AdamW, warm-up + linear decay, gradient accumulation
+and clipping, bf16 autocast on CUDA, optional torch.compile (CUDA graphs), DDP under torchrun,
+atomic checkpoints and exact resume, JSONL logs (+ TensorBoard), a progress bar (tqdm) on rank 0.
+
+The step itself (trainers/step.py) never waits for the device; the loop reads the device once per
+logging window and before each checkpoint. metrics.jsonl, one line per run.log_every steps: step,
+epoch, lr; skipped (unusable samples redrawn) and nonfinite_steps (updates skipped), run totals;
+loss and grad_norm, means over the window's finite steps; samples_per_s, tokens_per_s (loss
+tokens), steps_per_s and mfu (None where the GPU's peak is unknown; `peak` names the datasheet figure
+it is relative to) over the window's wall time,
+all ranks together; data_wait_s (seconds this rank's loop waited for its DataLoader in the window) and
+compute_s (the window's other seconds); loader_samples_per_s: the rate the data path could deliver,
+samples over the seconds its workers spent building them (`build_s`) divided among data.workers,
+all ranks together. A data path near or below samples_per_s starves the step: the periodic log
+line shows the share of time spent waiting for it ("data wait 45%"). A run resumed from a
+checkpoint between two logging steps logs its first window over the steps since the checkpoint.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -25,7 +38,8 @@ from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpo
 from trainers.config import TrainConfig, config_to_dict
 from trainers.data import TaskBatches, apply_storage_options, build_index, shard_urls
 from trainers.run_dir import prepare_out_dir, truncate_metrics
-from trainers.schedule import count_params, estimate_flops_per_sample, peak_flops, warmup_linear_decay
+from trainers.schedule import count_params, estimate_flops_per_sample, peak_flops, peak_spec, warmup_linear_decay
+from trainers.step import Stepper
 from trainers.tasks import build_task
 
 log = logging.getLogger("vlcurate")
@@ -111,8 +125,9 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     model.to(device)
     params = model.trainable_parameters()
     optim = config.optim
+    # Fused on CPU too: its found_inf flag is how a non-finite step is skipped without a host sync.
     optimizer = torch.optim.AdamW(_param_groups(params, optim.weight_decay), lr=optim.lr,
-                                  betas=(optim.beta1, optim.beta2), fused=cuda)
+                                  betas=(optim.beta1, optim.beta2), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(optim.warmup_steps, optim.steps))
     step, skipped_total, nonfinite_steps = 0, 0, 0
     checkpoint = latest_checkpoint(str(out)) if resume else None  # CheckpointError: some, none usable
@@ -126,21 +141,22 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     if resume and rank == 0:
         truncate_metrics(out, step)
 
-    forward = model
+    forward, cudagraphs = model, False
     if config.run.compile:
-        forward = torch.compile(model)
+        forward = torch.compile(model, mode=config.run.compile_mode)
+        cudagraphs = cuda and config.run.compile_mode in ("reduce-overhead", "max-autotune")
     if world > 1:
         forward = DDP(forward, device_ids=[local_rank] if cuda else None)
+    stepper = Stepper(forward, optimizer, scheduler, params, optim.grad_clip, world, device, cudagraphs)
 
+    workers = config.data.workers
     batches = TaskBatches(index, task, config.data.batch_size, config.run.seed, start=step * optim.accumulation,
                           rank=rank, storage_options=config.data.storage_options)
-    loader = iter(DataLoader(batches, batch_size=None, num_workers=config.data.workers,
-                             persistent_workers=config.data.workers > 0, pin_memory=cuda))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    loader = iter(DataLoader(batches, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+                             prefetch_factor=config.data.prefetch if workers else None, pin_memory=cuda))
     logger = _Logger(out, config, rank, count_params(trainable, True))
     model.train()
-    started, window_samples, window_tokens, window_steps = time.perf_counter(), 0, 0, 0
-    last = {}
+    window, last = _Window(), {}
     show = progress and rank == 0
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=optim.steps, initial=step, unit="step", desc="train", disable=not show,
@@ -148,62 +164,85 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
         if show:  # log lines print above the bar instead of breaking it
             stack.enter_context(logging_redirect_tqdm())
         while step < optim.steps:
-            loss_sum = 0.0
-            for micro in range(optim.accumulation):
-                batch = next(loader)
+            micro = []
+            for _ in range(optim.accumulation):
+                batch = window.next(loader)
                 skipped_total += batch["skipped"]
-                inputs = batch["inputs"].to(device, non_blocking=True)
-                if logger.flops_per_sample is None and logger.peak and config.run.stage == "vlm":
-                    logger.flops_per_sample = estimate_flops_per_sample(model, inputs)
-                sync = micro == optim.accumulation - 1 or world == 1
-                with autocast, (nullcontext() if sync else forward.no_sync()):
-                    loss = forward(inputs) / optim.accumulation
-                    loss.backward()
-                loss_sum += loss.item()
-                window_samples += inputs.batch_size
-                window_tokens += int(inputs.loss_mask.sum())  # tokens trained on (the caption's, for captioning)
-            if world > 1:  # before the step, so every rank takes the same decision on a non-finite loss
-                reduced = torch.tensor([loss_sum], device=device)
-                dist.all_reduce(reduced)
-                loss_sum = reduced.item() / world
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
-            if math.isfinite(loss_sum) and math.isfinite(float(grad_norm)):
-                optimizer.step()
-            elif optim.skip_nonfinite:
-                nonfinite_steps += 1
-                log.warning("step %d: loss %s, grad norm %s: update skipped (optim.skip_nonfinite)", step + 1,
-                            loss_sum, float(grad_norm))
-            else:
-                raise TrainingError(f"step {step + 1}: the loss is {loss_sum} (grad norm {float(grad_norm)}): "
-                                    "training diverged or a batch is broken; lower optim.lr, or set "
-                                    "optim.skip_nonfinite: true to skip such updates. Checkpoints so far are kept.")
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+                micro.append(batch["inputs"])
+            if logger.flops_per_sample is None and logger.peak:
+                logger.flops_per_sample = estimate_flops_per_sample(model, micro[0].to(device))
             step += 1
-            samples_seen = step * optim.accumulation * config.data.batch_size * world
-            last = {"step": step, "epoch": samples_seen / config.data.samples_per_epoch, "loss": loss_sum,
-                    "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "skipped": skipped_total,
-                    "nonfinite_steps": nonfinite_steps}
-            window_steps += 1
-            bar.set_postfix(loss=f"{loss_sum:.4f}", refresh=False)
+            stepper.step(micro, step)
+            window.steps += 1
             bar.update(1)
-            if step % config.run.log_every == 0 or step == optim.steps:
-                elapsed = time.perf_counter() - started
-                rate = window_samples * world / elapsed
-                logger.write({**last, "samples_per_s": rate, "tokens_per_s": window_tokens * world / elapsed,
-                              "steps_per_s": window_steps / elapsed, "mfu": logger.mfu(rate / world)},
-                             optim.steps)
-                started, window_samples, window_tokens, window_steps = time.perf_counter(), 0, 0, 0
-            if rank == 0 and (step % config.run.checkpoint_every == 0 or step == optim.steps):
-                save_checkpoint(str(out), step, trainable, optimizer, scheduler,
-                                {"data_micro_step": step * optim.accumulation, "skipped": skipped_total,
-                                 "nonfinite_steps": nonfinite_steps, "config": config_to_dict(config)})
-            if world > 1:
-                dist.barrier()
+            log_now = step % config.run.log_every == 0 or step == optim.steps
+            save_now = step % config.run.checkpoint_every == 0 or step == optim.steps
+            if not (log_now or save_now):
+                continue  # nothing read from the device: the next step is prepared while this one runs
+            sums = stepper.tallies.read()
+            if sums.nonfinite and not optim.skip_nonfinite:
+                bad, loss, grad_norm = sums.first_bad
+                raise TrainingError(
+                    f"step {bad}: the loss is {loss} (grad norm {grad_norm}): training diverged or a batch is "
+                    "broken; lower optim.lr, or set optim.skip_nonfinite: true to skip such updates. Found at "
+                    f"step {step} (the loss is read every run.log_every steps and before each checkpoint); that "
+                    "update was not applied and no checkpoint was written since. Checkpoints so far are kept.")
+            if log_now:
+                nonfinite_steps += sums.nonfinite
+                if sums.nonfinite:
+                    bad, loss, grad_norm = sums.first_bad
+                    log.warning("steps %d-%d: %d update(s) skipped (optim.skip_nonfinite), the first at step %d: "
+                                "loss %s, grad norm %s", step - window.steps + 1, step, sums.nonfinite, bad, loss,
+                                grad_norm)
+                samples_seen = step * optim.accumulation * config.data.batch_size * world
+                last = window.record(world, workers, logger, {
+                    "step": step, "epoch": samples_seen / config.data.samples_per_epoch, "loss": sums.loss,
+                    "lr": scheduler.get_last_lr()[0], "grad_norm": sums.grad_norm, "skipped": skipped_total,
+                    "nonfinite_steps": nonfinite_steps})
+                logger.write(last, optim.steps)
+                bar.set_postfix(loss=f"{sums.loss:.4f}", refresh=False)
+                stepper.tallies.reset()
+                window = _Window()
+            if save_now:
+                if rank == 0:
+                    save_checkpoint(str(out), step, trainable, optimizer, scheduler,
+                                    {"data_micro_step": step * optim.accumulation, "skipped": skipped_total,
+                                     "nonfinite_steps": nonfinite_steps + (0 if log_now else sums.nonfinite),
+                                     "config": config_to_dict(config)})
+                if world > 1:  # the others wait for rank 0's checkpoint (a barrier syncs the device)
+                    dist.barrier()
     logger.close()
     if world > 1:
         dist.destroy_process_group()
     return last
+
+
+class _Window:
+    """Host-side counts over a logging window, none read from the device: wall time, time spent
+    waiting for the DataLoader, samples and loss tokens delivered, and the seconds spent building them."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.steps = self.samples = self.tokens = 0
+        self.wait_s = self.build_s = 0.0
+
+    def next(self, loader) -> dict:
+        waiting = time.perf_counter()
+        batch = next(loader)
+        self.wait_s += time.perf_counter() - waiting
+        self.samples += batch["inputs"].batch_size
+        self.tokens += batch["tokens"]
+        self.build_s += batch["build_s"]
+        return batch
+
+    def record(self, world: int, workers: int, logger: _Logger, values: dict) -> dict:
+        """values and the window's rates. Call after a device read: the window's work is then done."""
+        elapsed = time.perf_counter() - self.started
+        rate = self.samples * world / elapsed
+        return {**values, "samples_per_s": rate, "tokens_per_s": self.tokens * world / elapsed,
+                "steps_per_s": self.steps / elapsed, "mfu": logger.mfu(rate / world), "peak": logger.peak_name,
+                "data_wait_s": self.wait_s, "compute_s": elapsed - self.wait_s,
+                "loader_samples_per_s": self.samples * world * max(workers, 1) / max(self.build_s, 1e-9)}
 
 
 class _Logger:
@@ -212,6 +251,7 @@ class _Logger:
     def __init__(self, out: Path, config: TrainConfig, rank: int, trainable_params: int):
         self.rank = rank
         self.peak = peak_flops()  # None on CPU and unknown GPUs: no MFU is claimed there
+        self.peak_name = peak_spec().name if self.peak else None  # which peak mfu is relative to
         self.flops_per_sample: float | None = None
         self.tb = None
         if rank != 0:
@@ -237,8 +277,10 @@ class _Logger:
         self.file.flush()
         # The periodic line a run without a bar (--quiet, CI logs) shows: speed and time left included.
         eta = timedelta(seconds=round((total_steps - record["step"]) / max(record["steps_per_s"], 1e-9)))
-        log.info("step %d/%d loss %.4f lr %.2e grad %.3f %.2f steps/s eta %s", record["step"], total_steps,
-                 record["loss"], record["lr"], record["grad_norm"], record["steps_per_s"], eta)
+        waited = record["data_wait_s"] / max(record["data_wait_s"] + record["compute_s"], 1e-9)
+        log.info("step %d/%d loss %.4f lr %.2e grad %.3f data wait %.0f%% %.2f steps/s eta %s", record["step"],
+                 total_steps, record["loss"], record["lr"], record["grad_norm"], 100 * waited, record["steps_per_s"],
+                 eta)
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":

@@ -13,5 +13,5 @@ def build_task(config: TrainConfig, tokenizer, preprocess) -> Task:
     if config.data.task == "captioning":
         # Stage 1 (PaLM2-VAdapter) trains the tiny LM to caption from the pooled image alone: no prompt.
         prompt = config.data.prompt if config.run.stage == "vlm" else VISUAL
-        return CaptioningTask(tokenizer, preprocess, prompt, config.data.max_caption_tokens)
+        return CaptioningTask(tokenizer, preprocess, prompt, config.data.max_caption_tokens, config.data.pad_to)
     raise ValueError(f"data.task {config.data.task!r} is not implemented")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from trainers.inputs import Example, ModelInputs, collate
+from trainers.inputs import Example, FixedShape, ModelInputs, collate
 
 
 @dataclass
@@ -33,9 +33,12 @@ class Task:
     def __init__(self, tokenizer, preprocess):
         self.tokenizer = tokenizer  # text -> ids, shared with the model's LLM
         self.preprocess = preprocess  # PIL image -> (3, H, W) tensor, the vision encoder's transform
+        # None: batches padded to their longest sample (data.pad_to: longest); a task that knows its
+        # longest encoding sets it for data.pad_to: max.
+        self.shape: FixedShape | None = None
 
     def encode(self, record: Record) -> Example:
         raise NotImplementedError
 
     def collate(self, examples: list[Example]) -> ModelInputs:
-        return collate(examples, self.tokenizer.pad_token_id)
+        return collate(examples, self.tokenizer.pad_token_id, self.shape)

@@ -4,13 +4,17 @@ The sequence is [prompt before ; <image> ; prompt after ; caption <eos>] with th
 caption tokens only; the default prompt is PaLM2-VAdapter's "Describe the following: <visual> :",
 where `<visual>` marks where the image's visual tokens go. The prompt's two halves and the caption
 are tokenised apart, so no token ever spans the boundary of the visual tokens.
+
+pad_to "max" (data.pad_to): every training batch is padded to prompt + max_caption_tokens tokens,
+its loss columns the whole caption block, so batch shapes never change; "longest" pads to the
+batch's longest caption. Padding is masked out of attention and loss: the loss is the same.
 """
 
 from __future__ import annotations
 
 import torch
 
-from trainers.inputs import Example, ModelInputs
+from trainers.inputs import Example, FixedShape, ModelInputs, collate
 from trainers.tasks.base import Record, Task
 
 VISUAL = "<visual>"
@@ -27,11 +31,19 @@ def split_prompt(prompt: str) -> tuple[str, str]:
 class CaptioningTask(Task):
     name = "captioning"
 
-    def __init__(self, tokenizer, preprocess, prompt: str = DEFAULT_PROMPT, max_caption_tokens: int = 32):
+    def __init__(self, tokenizer, preprocess, prompt: str = DEFAULT_PROMPT, max_caption_tokens: int = 32,
+                 pad_to: str = "longest"):
+        """pad_to: the trainer passes data.pad_to ("max" by default there)."""
         super().__init__(tokenizer, preprocess)
         before, after = split_prompt(prompt)
         self.before, self.after = self._ids(before), self._ids(after)
         self.max_caption_tokens = max_caption_tokens
+        if pad_to == "max":
+            prompt_tokens = len(self.before) + len(self.after)
+            length = prompt_tokens + max_caption_tokens
+            self.shape = FixedShape(length, (prompt_tokens, length), max_images=1)
+        elif pad_to != "longest":
+            raise ValueError(f"pad_to is 'max' or 'longest', not {pad_to!r}")
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -48,8 +60,9 @@ class CaptioningTask(Task):
         return self._example(self.preprocess(record.images[0]), caption)
 
     def prompts(self, pixels: torch.Tensor) -> ModelInputs:
-        """The prompt alone for each preprocessed image (N, 3, H, W): the inputs to generate from."""
-        return self.collate([self._example(image, []) for image in pixels])
+        """The prompt alone for each preprocessed image (N, 3, H, W): the inputs to generate from,
+        never padded (generation continues right after the prompt)."""
+        return collate([self._example(image, []) for image in pixels], self.tokenizer.pad_token_id)
 
     def _example(self, image: torch.Tensor, caption: list[int]) -> Example:
         prompt = self.before + self.after
