@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 
+import torch
 from torch import nn
 
 from trainers.adapters import LinearAdapter, MLPAdapter, PerceiverAdapter, VAdapter
@@ -33,7 +35,10 @@ def build_model(config: TrainConfig):
         model = Captioner(vision, tiny, a.queries, a.tiny_lm.heads)
         trainable = nn.ModuleDict({"pooler": model.pooler, "tiny_lm": model.tiny_lm})
         return model, trainable, tokenizer, vision.preprocess
-    llm = FrozenLLM(config.llm.path, config.llm.gguf_file, config.llm.dtype) if config.llm.path else None
+    llm = None
+    if config.llm.path:
+        llm = FrozenLLM(config.llm.path, config.llm.gguf_file, config.llm.dtype, config.llm.random_init,
+                        _run_device(config))
     tokenizer = llm.tokenizer if llm is not None else None
     _check_llm_length(config, vision, llm)
     if a.kind == "linear":
@@ -61,6 +66,13 @@ def _check_llm_length(config: TrainConfig, vision: VisionEncoder, llm: FrozenLLM
     prompt = sum(len(llm.tokenizer(part, add_special_tokens=False)["input_ids"]) for part in (before, after))
     if problem := llm_problem(config, prompt, vision.tokens, llm_positions(llm.model.config)):
         raise ConfigError(problem)
+
+
+def _run_device(config: TrainConfig) -> str:
+    """The device the run trains on, as trainers/train.py picks it (this process's GPU under torchrun)."""
+    if config.run.device == "cpu" or not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
 
 
 def _tiny_lm(config: TrainConfig, vocab_size: int) -> TinyLM:

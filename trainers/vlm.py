@@ -31,5 +31,7 @@ class AdapterVLM(nn.Module):
     def forward(self, inputs: ModelInputs) -> torch.Tensor:
         """Mean cross-entropy over the batch's loss tokens."""
         spliced = self.embed_inputs(inputs)
-        logits = self.llm(spliced.embeds, spliced.mask)
-        return token_loss(scored(logits, inputs, spliced.text_positions), inputs)
+        # Logits of the scored positions only (the caption's): trainers/llm.py FrozenLLM.logits_at.
+        logits = self.llm.logits_at(spliced.embeds, spliced.mask,
+                                    lambda outputs: scored(outputs, inputs, spliced.text_positions))
+        return token_loss(logits, inputs)
