@@ -56,3 +56,24 @@ def test_concept_accuracy_reads_colour_shape_and_count():
     scores = concept_scores(rows)
     assert scores["concept_accuracy"] == pytest.approx(1 / 3)
     assert scores["colour_accuracy"] == pytest.approx(2 / 3) and scores["count_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_dedup_removals_are_classified_against_the_planted_pairs():
+    from pipelines.experiment.results import classify_dedup_removals
+
+    truth = [{"key": "a", "colour": "red", "shape": "circle", "duplicate_of": None},
+             {"key": "a2", "colour": "red", "shape": "circle", "duplicate_of": "a"},
+             {"key": "a3", "colour": "red", "shape": "circle", "duplicate_of": "a"},
+             {"key": "b", "colour": "red", "shape": "circle", "duplicate_of": None},
+             {"key": "c", "colour": "blue", "shape": "star", "duplicate_of": None}]
+
+    def removal(key, survivor):
+        return {"key": key, "stage": "semantic_dedup", "reason": "near_duplicate", "detail": f"{survivor} (cos 0.99)"}
+
+    rows = [removal("a2", "a"),  # the copy goes, its original stays
+            removal("a", "a3"),  # the original goes, a copy stays: as right
+            removal("a3", "a2"),  # two copies of one original
+            removal("b", "a"),  # another scene of the same concept
+            removal("c", "a"),  # anything else
+            {"key": "c", "stage": "clipscore", "reason": "low_score", "detail": ""}]
+    assert classify_dedup_removals(rows, truth) == {"removed": 5, "true_pair": 3, "same_concept": 1, "other": 1}

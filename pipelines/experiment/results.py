@@ -6,6 +6,10 @@ A filter's numbers come from the full recipe's run (every stage, in order) again
 truth: recall = the share of that noise type's samples this stage removed; precision = the share
 of this stage's removals that were of that type. Stages run in sequence, so a later stage only
 sees what the earlier ones left (its recall is of the whole pool, not of what reached it).
+"dedup_pairs" says how many of semantic dedup's removals were a true pair: the sample and the
+survivor it was matched to are an image and its planted near-duplicate (either way round: keeping
+the copy and dropping the original is as right as the reverse, but the table counts the original
+as "clean"); the rest were distinct scenes the embeddings could not tell apart.
 """
 
 from __future__ import annotations
@@ -46,6 +50,35 @@ def filter_table(run_dir: Path, truth: list[dict[str, Any]]) -> dict[str, dict[s
                               "removed": by_noise[noise], "of": totals[noise]}
                       for noise in sorted(totals)}
     return out
+
+
+def dedup_pairs(run_dir: Path, truth: list[dict[str, Any]]) -> dict[str, int]:
+    """Semantic dedup's removals in `run_dir`, classified by classify_dedup_removals."""
+    rows = [row for entry in read_manifest(run_dir).rejected
+            for row in pq.read_table(run_dir / entry.name, columns=["key", "stage", "reason", "detail"]).to_pylist()]
+    return classify_dedup_removals(rows, truth)
+
+
+def classify_dedup_removals(rejections: list[dict[str, Any]], truth: list[dict[str, Any]]) -> dict[str, int]:
+    """How many near_duplicate removals were matched (detail: "SURVIVOR (cos ...)") to their own planted
+    pair, how many to another scene of the same colour and shape, how many to anything else."""
+    rows = {row["key"]: row for row in truth}
+    counts = Counter({"removed": 0, "true_pair": 0, "same_concept": 0, "other": 0})
+    for row in rejections:
+        if row["stage"] != "semantic_dedup" or row["reason"] != "near_duplicate" or row["key"] not in rows:
+            continue
+        mine, survivor = rows[row["key"]], rows.get(row["detail"].split()[0])
+        counts["removed"] += 1
+        if survivor is None:
+            counts["other"] += 1
+        elif survivor["key"] == mine.get("duplicate_of") or mine["key"] == survivor.get("duplicate_of") or (
+                mine.get("duplicate_of") is not None and mine.get("duplicate_of") == survivor.get("duplicate_of")):
+            counts["true_pair"] += 1
+        elif (mine["colour"], mine["shape"]) == (survivor["colour"], survivor["shape"]):
+            counts["same_concept"] += 1
+        else:
+            counts["other"] += 1
+    return dict(counts)
 
 
 def summarize(values: list[float]) -> tuple[float, float]:
@@ -98,5 +131,11 @@ def _page(results: dict[str, Any]) -> str:
                    for stage, v in results["filters"].items()]
     page.add("filters", "What each filter removed, by injected noise type (full recipe)",
              table(["stage", *noise_types], filter_rows))
+    if results.get("dedup_pairs", {}).get("removed"):
+        pairs = results["dedup_pairs"]
+        page.add("dedup", "Semantic dedup: what its removals were matched to",
+                 table(["removed", "its own planted copy/original", "another scene, same colour + shape", "other"],
+                       [[str(pairs["removed"]), str(pairs["true_pair"]), str(pairs["same_concept"]),
+                         str(pairs["other"])]], numeric={0, 1, 2, 3}))
     page.add("setup", "Setup", f"<pre>{esc(json.dumps(results.get('setup', {}), indent=2))}</pre>")
     return page.render(results.get("summary", ""))

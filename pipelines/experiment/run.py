@@ -69,8 +69,10 @@ def train_config(run_dir: Path, heldout: Path, clip: dict[str, Any], tokenizer: 
         "adapter": {"kind": "vadapter", "queries": 16, "heads": 4,
                     "tiny_lm": {"width": scale.tiny_lm_width, "layers": scale.tiny_lm_layers, "heads": 4,
                                 "max_len": 64}},
+        # Eager CPU runs pad each batch to its longest caption (fewer positions); fixed shapes
+        # (pad_to: max) pay off only when compiled on a GPU.
         "data": {"shards": str(run_dir / "manifest.json"), "batch_size": scale.batch, "workers": 0,
-                 "max_caption_tokens": 32},
+                 "max_caption_tokens": 32, "pad_to": "longest" if device == "cpu" else "max"},
         "optim": {"lr": 2e-3, "warmup_steps": max(1, scale.train_steps // 20), "steps": scale.train_steps},
     }
 
@@ -100,7 +102,7 @@ def run_experiment(out: str | Path, scale_name: str = "default", seeds: int = 3,
     from pipelines.experiment.filter_clip import train_filter_clip, zero_shot_accuracy
     from pipelines.experiment.pool import write_clean, write_heldout, write_pool
     from pipelines.experiment.recipes import recipes, write_metadata
-    from pipelines.experiment.results import filter_table, write_results
+    from pipelines.experiment.results import dedup_pairs, filter_table, write_results
     from pipelines.experiment.tokenizer import clean_captions, write_word_tokenizer
 
     out, scale = Path(out), SCALES[scale_name]
@@ -147,10 +149,12 @@ def run_experiment(out: str | Path, scale_name: str = "default", seeds: int = 3,
                 metrics[name].setdefault(metric, []).append(value)
     timings["train_eval"] = time.perf_counter() - t
 
-    truth = pq.read_table(out / "pool" / "truth.parquet", columns=["key", "noise"]).to_pylist()
+    truth = pq.read_table(out / "pool" / "truth.parquet",
+                          columns=["key", "noise", "colour", "shape", "duplicate_of"]).to_pylist()
     results = {
         "recipes": {name: {"samples_kept": kept[name], "metrics": metrics[name]} for name in runs},
         "filters": filter_table(runs[list(runs)[-1]], truth),
+        "dedup_pairs": dedup_pairs(runs[list(runs)[-1]], truth),
         "filter_clip": {"zero_shot": zero_shot, **{k: v for k, v in clip.items() if k not in block}},
         "setup": {"scale": scale_name, **asdict(scale), "seeds": seeds, "device": device, "seed": seed,
                   "samples_seen": scale.train_steps * scale.batch, "timings_s": timings},
