@@ -48,3 +48,14 @@ def tiny_clip(tmp_path_factory) -> dict:
     from tests.tiny_clip import write_clip_checkpoint
 
     return write_clip_checkpoint(tmp_path_factory.mktemp("tiny_clip"), content_sensitive=True)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matmuls: thread start-up costs more than it saves on a busy machine (module-wide)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,12 +19,7 @@ from trainers.vlm import AdapterVLM
 CAPTIONS = ["a red circle on a blue background", "a star", "the large green square"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
