@@ -157,6 +157,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     logger = _Logger(out, config, rank, count_params(trainable, True))
     model.train()
     window, last = _Window(), {}
+    windows_logged, starved_warned = 0, False
     show = progress and rank == 0
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=optim.steps, initial=step, unit="step", desc="train", disable=not show,
@@ -200,6 +201,12 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
                     "lr": scheduler.get_last_lr()[0], "grad_norm": sums.grad_norm, "skipped": skipped_total,
                     "nonfinite_steps": nonfinite_steps})
                 logger.write(last, optim.steps)
+                windows_logged += 1
+                if rank == 0 and windows_logged >= 2 and not starved_warned:  # the first window holds start-up
+                    hint = starved_hint(last, workers, world)
+                    if hint:
+                        log.warning(hint)
+                        starved_warned = True
                 bar.set_postfix(loss=f"{sums.loss:.4f}", refresh=False)
                 stepper.tallies.reset()
                 window = _Window()
@@ -215,6 +222,24 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     if world > 1:
         dist.destroy_process_group()
     return last
+
+
+def starved_hint(record: dict, workers: int, world: int, threshold: float = 0.1) -> str | None:
+    """When the step waited for data more than `threshold` of a window: what the data path delivers,
+    what the step alone would take, and the data.workers that would keep up (from the measured rate
+    per worker, with 20% headroom; each worker also holds data.prefetch batches ready)."""
+    wall = record["data_wait_s"] + record["compute_s"]
+    if wall <= 0 or record["data_wait_s"] / wall <= threshold or record["compute_s"] <= 0:
+        return None
+    samples = record["samples_per_s"] * wall / world  # this rank's samples in the window
+    step_alone = samples / record["compute_s"]
+    per_worker = record["loader_samples_per_s"] / world / max(workers, 1)
+    needed = max(workers + 1, -(-int(1.2 * step_alone) // max(int(per_worker), 1)))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (f"the step waited for data {record['data_wait_s'] / wall:.0%} of the last window: the data path "
+            f"builds {per_worker * max(workers, 1):.0f} samples/s per rank with data.workers {workers}, the step "
+            f"alone would take {step_alone:.0f}; data.workers: {needed} would keep up "
+            f"({cpus} CPUs here{'; over them, decoding is the limit: shrink images before training' if needed > cpus else ''})")
 
 
 class _Window:
