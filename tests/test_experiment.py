@@ -18,7 +18,7 @@ from tests.test_cli import vlcurate
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     out = tmp_path_factory.mktemp("mini") / "exp"
-    result = vlcurate("experiment", "mini-datacomp", str(out), "--scale", "tiny", "--seeds", "1",
+    result = vlcurate("experiment", "mini-datacomp", str(out), "--scale", "tiny", "--seeds", "1", "--quiet",
                       "--recipes", "raw,tmars")  # the "two recipes": tmars runs heuristics + clipscore too
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
@@ -46,6 +46,7 @@ def test_results_json_has_every_recipe_metric_and_filter(experiment):
     assert broken["recall"] == 1.0  # what the reader lets through, the basic filter's decode check catches
     assert "zero_shot" in results["filter_clip"] and (out / "index.html").exists()
     assert "tmars" in result.stdout and "results:" in result.stdout
+    assert "INFO vlcurate" not in result.stderr  # --quiet: warnings and errors only
 
 
 def test_concept_accuracy_reads_colour_shape_and_count():

@@ -19,6 +19,7 @@ def mini_datacomp(
     recipes: str = typer.Option("", "--recipes", help="comma-separated subset of raw,basic,clipscore,tmars,"
                                 "semdedup,metaclip (default: all)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings and errors only; the results still print"),
 ) -> None:
     """A mini DataComp: generate a pool with known noise, train our own filtering CLIP, curate the pool
     with six recipes, train the same captioner on each for the same samples seen, evaluate on a
@@ -30,7 +31,7 @@ def mini_datacomp(
     from pipelines.experiment.recipes import RECIPE_NAMES
     from pipelines.experiment.run import SCALES, run_experiment
 
-    _setup_logging(verbose)
+    _setup_logging(verbose, quiet)
     only = [r.strip() for r in recipes.split(",") if r.strip()]
     if set(only) - set(RECIPE_NAMES):
         _fail(f"--recipes: unknown {sorted(set(only) - set(RECIPE_NAMES))}; choose from {', '.join(RECIPE_NAMES)}")
