@@ -10,13 +10,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from tests.trainer_batches import mixed_caption_batch
 from trainers.captioner import Captioner
 from trainers.config import config_from_dict
 from trainers.flops import sample_flops
-from trainers.inputs import Example, collate
 from trainers.schedule import PEAK_ENV, estimate_flops_per_sample, peak_flops, peak_spec
 
-CAPTIONS = ["a red circle on a blue background", "a star", "the large green square"]
 CASES = [("vlm", "linear"), ("vlm", "mlp"), ("vlm", "perceiver"), ("vlm", "vadapter"), ("captioner", "vadapter")]
 
 aten = torch.ops.aten
@@ -82,21 +81,7 @@ def _model(paths, stage: str, kind: str):
 
 
 def _batch(tokenizer, stage: str, images: int):
-    """Captions of different lengths (padding), `images` images per sample except the second
-    sample's one (its other image slot is padding); stage 2 with the trainer's prompt around them."""
-    def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    before, after = (ids("describe the following :"), ids(":")) if stage == "vlm" else ([], [])
-    generator = torch.Generator().manual_seed(images)
-    examples = []
-    for i, caption in enumerate(CAPTIONS):
-        n = 1 if i == 1 else images
-        caption = ids(caption) + [tokenizer.eos_token_id]
-        examples.append(Example(ids=before + after + caption, loss_mask=[0] * len(before + after) + [1] * len(caption),
-                                images=list(torch.randn(n, 3, 64, 64, generator=generator)),
-                                image_positions=[len(before), len(before + after)][:n]))
-    return collate(examples, tokenizer.pad_token_id)
+    return mixed_caption_batch(tokenizer, images, prompt=stage == "vlm")
 
 
 def _counted_parts(model, inputs) -> tuple[dict[str, float], dict[str, float], float]:

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.trainer_batches import mixed_caption_batch
 from trainers.adapters import LinearAdapter, PerceiverAdapter
-from trainers.inputs import Example, collate, scored, token_loss
+from trainers.inputs import scored, token_loss
 from trainers.llm import FrozenLLM, full_logits_reason
 from trainers.vision import VisionEncoder
 from trainers.vlm import AdapterVLM
-
-CAPTIONS = ["a red circle on a blue background", "a star", "the large green square"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -47,21 +46,7 @@ def _with_config(llm_dir: Path, tmp: Path, config) -> FrozenLLM:
 
 
 def _batch(tokenizer, images: int):
-    """Prompt + caption samples of different lengths (padding); the second has one image, the others
-    `images`, so samples' text positions differ."""
-    def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    before, after = ids("describe the following :"), ids(":")
-    generator = torch.Generator().manual_seed(images)
-    examples = []
-    for i, caption in enumerate(CAPTIONS):
-        n = 1 if i == 1 else images
-        caption = ids(caption) + [tokenizer.eos_token_id]
-        examples.append(Example(ids=before + after + caption, loss_mask=[0] * len(before + after) + [1] * len(caption),
-                                images=list(torch.randn(n, 3, 64, 64, generator=generator)),
-                                image_positions=[len(before), len(before + after)][:n]))
-    return collate(examples, tokenizer.pad_token_id)
+    return mixed_caption_batch(tokenizer, images)
 
 
 def _reference_loss(model: AdapterVLM, inputs) -> torch.Tensor:
