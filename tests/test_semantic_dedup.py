@@ -172,3 +172,20 @@ def test_an_embedding_of_another_length_is_rejected_not_fatal(tmp_path):
         _ = outputs.kept | "K" >> beam.Map(lambda s: (tmp_path / f"kept-{s.key}").write_text("1"))
     assert (tmp_path / "rej-k05").read_text() == "embedding_missing|clip_image_embedding has 4 values, the centroids 8"
     assert len(list(tmp_path.glob("kept-*"))) == 11
+
+
+@pytest.mark.parametrize("dedup", [{"epsilon": 0.05}, {"keep_fraction": 0.5}])
+def test_a_stage_that_receives_nothing_finishes(dedup):
+    """Everything rejected upstream: k-means has nothing to train on, and the run still completes."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from filters.sample import Sample
+    from pipelines.stages.semantic_dedup import SemanticDedupConfig, SemanticDedupStage
+
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        outputs = (p | beam.Create([]).with_output_types(Sample)
+                   | SemanticDedupStage(SemanticDedupConfig(clusters=2, **dedup), seed=0))
+        counted = ((outputs.kept, outputs.rejected) | beam.Flatten() | beam.combiners.Count.Globally())
+        assert_that(counted, equal_to([0]))

@@ -72,7 +72,9 @@ def _with_embedding(sample: Sample):
     return sample
 
 
-def _train(rows: list[tuple[int, str, bytes]], config: SemanticDedupConfig, seed: int) -> np.ndarray:
+def _train(rows: list[tuple[int, str, bytes]], config: SemanticDedupConfig, seed: int) -> np.ndarray | None:
+    if not rows:  # nothing reached this stage (all rejected upstream): nothing to cluster, nothing to assign
+        return None
     # One embedding length trains the centroids (the most common); samples of another length are
     # rejected at assignment, not allowed to break k-means.
     lengths = Counter(len(b) for _, _, b in rows)
@@ -179,7 +181,8 @@ class SemanticDedupStage(beam.PTransform):
         )
         targets = beam.pvalue.AsSingleton(
             samples.pipeline | "TargetPath" >> beam.Create([c.target_embeddings])
-            | "TargetClusters" >> beam.Map(lambda path, cents: None if path is None else _load_targets(path, cents),
+            | "TargetClusters" >> beam.Map(lambda path, cents: None if path is None or cents is None
+                                           else _load_targets(path, cents),
                                            cents=beam.pvalue.AsSingleton(centroids)))
         assigned = (
             usable.kept
