@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -163,7 +164,14 @@ def test_curate_on_a_url_list_downloads_then_curates(tmp_path):
         url_list = write_urls(tmp_path / "u.parquet", urls, captions + ["a missing image of a cat", "an ftp image"])
         r = parse_recipe({"name": "chain", "download": {**FAST, "image_size": 256, "resize_mode": "no"},
                           "stages": [{"heuristics": {}}], "output": {"samples_per_shard": 2}})
+        # img2dataset imports wandb, which makes two temporary directories at import. This process
+        # removes its own at exit; img2dataset's worker processes never do (os._exit), so the download
+        # runs with a temp directory of its own. Imported first, so only the workers' count here.
+        import pipelines.io.download_guard  # noqa: F401
+
+        before = set(os.listdir(tempfile.gettempdir()))
         result = curate(r, url_list, str(tmp_path / "out"), allow_private_networks=True)
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()
     m = result.manifest
     assert [f.stage for f in m.funnel] == ["download", "read", "heuristics", "sink"]
     assert (m.counts.input, m.counts.kept, m.counts.rejected) == (7, 3, 4)

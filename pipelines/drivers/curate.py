@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -38,6 +35,7 @@ from pipelines.io.readers import STAGE as READ_STAGE
 from pipelines.io.run_dir import (CURATE_FILES, DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir,
                                   inspect_run_dir, ours_matcher)
 from pipelines.io.run_lock import RunLockedError, run_lock
+from pipelines.io.scratch import private_tempdir
 from pipelines.stages.metaclip_report import STAGE_REPORTS
 from pipelines.stages.spec import Preflight, StageContext
 
@@ -173,24 +171,6 @@ def build_pipeline(p: beam.Pipeline, recipe: Recipe, paths: list[str], root: str
              tallies=beam.pvalue.AsList(tally_counts), inputs=beam.pvalue.AsList(inputs)))
 
 
-@contextmanager
-def _private_tempdir():
-    """Beam's runners leave empty temporary directories behind (three per run, measured); they go
-    into one directory of ours instead, removed afterwards. TMPDIR reaches worker processes too."""
-    scratch = tempfile.mkdtemp(prefix="vlcurate-beam-")
-    saved = tempfile.tempdir, os.environ.get("TMPDIR")
-    tempfile.tempdir, os.environ["TMPDIR"] = scratch, scratch
-    try:
-        yield scratch
-    finally:
-        tempfile.tempdir = saved[0]
-        if saved[1] is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved[1]
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def stage_busy_seconds(result) -> dict[str, float]:
     """Each stage's own compute time (`stage NAME`), summed over workers, from Beam's metrics: stages
     fuse, so wall time per stage does not exist; this is where the CPU went."""
@@ -266,7 +246,7 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = "DirectRunner"
     pipeline_started = time.perf_counter()
-    with _private_tempdir(), run_progress(root, len(paths), [e.name for e in recipe.stages], enabled=progress), beam.Pipeline(options=options) as p:
+    with private_tempdir("vlcurate-beam-"), run_progress(root, len(paths), [e.name for e in recipe.stages], enabled=progress), beam.Pipeline(options=options) as p:
         build_pipeline(p, recipe, paths, root, bool(allow_private_networks), limit, progress)
     pipeline_s = time.perf_counter() - pipeline_started
     stage_s = stage_busy_seconds(p.result)

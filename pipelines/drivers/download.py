@@ -40,6 +40,7 @@ from pipelines.drivers.progress import download_progress, output_to_file
 from pipelines.io.rejection_files import write_rejection_files
 from pipelines.io.run_dir import DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir, inspect_run_dir, ours_matcher
 from pipelines.io.run_lock import RunLockedError, run_lock
+from pipelines.io.scratch import private_tempdir
 from pipelines.io.url_lists import read_url_list
 
 log = logging.getLogger("vlcurate")
@@ -193,7 +194,7 @@ def _run_img2dataset(config: DownloadConfig, input_url: str, shards_url: str, al
     from pipelines.io.download_guard import guarded_img2dataset  # imports img2dataset: only when downloading
 
     directives = list(config.disallowed_header_directives) if config.honor_robots_tag else []
-    with guarded_img2dataset(allow_private, config.max_image_bytes, config.max_pixels,
+    with private_tempdir("vlcurate-img2dataset-"), guarded_img2dataset(allow_private, config.max_image_bytes, config.max_pixels,
                              config.deadline) as img2dataset_download:
         img2dataset_download(
             url_list=input_url, input_format="parquet", url_col="url",
