@@ -30,8 +30,11 @@ demo: $(STAMP)
 	$(BIN)/vlcurate curate manifests/recipes/obelics.yaml \
 		--input '$(DEMO)/web/*.warc.gz' --output $(DEMO)/documents --overwrite
 
+# Two pytest-xdist workers: on 2 cores the suite took 492 s instead of 795 s (docs/BENCHMARKS.md).
+# --dist loadfile keeps a file's tests in one worker, so module fixtures (the tiny experiment) run once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # Benchmarks read ../shared/data (skipped cleanly where absent); figures go to docs/BENCHMARKS.md.
 bench: $(STAMP)
