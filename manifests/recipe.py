@@ -2,7 +2,8 @@
 
 Validated with pydantic before anything runs: an unknown key or a bad value stops the run and
 names the key, with the keys or values allowed there. Relative paths in a recipe file resolve
-against the file's directory (manifests/recipe_paths.py).
+against the file's directory (manifests/recipe_paths.py). The file is read with YAML 1.2's floats, so
+`min_score: 5e-1` is a number (manifests/yaml_numbers.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from filters.records import SAMPLE
 from manifests.recipe_paths import RECIPE_DIR
 from manifests.schema import Strict, validate_strict
 from manifests.shard_format import IMAGE_EXTENSIONS, ORIGINAL_IMAGE_MEMBER
+from manifests.yaml_numbers import load_yaml
 
 
 class RecipeError(ValueError):
@@ -224,7 +226,7 @@ def load_recipe(path: str | Path) -> Recipe:
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))  # 1e-4 is a float
     except yaml.YAMLError as err:
         raise RecipeError(f"recipe {path} is not valid YAML: {err}") from err
     # abspath, not resolve(): a recipe reached through a symlink means files beside the link.

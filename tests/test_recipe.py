@@ -112,3 +112,38 @@ def test_lists_fill_tuples_and_integers_fill_floats():
 def test_a_bad_boilerplate_regex_is_a_recipe_error():
     msg = fails({"name": "x", "stages": [{"heuristics": {"boilerplate": {"patterns": ["ok", "(unclosed"]}}}]})
     assert "stages.0.heuristics.boilerplate.patterns: pattern 1 '(unclosed' is not a valid regular expression" in msg
+
+
+def test_exponent_floats_are_numbers_and_strings_stay_strings(tmp_path):
+    """`5e-1` is a float in YAML 1.2, JSON and Python (PyYAML's YAML 1.1 made it the string '5e-1', which
+    a float field refused); a caption-like string with digits, ints and other YAML 1.1 forms are unchanged."""
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\ndescription: 1e5 reasons\nstages:\n  - heuristics:\n"
+                    "      language: {min_score: 5e-1}\n      image: {min_side: 1_000, max_aspect: 1E1}\n"
+                    "  - clipscore: {threshold: 2.5e-1}\n")
+    recipe = load_recipe(path)
+    heuristics, clip = recipe.stages[0].config, recipe.stages[1].config
+    assert heuristics.language.min_score == 0.5 and isinstance(heuristics.language.min_score, float)
+    assert heuristics.image.max_aspect == 10.0 and isinstance(heuristics.image.max_aspect, float)
+    assert clip.threshold == 0.25
+    assert heuristics.image.min_side == 1000 and type(heuristics.image.min_side) is int
+    assert recipe.description == "1e5 reasons"
+    path.write_text("name: x\nstages:\n  - heuristics:\n      image: {min_side: 1e2}\n")
+    with pytest.raises(RecipeError, match=r"image.min_side: Input should be a valid integer, got 100.0"):
+        load_recipe(path)  # an exponent makes a float, which an integer field refuses
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1e-4", 1e-4), ("5e-1", 0.5), ("1E3", 1000.0), ("-2.5e-3", -2.5e-3), ("+1e+2", 100.0), ("1.0e30", 1e30),
+    ("1.5E3", 1500.0), ("-.5", -0.5), (".5e1", 5.0), ("1.0e+30", 1e30), ("0.001", 0.001), ("1.", 1.0),
+    ("1_000.5", 1000.5), (".inf", float("inf")), ("-.Inf", float("-inf")),
+    ("1", 1), ("-7", -7), ("1_000", 1000), ("010", 8), ("0x1F", 31), ("0b11", 3),  # YAML 1.1 ints, as before
+    ("1e", "1e"), ("v1e2", "v1e2"), ("1.2.3", "1.2.3"), ("1e5 reasons", "1e5 reasons"), ("e5", "e5"),
+    ("0o10", "0o10"), ("1e-4x", "1e-4x"), ('"1e-4"', "1e-4"), ("'1e-4'", "1e-4"), ("1e2.5", "1e2.5"),
+])
+def test_the_yaml_loader_reads_yaml_1_2_floats(text, expected):
+    from manifests.yaml_numbers import load_yaml
+
+    value = load_yaml(text)
+    assert value == expected and type(value) is type(expected), (text, value)
+    assert load_yaml(".nan") != load_yaml(".nan")  # NaN

@@ -51,7 +51,9 @@ def test_values_are_not_converted_and_errors_name_the_key(config_file, override,
         load_config(config_file, [override])
     text = str(err.value)
     assert f"{where}: Input should be a valid" in text and f"got {shown}" in text, text
-    assert text.startswith(str(config_file)), text
+    # the value came from the command line: the override is named, not the file
+    assert text.startswith(f"command-line overrides: 1 problem(s)\n  {override}: {where}: "), text
+    assert str(config_file) not in text, text
 
 
 def test_integers_fill_float_fields(config_file):
@@ -141,3 +143,43 @@ def test_storage_credentials_are_never_written(config_file):
     assert "s3cr3t" not in str(config_to_dict(config)) and "AKIA-ID" not in str(config_to_dict(config))
     with pytest.raises(ConfigError, match="data.storage_options: Input should be an object"):
         load_config(config_file, ["--data.storage_options=endpoint"])
+
+
+
+def test_exponent_floats_load_from_files_and_overrides(tmp_path):
+    """1e-4 is a float (YAML 1.2, JSON, Python), not the string YAML 1.1 made of it, in a file and in an override."""
+    path = tmp_path / "train.yaml"
+    path.write_text("llm: {path: somewhere}\ndata:\n  shards: x.tar\n  prompt: 1e5 reasons <visual>\n"
+                    "optim: {lr: 1e-4, weight_decay: 5E-2, steps: 1_000, warmup_steps: 10}\n")
+    config = load_config(path)
+    assert config.optim.lr == 1e-4 and isinstance(config.optim.lr, float) and config.optim.weight_decay == 0.05
+    assert config.optim.steps == 1000 and type(config.optim.steps) is int and type(config.optim.warmup_steps) is int
+    assert config.data.prompt == "1e5 reasons <visual>"
+    config = load_config(path, ["--optim.lr=3e-4", "--optim.grad_clip=-2.5e-3", "--optim.steps=20",
+                                "--data.prompt=1e5 reasons", '--run.out_dir="1e-4"'])
+    assert config.optim.lr == 3e-4 and isinstance(config.optim.lr, float) and config.optim.grad_clip == -2.5e-3
+    assert config.optim.steps == 20 and type(config.optim.steps) is int
+    assert (config.data.prompt, config.run.out_dir) == ("1e5 reasons", "1e-4")  # quoted: a string
+    with pytest.raises(ConfigError, match=r"optim.steps: Input should be a valid integer, got 1000.0"):
+        load_config(path, ["--optim.steps=1e3"])  # an exponent makes a float, which an integer field refuses
+
+
+def test_a_bad_override_is_named_instead_of_the_file(config_file):
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, ["--optim.lr=fast", "--optim.steps=20"])
+    text = str(err.value)
+    assert str(config_file) not in text, text
+    assert text.startswith("command-line overrides: 1 problem(s)\n"), text
+    assert "\n  --optim.lr=fast: optim.lr: Input should be a valid number, got 'fast'" in text, text
+    # a problem in the file and one in an override: each is named where it came from
+    config_file.write_text(yaml.safe_dump({"llm": {"path": "somewhere"}, "data": {"shards": "x.tar"},
+                                           "run": {"seed": "three"}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, ["--data.batch_size=0", "--optim.lr=1e-4"])
+    text = str(err.value)
+    assert text.startswith(f"{config_file}: 2 problem(s)\n"), text
+    assert "\n  --data.batch_size=0: data.batch_size: Input should be greater than or equal to 1" in text, text
+    assert "\n  run.seed: Input should be a valid integer, got 'three'" in text, text
+    # a whole section given on the command line is named for the keys inside it
+    with pytest.raises(ConfigError, match=r"\n  --optim=\{steps: x\}: optim.steps: Input should be a valid integer"):
+        load_config(config_file, ["--optim={steps: x}", "--run.seed=1"])

@@ -2,19 +2,23 @@
 
 The models are manifests.schema.Strict, like the curation recipes: an unknown key, or a value of the
 wrong type ("3", `yes` or 200.0 for an integer), stops the run before anything loads, naming the
-dotted key (`optim.steps`); values are never converted, except that integers fill float fields.
+dotted key (`optim.steps`), or the `--optim.steps=...` override it came from; values are never converted,
+except that integers fill float fields. Files and overrides are read as YAML with YAML 1.2's floats, so
+`1e-4` is a number (manifests/yaml_numbers.py).
 Configs are frozen: derive a changed one with `config.model_copy(update=...)` on the section.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from manifests.schema import Strict, unwrap_optional, validate_strict
+from manifests.schema import Strict, describe_problem, unwrap_optional, validate_strict
+from manifests.yaml_numbers import load_yaml
 from trainers.lengths import tiny_lm_problem
 
 
@@ -167,7 +171,14 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     if not text.startswith("--") or "=" not in text:
         raise ConfigError(f"override {text!r}: write --section.key=value")
     key, raw = text[2:].split("=", 1)
-    return key.split("."), yaml.safe_load(raw)
+    try:
+        value = load_yaml(raw)
+        json.dumps(value, allow_nan=True)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from None
+    except (TypeError, ValueError):  # a YAML date (2024-01-01), a set, ...
+        raise ConfigError(f"override {text!r}: {raw} is not plain data (quote it for a string)") from None
+    return key.split("."), value
 
 
 def _fill_empty_sections(model: type[BaseModel], data: Any) -> Any:
@@ -182,21 +193,61 @@ def _fill_empty_sections(model: type[BaseModel], data: Any) -> Any:
     return out
 
 
-def _validated(data: Any, source: str) -> TrainConfig:
+def _validated(data: Any, source: str, overrides: dict[str, str] | None = None) -> TrainConfig:
+    """`overrides`: dotted key -> the `--key=value` that set it, to name it in errors instead of `source`."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
-    return validate_strict(TrainConfig, _fill_empty_sections(TrainConfig, data), source, ConfigError)
+    data = _fill_empty_sections(TrainConfig, data)
+    try:
+        return validate_strict(TrainConfig, data, source, ConfigError)
+    except ConfigError:
+        if not overrides:
+            raise
+        message = _problems_naming_overrides(data, source, overrides)
+        if message is None:
+            raise
+        raise ConfigError(message) from None
+
+
+def _problems_naming_overrides(data: dict[str, Any], source: str, overrides: dict[str, str]) -> str | None:
+    """validate_strict's message for `data`, with each problem at (or above, or below) a key an override set
+    named by that override, and `source` named only when a problem is in the file."""
+    try:
+        TrainConfig.model_validate_json(json.dumps(data, allow_nan=True), strict=True)
+        return None
+    except ValidationError as err:
+        problems = err.errors()
+    except (TypeError, ValueError):
+        return None
+    lines, in_file = [], False
+    for problem in problems:
+        where = ".".join(str(p) for p in problem["loc"])
+        related = [k for k in overrides if where == k or where.startswith(k + ".") or k.startswith(where + ".")]
+        line = describe_problem(TrainConfig, problem)
+        if related:
+            line = f"{overrides[max(related, key=len)]}: {line}"
+        in_file |= not related
+        lines.append("  " + line)
+    head = source if in_file else "command-line overrides"
+    return "\n".join([f"{head}: {len(problems)} problem(s)", *lines])
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    given: dict[str, str] = {}  # dotted key -> the override that set it last (errors name it)
     for text in overrides:
         keys, value = _parse_override(text)
+        dotted = ".".join(keys)
+        given = {k: v for k, v in given.items() if k != dotted and not k.startswith(dotted + ".")}
+        given[dotted] = text
         node = data
         for depth, k in enumerate(keys[:-1]):
             if node.get(k) is None:
@@ -205,7 +256,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
                 raise ConfigError(f"override {text!r}: {'.'.join(keys[:depth + 1])} is not a section")
             node = node[k]
         node[keys[-1]] = value
-    return _validated(data, str(path)).validate()
+    return _validated(data, str(path), given).validate()
 
 
 REDACTED = "<redacted>"
