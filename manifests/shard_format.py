@@ -76,15 +76,50 @@ class TarRecord:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail)
 
 
+class _StopRecordingTarInfo(tarfile.TarInfo):
+    """Notes on its archive why reading member headers stopped. tarfile ends the member list
+    silently, exactly as at the end-of-archive zero block, when the file is cut at a member
+    boundary, cut inside a header, or has an unreadable header after the first member: every later
+    member would be lost without a word."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.HeaderError as err:
+            tar.vlcurate_stop = err
+            raise
+
+
+def open_tar(fileobj: IO[bytes], mode: str) -> tarfile.TarFile:
+    """tarfile.open for reading shards; iterate it with `all_members` so a cut-short file is an error."""
+    return tarfile.open(fileobj=fileobj, mode=mode, tarinfo=_StopRecordingTarInfo)
+
+
+def all_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The archive's members, then tarfile.ReadError if reading stopped anywhere but at the
+    end-of-archive marker (the records already read stay good; the reader rejects the rest)."""
+    yield from tar
+    stop = getattr(tar, "vlcurate_stop", None)
+    if stop is None or isinstance(stop, tarfile.EOFHeaderError):
+        return
+    if isinstance(stop, tarfile.EmptyHeaderError):
+        raise tarfile.ReadError(f"the archive ends at byte {tar.offset} without its end-of-archive blocks "
+                                "(truncated at a member boundary?)")
+    if isinstance(stop, tarfile.TruncatedHeaderError):
+        raise tarfile.ReadError(f"the archive is cut inside a member header at byte {tar.offset}")
+    raise tarfile.ReadError(f"unreadable member header at byte {tar.offset} ({stop}); the rest of the file is not read")
+
+
 def iter_tar_records(fileobj: IO[bytes], max_member_bytes: int) -> Iterator[TarRecord]:
     """Consecutive members with the same key form one record (webdataset's grouping).
 
     Stream mode ("r|*"): one pass, no seeking, works for .tar.gz and remote files alike. Members are
     read into memory, never extracted; oversized, repeated and non-regular members become problems.
     """
-    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+    with open_tar(fileobj, "r|*") as tar:
         record: TarRecord | None = None
-        for member in tar:
+        for member in all_members(tar):
             key, ext = split_member_name(member.name)
             if record is None or key != record.key:
                 if record is not None:
@@ -123,8 +158,8 @@ class PairEntry:
 def index_pairs(fileobj: IO[bytes]) -> list[PairEntry]:
     """Every key of an uncompressed tar with an image and a caption, by key, for random access."""
     members: dict[str, dict[str, Span]] = {}
-    with tarfile.open(fileobj=fileobj, mode="r:") as tar:
-        for m in tar:
+    with open_tar(fileobj, "r:") as tar:
+        for m in all_members(tar):
             if m.isfile():
                 key, ext = split_member_name(m.name)
                 members.setdefault(key, {})[ext] = (m.offset_data, m.size)

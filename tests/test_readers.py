@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from filters.sample import Rejection, Sample
 from manifests.recipe import InputConfig
@@ -96,6 +98,28 @@ def test_truncated_tar_keeps_what_it_read_and_rejects_the_rest(tmp_path):
     rejections = [r for r in got if isinstance(r, Rejection)]
     assert 1 <= len(samples) < 5
     assert [(r.key, r.reason) for r in rejections] == [("cut.tar#unreadable", "file_unreadable")]
+
+
+@pytest.mark.parametrize("damage", ["at_a_member_boundary", "inside_a_header", "garbage_header", "gzip_at_a_boundary"])
+def test_a_tar_cut_where_tarfile_stops_silently_still_rejects_the_rest(tmp_path, damage):
+    """tarfile ends its member list without an error when a file is cut at a member boundary or
+    inside a header, or meets an unreadable header after the first member: all look like the
+    end-of-archive marker to it. Each must still be a file_unreadable row, not a quiet loss."""
+    members = []
+    for i in range(5):
+        members += [(f"{i:03d}.jpg", make_image(colour=(i * 40, 0, 0))), (f"{i:03d}.txt", b"a red circle")]
+    data = open(write_tar(tmp_path / "t.tar", members), "rb").read()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        third = [m.offset for m in tar][4]  # the header of 002.jpg
+    damaged = {"at_a_member_boundary": data[:third], "inside_a_header": data[:third + 300],
+               "garbage_header": data[:third] + b"\xff" * 512 + data[third + 512:],
+               "gzip_at_a_boundary": gzip.compress(data[:third])}[damage]
+    cut = tmp_path / ("cut.tar.gz" if damage.startswith("gzip") else "cut.tar")
+    cut.write_bytes(damaged)
+    got = list(read_file(str(cut), CONFIG))
+    # 001, the record being read when the file stopped, may lack members that were cut: it goes with the rest.
+    assert sorted(r.key for r in got if isinstance(r, Sample)) == ["000"]
+    assert [(r.key, r.reason) for r in got if isinstance(r, Rejection)] == [(f"{cut.name}#unreadable", "file_unreadable")]
 
 
 def test_not_a_tar_and_empty_file(tmp_path):

@@ -34,8 +34,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from filters.image_checks import ImageProblem
 from manifests.manifest import MANIFEST_NAME, read_manifest
-from manifests.shard_format import (METADATA_EXT, PairEntry, PairShardIndex, Span, decode_image, index_pair_shards,
-                                    read_span, split_member_name)
+from manifests.shard_format import (METADATA_EXT, PairEntry, PairShardIndex, Span, all_members, decode_image,
+                                    index_pair_shards, open_tar, read_span, split_member_name)
 from manifests.storage import glob_files, is_local, use_storage_options
 from trainers.tasks.base import Record, Task
 
@@ -102,13 +102,11 @@ def read_record(f, entry: PairEntry) -> Record | ImageProblem:
 
 def index_references(urls: list[str]) -> list[dict[str, Span]]:
     """Per shard, where each key's KEY.json is (one pass over the tar headers): evaluation's references."""
-    import tarfile
-
     spans = []
     for url in urls:
         found: dict[str, Span] = {}
-        with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-            for member in tar:
+        with fsspec.open(url, "rb") as f, open_tar(f, "r:") as tar:
+            for member in all_members(tar):
                 key, ext = split_member_name(member.name)
                 if member.isfile() and ext == METADATA_EXT:
                     found[key] = (member.offset_data, member.size)
