@@ -63,6 +63,10 @@ def test_loss_falls_on_the_shapes_task(setup):
     first, last = sum(losses[s] for s in range(1, 6)) / 5, sum(losses[s] for s in range(36, 41)) / 5
     assert last < 0.6 * first, (first, last)
     assert (Path(config.run.out_dir) / "checkpoints" / "latest").read_text() == "step-00000040"
+    # Each line's lr is the one its step ran at: warmup 1/5 .. 5/5 of 3e-3, then linear decay to 1/35.
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (Path(config.run.out_dir) / "metrics.jsonl").open())}
+    assert lrs[1] == pytest.approx(3e-3 / 5) and lrs[5] == pytest.approx(3e-3) and lrs[6] == pytest.approx(3e-3)
+    assert lrs[40] == pytest.approx(3e-3 / 35)
 
 
 def test_sigkill_then_resume_gives_the_same_losses(setup):

@@ -71,6 +71,18 @@ def test_resume_logs_each_step_once(setup):  # noqa: F811
     assert _losses(out) == pytest.approx(expected, abs=1e-6)  # steps 3 and 4 again, exactly
 
 
+def test_resuming_a_finished_run_reports_it_without_loading_anything(setup, caplog):  # noqa: F811
+    path = _config(setup, "finished", optim__steps=2, run__checkpoint_every=2)
+    config = load_config(path)
+    train(config)
+    out = Path(config.run.out_dir)
+    before = (out / "metrics.jsonl").read_text()
+    last = train(load_config(path, [f"--llm.path={out / 'no-such-llm'}"]), resume=True)  # would fail if loaded
+    assert last["step"] == 2 and last["loss"] == _losses(out)[2]
+    assert "finished at step 2 (optim.steps 2): nothing to resume" in caplog.text
+    assert (out / "metrics.jsonl").read_text() == before
+
+
 def _vlcurate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)

@@ -94,6 +94,16 @@ def truncate_metrics(out: Path, step: int) -> None:
         log.info("resume: dropped %d metrics lines past step %d (trained again now)", len(lines) - len(kept), step)
 
 
+def last_metrics(out: Path) -> dict | None:
+    """The last whole record of metrics.jsonl (what a finished run reports again), or None."""
+    path = out / METRICS
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    for line in reversed(lines):
+        if _step_of(line) is not None:
+            return json.loads(line)
+    return None
+
+
 def _step_of(line: str) -> int | None:
     try:
         record = json.loads(line)

@@ -81,6 +81,7 @@ class Stepper:
     def __init__(self, forward, optimizer: torch.optim.Optimizer, scheduler, params: list[torch.nn.Parameter],
                  grad_clip: float, world: int, device: torch.device, cudagraphs: bool):
         self.forward, self.optimizer, self.scheduler = forward, optimizer, scheduler
+        self.lr = float(optimizer.param_groups[0]["lr"])  # the learning rate of the last step taken
         self.params, self.grad_clip, self.world, self.device = params, grad_clip, world, device
         self.cudagraphs = cudagraphs
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
@@ -113,6 +114,7 @@ class Stepper:
         finite = loss_sum.isfinite() & grad_norm.isfinite()
         self.optimizer.found_inf = (~finite).float()  # fused AdamW: 1 skips the whole update, state included
         self.optimizer.step()
+        self.lr = float(self.optimizer.param_groups[0]["lr"])  # what this step used: a Python float, no sync
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.tallies.add(number, loss_sum, grad_norm, finite)

@@ -34,10 +34,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from trainers.build import build_model
-from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainers.checkpoint import STEP_DIR, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig, config_to_dict
 from trainers.data import TaskBatches, apply_storage_options, build_index, shard_urls
-from trainers.run_dir import prepare_out_dir, truncate_metrics
+from trainers.run_dir import last_metrics, prepare_out_dir, truncate_metrics
 from trainers.schedule import count_params, estimate_flops_per_sample, peak_flops, peak_spec, warmup_linear_decay
 from trainers.step import Stepper
 from trainers.tasks import build_task
@@ -118,6 +118,12 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     cuda = config.run.device == "cuda" or (config.run.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     torch.manual_seed(config.run.seed)
+    checkpoint = latest_checkpoint(str(out)) if resume else None  # CheckpointError: some, none usable
+    done = int(STEP_DIR.fullmatch(checkpoint.name).group(1)) if checkpoint is not None else 0
+    if done >= config.optim.steps:  # before the models load: there is nothing to train
+        log.warning("%s finished at step %d (optim.steps %d): nothing to resume; --overwrite trains it again",
+                    out, done, config.optim.steps)
+        return last_metrics(out) or {"step": done}
     apply_storage_options([config.data.shards], config.data.storage_options)
     index = build_index(shard_urls(config.data.shards))  # before the models: a bad path fails in seconds
     model, trainable, tokenizer, preprocess = build_model(config)
@@ -130,7 +136,6 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
                                   betas=(optim.beta1, optim.beta2), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(optim.warmup_steps, optim.steps))
     step, skipped_total, nonfinite_steps = 0, 0, 0
-    checkpoint = latest_checkpoint(str(out)) if resume else None  # CheckpointError: some, none usable
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, trainable, optimizer, scheduler)
         step, skipped_total = state["step"], state.get("skipped", 0)
@@ -198,7 +203,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
                 samples_seen = step * optim.accumulation * config.data.batch_size * world
                 last = window.record(world, workers, logger, {
                     "step": step, "epoch": samples_seen / config.data.samples_per_epoch, "loss": sums.loss,
-                    "lr": scheduler.get_last_lr()[0], "grad_norm": sums.grad_norm, "skipped": skipped_total,
+                    "lr": stepper.lr, "grad_norm": sums.grad_norm, "skipped": skipped_total,
                     "nonfinite_steps": nonfinite_steps})
                 logger.write(last, optim.steps)
                 windows_logged += 1
