@@ -261,3 +261,16 @@ def test_a_run_leaves_no_temporary_directories_behind(pool_dir, tmp_path):
     before = set(os.listdir(tempfile.gettempdir()))
     curate(QUICKSTART, f"{pool_dir}/shards/00000.tar", str(tmp_path / "out"))
     assert set(os.listdir(tempfile.gettempdir())) - before == set()
+
+
+def test_an_output_that_cannot_be_written_stops_in_one_line_before_reading(pool_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for output, said in ((blocker, "a file is in the way"), (blocker / "run", "a file is in the way"),
+                         (Path("/proc/vlcurate-no-such-dir/run"), "cannot write the output")):
+        if not Path("/proc").is_dir() and str(output).startswith("/proc"):
+            continue
+        with pytest.raises(CurateError, match=said) as caught:
+            curate(QUICKSTART, f"{pool_dir}/shards/00000.tar", str(output))
+        assert "\n" not in str(caught.value)
+    assert blocker.read_text() == "not a directory"

@@ -28,6 +28,17 @@ class RunLockedError(RuntimeError):
     """Another run holds the output directory."""
 
 
+class OutputUnwritableError(RunLockedError):
+    """The output directory cannot be created or written: taking the lock is a run's first write, so
+    this is where an unwritable output shows (drivers turn it into their one-line error, as a lock's)."""
+
+
+def _unwritable(root: str, err: OSError) -> OutputUnwritableError:
+    if isinstance(err, (FileExistsError, NotADirectoryError)):
+        return OutputUnwritableError(f"output {root}: a file is in the way (it, or a folder above it, is not a directory)")
+    return OutputUnwritableError(f"cannot write the output {root}: {err.strerror or err}; choose another --output")
+
+
 def _holder() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "since_utc":
             datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv)[:500]}
@@ -75,11 +86,15 @@ def _create(fs, path: str, data: bytes) -> bool:
 def run_lock(root: str):
     """Hold OUT/.vlcurate.lock for the duration of the block."""
     fs, base = fsspec.core.url_to_fs(root)
-    fs.makedirs(base, exist_ok=True)
     path = f"{base.rstrip('/')}/{LOCK_NAME}"
     mine = _holder()
     data = json.dumps(mine).encode("utf-8")
-    if not _create(fs, path, data):
+    try:
+        fs.makedirs(base, exist_ok=True)
+        created = _create(fs, path, data)
+    except OSError as err:  # PermissionError, a read-only file system, a file where the folder should be
+        raise _unwritable(root, err) from None
+    if not created:
         try:
             with fs.open(path, "rb") as f:
                 holder = json.loads(f.read().decode("utf-8"))
