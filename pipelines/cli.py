@@ -62,6 +62,8 @@ def sample_data(
         _fail(f"--kind {kind!r}: choose pairs or web")
     for name, count in sorted(summary["kinds"].items()):
         typer.echo(f"  {name:<24} {count}")
+    if summary["removed"]:
+        typer.echo(f"removed {summary['removed']} file(s) an earlier, larger sample-data run left in {out_dir}")
 
 
 CURATE_OPTIONS = ["--input", "--output", "--overwrite", "--allow-private-networks", "--limit", "--dry-run",

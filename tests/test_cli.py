@@ -35,9 +35,22 @@ def test_sample_data_is_deterministic(tmp_path):
         assert vlcurate("sample-data", str(tmp_path / name), "--n", "60", "--seed", "3", "--per-shard", "30").returncode == 0
         digests.append([hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((tmp_path / name).rglob("*.*"))])
     assert digests[0] == digests[1] and len(digests[0]) == 2 * 2 + 1  # 2 shards (+parquet each), urls.parquet
-    other = tmp_path / "c"
-    vlcurate("sample-data", str(other), "--n", "60", "--seed", "4", "--per-shard", "30")
-    assert (other / "shards/00000.tar").read_bytes() != (tmp_path / "a/shards/00000.tar").read_bytes()
+    # Another seed, a smaller pool, into the same folder: the earlier pool's second shard must not stay
+    # behind to join the new pool under shards/*.tar; a file of the user's there is left alone.
+    first = (tmp_path / "a/shards/00000.tar").read_bytes()
+    (tmp_path / "a/shards/notes.txt").write_text("mine")
+    again = vlcurate("sample-data", str(tmp_path / "a"), "--n", "30", "--seed", "4", "--per-shard", "30")
+    assert sorted(p.name for p in (tmp_path / "a/shards").iterdir()) == ["00000.parquet", "00000.tar", "notes.txt"]
+    assert (tmp_path / "a/shards/00000.tar").read_bytes() != first
+    assert "removed 2 file(s) an earlier, larger sample-data run left" in again.stdout
+
+
+def test_web_sample_crawl_rewritten_smaller_leaves_no_earlier_file(tmp_path):
+    from pipelines.drivers.sample_web import write_crawl
+
+    assert write_crawl(tmp_path, n=6, seed=0, per_file=2)["files"] == 3
+    summary = write_crawl(tmp_path, n=2, seed=0, per_file=2)
+    assert summary["removed"] == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["crawl-00000.warc.gz"]
 
 
 def test_curate_then_verify_end_to_end(pool_dir, tmp_path):

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import struct
 import tarfile
 import zlib
@@ -51,6 +52,16 @@ KINDS: dict[str, float] = {
 }
 
 
+def remove_stale(folder: Path, name_rule: str, written: set[str]) -> int:
+    """Delete files in `folder` named as this generator names its outputs but not written this time:
+    an earlier, larger pool's shards would otherwise join the new pool under the same glob. Only
+    names matching `name_rule` are touched; anything else in the folder is left alone."""
+    stale = [p for p in folder.iterdir() if p.is_file() and re.fullmatch(name_rule, p.name) and p.name not in written]
+    for path in stale:
+        path.unlink()
+    return len(stale)
+
+
 def write_pool(out_dir: str | Path, n: int = 400, seed: int = 0, per_shard: int = 100) -> dict[str, Any]:
     out = Path(out_dir)
     (out / "shards").mkdir(parents=True, exist_ok=True)
@@ -69,7 +80,10 @@ def write_pool(out_dir: str | Path, n: int = 400, seed: int = 0, per_shard: int 
     url_rows = [{"key": r["key"], "url": r["json"]["url"], "caption": r["text"] if isinstance(r["text"], str) else None}
                 for r in records]
     pq.write_table(pa.Table.from_pylist(url_rows), out / "urls.parquet")
-    return {"records": n, "shards": -(-n // per_shard), "kinds": dict(Counter(kinds))}
+    shards = -(-n // per_shard)
+    written = {f"{i:05d}.{ext}" for i in range(shards) for ext in ("tar", "parquet")}
+    return {"records": n, "shards": shards, "kinds": dict(Counter(kinds)),
+            "removed": remove_stale(out / "shards", r"\d{5}\.(tar|parquet)", written)}
 
 
 # ---------------------------------------------------------------- one record

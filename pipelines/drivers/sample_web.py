@@ -16,6 +16,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+from pipelines.drivers.sample_data import remove_stale
+
 SITES = ("harbour-news.invalid", "valley-times.invalid", "garden-weekly.invalid")
 SUBJECTS = ("the harbour", "the old bridge", "the village school", "the market", "the river", "the orchard",
             "the library", "the football club", "the lighthouse", "the bakery")
@@ -146,4 +148,6 @@ def write_crawl(out_dir: Path, n: int = 60, seed: int = 0, per_file: int = 30) -
                                                       warc_headers_dict={**_fixed_headers(rng, index),
                                                                          "WARC-Filename": name}))
         (out_dir / name).write_bytes(buffer.getvalue() + b"".join(file_members))
-    return {"fetches": n, "records": 2 * n + len(files), "files": len(files), "kinds": dict(kinds)}
+    written = {f"crawl-{index:05d}.warc.gz" for index in range(len(files))}
+    return {"fetches": n, "records": 2 * n + len(files), "files": len(files), "kinds": dict(kinds),
+            "removed": remove_stale(out_dir, r"crawl-\d{5}\.warc\.gz", written)}
