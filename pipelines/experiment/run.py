@@ -105,7 +105,8 @@ def run_experiment(out: str | Path, scale_name: str = "default", seeds: int = 3,
     from pipelines.experiment.results import dedup_pairs, filter_table, write_results
     from pipelines.experiment.tokenizer import clean_captions, write_word_tokenizer
 
-    out, scale = Path(out), SCALES[scale_name]
+    # Absolute, so the model paths the curated runs' manifests record mean the same from any directory.
+    out, scale = Path(out).absolute(), SCALES[scale_name]
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
