@@ -120,3 +120,7 @@ def test_tmars_after_clipscore_keeps_top_masked_scores(tiny_clip, tmp_path):
     lowest_kept = min(k[MASKED_SCORE] for k in kept)
     assert all(float(r["detail"].split()[0]) <= lowest_kept for r in rejected)
     assert all({"clip_score", MASKED_SCORE, TEXT_FRACTION} <= set(k) for k in kept)
+    # The report draws the cutoff the data set, and clipscore's score once (tmars reuses it).
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert f"top_fraction 0.5: cutoff = {lowest_kept:g}: 50.0% below" in page
+    assert page.count('alt="clip_score"') == 1 and page.count(f'alt="{MASKED_SCORE}"') == 1

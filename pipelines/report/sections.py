@@ -166,8 +166,9 @@ def scores(manifest: Manifest, rejected: Rejected, kept: pa.Table | None) -> str
         for name, value in _with_derived(values).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 dropped[name].append((stage, float(value)))
-    plots, notes = [], []
-    for stage, config in recipe_stages(manifest):
+    plots, notes, plotted = [], [], set()
+    order = [stage for stage, _ in recipe_stages(manifest)]
+    for position, (stage, config) in enumerate(recipe_stages(manifest)):
         spec = specs.get(stage)
         if spec is None:
             continue
@@ -180,14 +181,28 @@ def scores(manifest: Manifest, rejected: Rejected, kept: pa.Table | None) -> str
                 log.info("report: no cutoffs for %s (%s)", stage, err)
         for name in dict.fromkeys([*spec.provides, *cutoffs]):
             kept_values, rejected_values = _numbers(kept_rows, name), dropped.get(name, [])
-            if not kept_values and not rejected_values:
-                continue
-            uri, summary = score_histogram(name, kept_values, rejected_values, stage, cutoffs.get(name, []))
+            if (not kept_values and not rejected_values) or (name in plotted and name not in cutoffs):
+                continue  # a score a later stage reuses (tmars keeps clipscore's) is drawn once, by its maker
+            plotted.add(name)
+            passed = kept_values + [v for s, v in rejected_values if s in order[position + 1:]]
+            found = [_found_cutoff(c, passed) for c in cutoffs.get(name, [])]
+            uri, summary = score_histogram(name, kept_values, rejected_values, stage, [c for c in found if c])
             plots.append(f'<img src="{uri}" alt="{esc(name)}" title="{esc(summary)}">')
             notes.append([stage, name, summary])
     if not plots:
         return ""
     return f'<div class="plots">{"".join(plots)}</div>' + table(["stage", "score", "cutoff"], notes)
+
+
+def _found_cutoff(cutoff: Cutoff, passed: list[float]) -> Cutoff | None:
+    """A cutoff the data set at run time (top_fraction): the lowest score among records that passed the
+    stage (kept, or dropped by a later stage); None when none passed."""
+    if cutoff.value is not None:
+        return cutoff
+    if not passed:
+        return None
+    return Cutoff(cutoff.annotation, min(passed) if cutoff.keep == "above" else max(passed), cutoff.keep,
+                  f"{cutoff.setting}: cutoff")
 
 
 def metaclip(root: str, manifest: Manifest) -> str:

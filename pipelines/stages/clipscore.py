@@ -104,5 +104,8 @@ SPEC = StageSpec(
     reasons=("caption_missing", "image_missing", "image_empty", "image_undecodable", "image_too_many_pixels",
              "score_not_finite", "below_threshold", "not_in_top_fraction"),
     preflight=lambda config: check_clip_model(config.model, STAGE),
-    cutoffs=lambda config: [Cutoff(SCORE, config.threshold, "above", "threshold")] if config.threshold is not None else [],
+    cutoffs=lambda config: (
+        [Cutoff(SCORE, config.threshold, "above", "threshold")] if config.threshold is not None else
+        [Cutoff(SCORE, None, "above", f"top_fraction {config.top_fraction:g}")] if config.top_fraction is not None
+        else []),
 )

@@ -38,7 +38,7 @@ class Cutoff:
     """A threshold a stage applies to one of its scores: the report draws it on the score's histogram."""
 
     annotation: str  # the score, as the stage records it (e.g. clip_score)
-    value: float
+    value: float | None  # None: set by the data at run time (top_fraction); the report finds it
     keep: str  # "above": records scoring below `value` are dropped; "below": those above it
     setting: str  # the recipe key that sets it, e.g. "image.min_side"
 

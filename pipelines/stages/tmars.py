@@ -103,7 +103,9 @@ SPEC = StageSpec(
     preflight=preflight,
     resolve=resolve,
     cutoffs=lambda config: (
-        ([Cutoff(MASKED_SCORE, config.threshold, "above", "threshold")] if config.threshold is not None else [])
+        ([Cutoff(MASKED_SCORE, config.threshold, "above", "threshold")] if config.threshold is not None else
+         [Cutoff(MASKED_SCORE, None, "above", f"top_fraction {config.top_fraction:g}")]
+         if config.top_fraction is not None else [])
         + ([Cutoff(TEXT_FRACTION, config.max_text_fraction, "below", "max_text_fraction")]
            if config.max_text_fraction is not None else [])),
 )
