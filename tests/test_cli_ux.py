@@ -26,6 +26,19 @@ def test_a_misspelled_option_is_refused_with_a_suggestion(pool_dir, tmp_path):
     assert not out.exists()  # refused before anything was written
 
 
+def test_our_option_spelt_with_underscores_or_a_beam_option_without_its_value_is_one_line():
+    from pipelines.cli import CURATE_OPTIONS
+    from pipelines.drivers.beam_args import UnknownOptionError, check_beam_args
+
+    # --dry_run is Dataflow's own option (it takes a value): argparse printed Beam's whole usage.
+    with pytest.raises(UnknownOptionError, match=r"unknown option --dry_run: did you mean --dry-run\?"):
+        check_beam_args(["--dry_run"], CURATE_OPTIONS)
+    with pytest.raises(UnknownOptionError, match="argument --runner: expected one argument") as caught:
+        check_beam_args(["--runner"], CURATE_OPTIONS)
+    assert "\n" not in str(caught.value)
+    check_beam_args(["--runner=DirectRunner", "--direct_num_workers=2"], CURATE_OPTIONS)  # real ones pass
+
+
 def test_real_beam_options_still_reach_beam(pool_dir, tmp_path):
     result = vlcurate("curate", QUICKSTART, "-i", f"{pool_dir}/shards/00000.tar", "-o", str(tmp_path / "out"),
                       "--limit", "12", "--direct_running_mode", "in_memory", "--direct_num_workers=1", "-q")

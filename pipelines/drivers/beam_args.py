@@ -23,7 +23,11 @@ def _beam_parser():
             yield sub
             yield from subclasses(sub)
 
-    parser = _BeamArgumentParser(allow_abbrev=False)  # abbreviations would accept typos of long names
+    class Parser(_BeamArgumentParser):
+        def error(self, message):  # argparse would print Beam's whole usage (~150 lines) and exit
+            raise UnknownOptionError(f"Beam pipeline option: {message}")
+
+    parser = Parser(allow_abbrev=False)  # abbreviations would accept typos of long names
     for cls in dict.fromkeys(subclasses(PipelineOptions)):
         cls._add_argparse_args(parser)
     return parser
@@ -37,6 +41,10 @@ def check_beam_args(args: list[str], own_options: list[str]) -> None:
     """Raise UnknownOptionError for the first option neither vlcurate's command nor Beam knows."""
     if not args:
         return
+    for name in (a.split("=", 1)[0] for a in args if a.startswith("--")):
+        ours = name.replace("_", "-")
+        if ours != name and ours in own_options:  # --dry_run is Dataflow's option, taking a value
+            raise UnknownOptionError(f"unknown option {name}: did you mean {ours}? ({name} would go to Beam)")
     _, unknown = _beam_parser().parse_known_args(args)
     bad = [a for a in unknown if a.startswith("-")]
     if not bad:
