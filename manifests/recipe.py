@@ -224,7 +224,8 @@ def load_recipe(path: str | Path) -> Recipe:
     """A recipe file; the relative paths in it (fields typed RecipePath) mean paths beside it."""
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(f"recipe {path} does not exist")
+        raise RecipeError(f"recipe {path} is a folder; give its YAML file" if path.is_dir()
+                          else f"recipe {path} does not exist")
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))  # 1e-4 is a float
     except yaml.YAMLError as err:

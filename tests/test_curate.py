@@ -139,6 +139,10 @@ def test_output_directory_rules(run, pool_dir, tmp_path):
 def test_input_pattern_rules(pool_dir):
     with pytest.raises(CurateError, match="matches no files"):
         expand_inputs(f"{pool_dir}/nothing/*.tar")
+    with pytest.raises(CurateError, match=r"a folder: --input is a glob of files, e\.g\. '.*/shards/\*\.tar'"):
+        expand_inputs(f"{pool_dir}/shards")
+    with pytest.raises(CurateError, match=r"e\.g\. '.*/shards/\*\.warc\.gz'"):
+        expand_inputs(f"{pool_dir}/shards/", "document")
     with pytest.raises(CurateError, match="metadata parquet"):
         expand_inputs(f"{pool_dir}/shards/*")
 

@@ -147,3 +147,10 @@ def test_the_yaml_loader_reads_yaml_1_2_floats(text, expected):
     value = load_yaml(text)
     assert value == expected and type(value) is type(expected), (text, value)
     assert load_yaml(".nan") != load_yaml(".nan")  # NaN
+
+
+def test_a_recipe_path_that_is_a_folder_says_so(tmp_path):
+    with pytest.raises(RecipeError, match="is a folder; give its YAML file"):
+        load_recipe(tmp_path)
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "missing.yaml")

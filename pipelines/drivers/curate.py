@@ -61,7 +61,10 @@ class CurateResult:
 def expand_inputs(pattern: str, kind: str = Sample.KIND) -> list[str]:
     matched = glob_files(pattern)
     if not matched:
-        raise CurateError(f"--input {pattern!r} matches no files")
+        fs, path = fsspec.core.url_to_fs(pattern)
+        example = f"{pattern.rstrip('/')}/*.{'warc.gz' if kind == DOCUMENT else 'tar'}"
+        hint = f" (a folder: --input is a glob of files, e.g. '{example}')" if fs.isdir(path) else ""
+        raise CurateError(f"--input {pattern!r} matches no files{hint}")
     web = [p for p in matched if p.lower().endswith(WEB_ONLY_SUFFIXES)]
     if web and kind != DOCUMENT:
         raise CurateError(f"--input matches web pages or crawls (e.g. {web[0]}) but the recipe reads image-text "
