@@ -75,8 +75,9 @@ def _config(path: str):
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise DetectorError(f"grounding.detector.path {path!r} cannot be loaded: {str(err).splitlines()[0]}; "
-                            "give a local directory (save_pretrained) or a hub id that is reachable or cached, "
-                            "e.g. google/owlv2-base-patch16-ensemble") from None
+                            "give a local directory (save_pretrained) or a hub id that is reachable or cached "
+                            "(an id downloads once, with network access and HF_HUB_OFFLINE unset, then stays "
+                            "in the hub cache)") from None
 
 
 def _adapter_class(adapter: str):
