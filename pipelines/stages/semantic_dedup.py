@@ -31,6 +31,7 @@ from pipelines.beam.routing import KeyedSample, StageOutputs, all_rejections, sp
 from pipelines.stages.spec import Preflight, StageSpec
 
 log = logging.getLogger("vlcurate")
+FEW_PER_CLUSTER = 20  # below this many samples a cluster on average, the run gets a warning
 
 _ASSIGN_BATCH = 1024
 _QUANTILES = 1001  # M's quantiles at every 0.1%: keep_fraction lands within 0.1% of its target
@@ -81,6 +82,12 @@ def _train(rows: list[tuple[int, str, bytes]], config: SemanticDedupConfig, seed
     common = max(lengths, key=lambda n: (lengths[n], -n)) if lengths else 0
     rows = sorted(r for r in rows if len(r[2]) == common)
     embeddings = np.stack([np.frombuffer(b, "<f2") for _, _, b in rows]).astype(np.float32)
+    if len(rows) < FEW_PER_CLUSTER * config.clusters:
+        # Pairs are compared only inside a cluster: with a handful of samples each, most near-duplicates
+        # land in different clusters and are never compared (87 samples, 100 clusters: none removed).
+        log.warning("semantic_dedup: %d samples for %d clusters (%.1f a cluster): near-duplicates in different "
+                    "clusters are never compared; clusters: %d would give ~%d a cluster", len(rows), config.clusters,
+                    len(rows) / config.clusters, max(1, len(rows) // 100), min(len(rows), 100))
     return train_centroids(embeddings, config.clusters, config.iterations, seed)
 
 
