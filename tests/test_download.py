@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import socket
@@ -243,3 +245,64 @@ def test_progress_is_one_bar_over_the_list_and_limit_takes_the_first_urls(tmp_pa
     assert fetched == {f"/img/{i}.jpg" for i in range(25)}
     assert "download" in captured.err and "25/25" in captured.err and "25 images kept" in captured.err
     assert "success:" not in captured.out + captured.err  # img2dataset's own per-shard lines: in its log only
+
+
+@pytest.mark.parametrize("package", ["ray", "pyspark"])
+def test_a_distributor_whose_package_is_missing_stops_before_anything_is_written(tmp_path, monkeypatch, package):
+    """img2dataset never names the missing package: with ray it fetched nothing and returned, with
+    pyspark it died mid-run. A None entry in sys.modules is how Python itself blocks an import, so
+    the package is missing here whatever is installed."""
+    monkeypatch.setitem(sys.modules, package, None)
+    urls = write_urls(tmp_path / "u.parquet", [f"http://127.0.0.1:{closed_port()}/a.jpg"])
+    message = (f"download.distributor: {package} needs the '{package}' package \\(pip install {package}\\), "
+               "or use distributor: multiprocessing")
+    with pytest.raises(DownloadError, match=message):
+        download(recipe(distributor=package), urls, str(tmp_path / "dl"), allow_private_networks=True)
+    assert not (tmp_path / "dl").exists()
+
+
+def test_a_download_in_which_img2dataset_finished_no_shard_is_not_recorded_as_finished(tmp_path):
+    """A ray that is installed but broken (its import fails inside img2dataset, which then silently
+    distributes nothing) is one way img2dataset returns without finishing any shard. The run stops
+    with one line and no manifest, so a rerun resumes instead of being refused."""
+    fake = tmp_path / "site"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ModuleNotFoundError('a broken ray install', name='ray')\n")
+    out = tmp_path / "dl"
+    with ImageServer() as server:
+        urls = write_urls(tmp_path / "u.parquet", [f"{server.base}/img/{i}.jpg" for i in range(3)])
+        (tmp_path / "ray.yaml").write_text(json.dumps({"name": "t", "download": {**FAST, "distributor": "ray"}}))
+        failed = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "download", str(tmp_path / "ray.yaml"), "-i", urls, "-o", str(out),
+             "--allow-private-networks", "-q"], capture_output=True, text=True, cwd=ROOT, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(fake), "NO_ALBUMENTATIONS_UPDATE": "1"})
+        assert failed.returncode == 2, failed.stderr
+        assert "error: img2dataset finished none of the 1 shard(s)" in failed.stderr
+        assert "Traceback" not in failed.stderr and not (out / "manifest.json").exists()
+        again = download(recipe(), urls, str(out), allow_private_networks=True)
+    assert again.manifest.inputs["resumed"] and again.manifest.counts.kept == 3
+
+
+def test_a_missing_url_list_is_one_line_and_writes_nothing(tmp_path):
+    missing = str(tmp_path / "nourls.parquet")
+    with pytest.raises(UrlListError, match=f"the URL list {missing} does not exist"):
+        download(recipe(), missing, str(tmp_path / "dl"))
+    assert not (tmp_path / "dl").exists()
+    quickstart = str(ROOT / "manifests/recipes/download_quickstart.yaml")
+    cli = subprocess.run([sys.executable, "-m", "pipelines.cli", "download", quickstart, "-i", missing, "-o",
+                          str(tmp_path / "out"), "-q"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert cli.returncode == 2 and cli.stderr.strip() == f"error: the URL list {missing} does not exist"
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UrlListError, match="does not exist"):
+        curate(parse_recipe({"name": "t", "download": FAST}), missing, str(tmp_path / "curated"))
+    assert not (tmp_path / "curated").exists()
+
+
+def test_refused_private_addresses_name_the_flag_that_allows_them(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="vlcurate")
+    urls = write_urls(tmp_path / "u.parquet", ["http://127.0.0.1:9/a.jpg", "http://localhost:9/b.jpg",
+                                               "ftp://localhost/c.jpg"])
+    result = download(recipe(), urls, str(tmp_path / "dl"))
+    assert result.manifest.funnel[0].reasons == {"url_private_address": 2, "url_scheme_not_allowed": 1}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "2 URL(s)" in warnings[0] and "--allow-private-networks" in warnings[0]

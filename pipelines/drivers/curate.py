@@ -27,7 +27,7 @@ from manifests.storage import atomic_write_bytes, glob_files
 from pipelines.beam.routing import BUSY_US, Tally, all_rejections
 from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
 from pipelines.beam.sources import COUNTED, REJECTED, ReadRecords
-from pipelines.drivers.download import DownloadResult, download
+from pipelines.drivers.download import DownloadResult, check_download, download
 from pipelines.drivers.finish import RUN_DIR, build_manifest, finish
 from pipelines.drivers.progress import run_progress
 from pipelines.drivers.shard_index import write_shard_index
@@ -218,6 +218,8 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
     paths = None if recipe.download is not None else expand_inputs(input_pattern, recipe.input.kind)
     if paths is not None:
         refuse_inputs_inside_output(paths, root)
+    else:  # the URL list and the distributor's package, before the lock creates the output directory
+        check_download(recipe.download, input_pattern)
     try:
         with run_lock(root):
             return _curate(recipe, input_pattern, root, paths, beam_args, overwrite, allow_private_networks,

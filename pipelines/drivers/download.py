@@ -8,11 +8,13 @@
    finished become `download_incomplete`. Then DIR/rejected/ and DIR/manifest.json (last).
 
 A shard is finished when img2dataset has written its NNNNN_stats.json. A rerun into a directory
-without a manifest resumes: img2dataset skips finished shards (incremental mode).
+without a manifest resumes: img2dataset skips finished shards (incremental mode). A download in which
+img2dataset finished no shard at all stops without a manifest, so that its rerun resumes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -41,7 +43,7 @@ from pipelines.io.rejection_files import write_rejection_files
 from pipelines.io.run_dir import DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir, inspect_run_dir, ours_matcher
 from pipelines.io.run_lock import RunLockedError, run_lock
 from pipelines.io.scratch import private_tempdir
-from pipelines.io.url_lists import read_url_list
+from pipelines.io.url_lists import check_url_list, read_url_list
 
 log = logging.getLogger("vlcurate")
 STAGE = "download"
@@ -49,6 +51,8 @@ SHARDS = "shards"
 INPUT = "_input"
 OURS = ours_matcher(DOWNLOAD_FILES)  # what --overwrite may delete
 ROW = "vlc_row"
+# The package each img2dataset distributor imports (multiprocessing is the standard library's).
+DISTRIBUTOR_PACKAGES = {"ray": "ray", "pyspark": "pyspark"}
 
 
 class DownloadError(RuntimeError):
@@ -72,12 +76,24 @@ def download(recipe: Recipe, url_list: str, output: str, *, overwrite: bool = Fa
     `limit`: only the list's first N rows; `progress`: one bar over the whole list (img2dataset's
     own per-shard lines go to a log file)."""
     root = output.rstrip("/")
+    check_download(recipe.download or DownloadConfig(), url_list)  # before the lock creates the directory
     try:
         with run_lock(root):
             return _download(recipe, url_list, root, overwrite, allow_private_networks, reuse_complete, limit,
                              progress)
     except RunLockedError as err:
         raise DownloadError(str(err)) from None
+
+
+def check_download(config: DownloadConfig, url_list: str) -> None:
+    """What a download needs before it writes anything (also a dry run's checks): the URL list, and
+    the distributor's package. img2dataset never names a missing one: without ray it distributes
+    nothing and returns; without pyspark it dies mid-run, leaving its input shards behind."""
+    check_url_list(url_list)
+    package = DISTRIBUTOR_PACKAGES.get(config.distributor)
+    if package and importlib.util.find_spec(package) is None:
+        raise DownloadError(f"download.distributor: {config.distributor} needs the {package!r} package "
+                            f"(pip install {package}), or use distributor: multiprocessing")
 
 
 def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_private_networks: bool | None,
@@ -106,16 +122,7 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
     if limit is not None:
         table = table.slice(0, limit)
     urls, captions = table.column("url").to_pylist(), table.column("caption").to_pylist()
-    unsafe: list[Rejection] = []
-    safe_rows: list[int] = []
-    for row, url in enumerate(urls):
-        problem = url_problem(url, allow_private_networks=allow_private)
-        if problem:
-            unsafe.append(Rejection(f"row{row:09d}", url_list, url if isinstance(url, str) else None, STAGE, *problem))
-        else:
-            safe_rows.append(row)
-    log.info("%d URLs read from %s: %d to fetch, %d refused before fetching", len(urls), url_list,
-             len(safe_rows), len(unsafe))
+    unsafe, safe_rows = _check_urls(urls, url_list, allow_private)
 
     resuming = state is RunDirState.INTERRUPTED and not overwrite
     extras = {name: table.column(name).to_pylist() for name in table.column_names if name not in ("url", "caption")}
@@ -125,11 +132,14 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
         with _quiet_img2dataset(progress, f"{root}/{SHARDS}", len(safe_rows)):
             _run_img2dataset(config, input_url, f"{root}/{SHARDS}", allow_private,
                              has_captions=config.caption_column is not None, extra_columns=sorted(extras))
+            _require_a_finished_shard(root, len(safe_rows), config.samples_per_shard)  # inside: shows its log
     fetched = time.perf_counter()
     shards, fetched_rejections, seen = _account_shards(root, url_list)
     missing = sorted(set(safe_rows) - seen)
+    # Shards img2dataset gave up on, beside finished ones: recorded, so the rerun needs --overwrite.
     incomplete = [Rejection(f"row{r:09d}", url_list, urls[r], STAGE, "download_incomplete",
-                            "img2dataset did not finish this URL's shard; rerun to resume") for r in missing]
+                            "img2dataset did not finish this URL's shard; --overwrite downloads the list again")
+                  for r in missing]
     rejections = unsafe + fetched_rejections + incomplete
     rejected_files = write_rejection_files(root, STAGE, rejections, recipe.output.rejected_rows_per_file)
 
@@ -144,6 +154,25 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
         timings_s={"url_checks": checked - started, "img2dataset": fetched - checked,
                    "accounting": time.perf_counter() - fetched, "total": time.perf_counter() - started})
     return DownloadResult(manifest, finish(root, manifest), root)
+
+
+def _check_urls(urls: list, url_list: str, allow_private: bool) -> tuple[list[Rejection], list[int]]:
+    """Rejections for the URLs pipelines never fetch, and the rows of the others."""
+    unsafe: list[Rejection] = []
+    safe_rows: list[int] = []
+    for row, url in enumerate(urls):
+        problem = url_problem(url, allow_private_networks=allow_private)
+        if problem:
+            unsafe.append(Rejection(f"row{row:09d}", url_list, url if isinstance(url, str) else None, STAGE, *problem))
+        else:
+            safe_rows.append(row)
+    log.info("%d URLs read from %s: %d to fetch, %d refused before fetching", len(urls), url_list,
+             len(safe_rows), len(unsafe))
+    private = sum(r.reason == "url_private_address" for r in unsafe)
+    if private:  # the rule is right for web lists, but a list of one's own servers otherwise just fails
+        log.warning("%d URL(s) refused as loopback/private addresses (url_private_address); "
+                    "--allow-private-networks lifts this rule for data on your own network", private)
+    return unsafe, safe_rows
 
 
 def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, resuming: bool,
@@ -212,6 +241,16 @@ def _run_img2dataset(config: DownloadConfig, input_url: str, shards_url: str, al
             disallowed_header_directives=directives, incremental_mode="incremental",
             distributor=config.distributor, enable_wandb=False, compute_hash="sha256",
         )
+
+
+def _require_a_finished_shard(root: str, urls: int, per_shard: int) -> None:
+    """img2dataset returns normally when every shard failed (it only prints why) or its distributor did
+    nothing. Recording that as a finished download of `download_incomplete` rows would make the
+    directory one that a rerun refuses; stopping leaves it interrupted, so the rerun resumes."""
+    fs, base = fsspec.core.url_to_fs(f"{root}/{SHARDS}")
+    if not fs.glob(f"{base}/*_stats.json"):
+        raise DownloadError(f"img2dataset finished none of the {math.ceil(urls / per_shard)} shard(s) of {root} "
+                            "(its output above says why); fix that and rerun the same command to resume")
 
 
 def _account_shards(root: str, url_list: str) -> tuple[list[dict], list[Rejection], set[int]]:

@@ -1,6 +1,7 @@
 """`vlcurate curate --dry-run`: everything a run checks before it starts, and nothing it writes.
 
-The recipe is validated (it already is, by loading), the input glob resolved, each stage's preflight
+The recipe is validated (it already is, by loading), the input glob resolved (with a download block:
+the URL list found and the distributor's package importable), each stage's preflight
 run (model files found and hashed, tags resolved), and the output directory inspected; the plan
 printed says which stages run in which order on which record kinds, with which models, on which
 device, and what the run would do to the output directory.
@@ -28,6 +29,9 @@ def describe_plan(recipe: Recipe, input_pattern: str, output: str, limit: int | 
 
     lines = [f"recipe {recipe.name!r}: {recipe.input.kind} records in, {output_kind(recipe)} records out"]
     if recipe.download is not None:
+        from pipelines.drivers.download import check_download
+
+        check_download(recipe.download, input_pattern)  # as a run would: the list is there, the distributor imports
         lines.append(f"download: the URL list {input_pattern} is fetched into {output}/{RAW_DIR}/ first "
                      f"({recipe.download.processes} process(es) x {recipe.download.threads} threads)")
     else:

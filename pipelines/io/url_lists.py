@@ -19,12 +19,27 @@ class UrlListError(ValueError):
     """A URL list that cannot be read as asked (format or column names)."""
 
 
-def read_url_list(path: str, url_column: str = "url", caption_column: str | None = "caption") -> pa.Table:
-    """A table with columns url and caption (null where the list has none) and the list's other scalar
-    columns, in the file's row order."""
+def _format(path: str) -> str:
     fmt = PurePosixPath(path).suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise UrlListError(f"{path}: URL lists are {', '.join(FORMATS)} files")
+    return fmt
+
+
+def check_url_list(path: str) -> None:
+    """Called before a run creates its output directory, so that a mistyped -i stops with one line
+    and leaves nothing behind. Through fsspec: an s3:// or gs:// list is checked the same way."""
+    _format(path)
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    if not fs.isfile(fs_path):
+        problem = "is a directory, not a file" if fs.isdir(fs_path) else "does not exist"
+        raise UrlListError(f"the URL list {path} {problem}")
+
+
+def read_url_list(path: str, url_column: str = "url", caption_column: str | None = "caption") -> pa.Table:
+    """A table with columns url and caption (null where the list has none) and the list's other scalar
+    columns, in the file's row order."""
+    fmt = _format(path)
     with fsspec.open(path, "rb") as f:
         if fmt == "parquet":
             table = pq.read_table(f)

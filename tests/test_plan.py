@@ -1,0 +1,33 @@
+"""`vlcurate curate --dry-run` with a download block: the checks a download makes before it writes
+anything (the URL list is there, the distributor's package imports) are problems of the plan too."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from manifests.recipe import load_recipe, parse_recipe
+from pipelines.drivers.download import DownloadError
+from pipelines.drivers.plan import describe_plan
+from pipelines.io.url_lists import UrlListError
+from tests.test_cli import ROOT, vlcurate
+
+DOWNLOAD_QUICKSTART = str(ROOT / "manifests/recipes/download_quickstart.yaml")
+
+
+def test_dry_run_refuses_a_missing_url_list_in_one_line(tmp_path):
+    missing, out = str(tmp_path / "nourls.parquet"), tmp_path / "out"
+    with pytest.raises(UrlListError, match=f"the URL list {missing} does not exist"):
+        describe_plan(load_recipe(DOWNLOAD_QUICKSTART), missing, str(out))
+    result = vlcurate("curate", DOWNLOAD_QUICKSTART, "-i", missing, "-o", str(out), "--dry-run")
+    assert result.returncode == 2 and result.stderr.strip() == f"error: the URL list {missing} does not exist"
+    assert not out.exists()
+
+
+def test_dry_run_refuses_a_distributor_whose_package_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # how Python blocks an import: missing whatever is installed
+    (tmp_path / "urls.txt").write_text("http://localhost/a.jpg\n")
+    with pytest.raises(DownloadError, match="download.distributor: ray needs the 'ray' package"):
+        describe_plan(parse_recipe({"name": "t", "download": {"distributor": "ray"}}), str(tmp_path / "urls.txt"),
+                      str(tmp_path / "out"))
