@@ -306,3 +306,22 @@ def test_refused_private_addresses_name_the_flag_that_allows_them(tmp_path, capl
     assert result.manifest.funnel[0].reasons == {"url_private_address": 2, "url_scheme_not_allowed": 1}
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "2 URL(s)" in warnings[0] and "--allow-private-networks" in warnings[0]
+
+
+def test_quiet_keeps_img2dataset_chatter_out_of_the_terminal(tmp_path, capfd):
+    """--quiet sets vlcurate's log to WARNING: img2dataset's per-shard lines then go to its log file only."""
+    logger = logging.getLogger("vlcurate")
+    before = logger.level
+    with ImageServer() as server:
+        urls = write_urls(tmp_path / "u.parquet", [f"{server.base}/img/{i}.jpg" for i in range(4)])
+        try:
+            logger.setLevel(logging.WARNING)
+            quiet = download(recipe(), urls, str(tmp_path / "quiet"), allow_private_networks=True)
+            hushed = capfd.readouterr()
+            logger.setLevel(logging.INFO)
+            download(recipe(), urls, str(tmp_path / "loud"), allow_private_networks=True)
+            loud = capfd.readouterr()
+        finally:
+            logger.setLevel(before)
+    assert quiet.manifest.counts.kept == 4
+    assert "success:" not in hushed.out + hushed.err and "success:" in loud.out + loud.err

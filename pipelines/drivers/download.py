@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -201,14 +201,17 @@ def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, re
 @contextmanager
 def _quiet_img2dataset(progress: bool, shards_url: str, urls: int) -> Iterator[None]:
     """With `progress`: img2dataset's output (a line per shard, from its own processes) goes to a log
-    file, and one bar over all URLs is drawn instead; the log's tail is shown if the download fails."""
-    if not progress:
+    file, and one bar over all URLs is drawn instead; the log's tail is shown if the download fails.
+    Without it, the lines are shown as they come (CI logs), unless vlcurate's log is set above INFO
+    (--quiet): they are INFO-level chatter, so then they go to the log file alone."""
+    if not progress and log.isEnabledFor(logging.INFO):
         yield
         return
     fd, log_path = tempfile.mkstemp(prefix="vlcurate-img2dataset-", suffix=".log")
     os.close(fd)
     try:
-        with output_to_file(log_path) as terminal, download_progress(shards_url, urls, stream=terminal):
+        with output_to_file(log_path) as terminal, (
+                download_progress(shards_url, urls, stream=terminal) if progress else nullcontext()):
             yield
     except BaseException:
         with open(log_path, "rb") as f:
