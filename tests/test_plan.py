@@ -31,3 +31,11 @@ def test_dry_run_refuses_a_distributor_whose_package_is_missing(tmp_path, monkey
     with pytest.raises(DownloadError, match="download.distributor: ray needs the 'ray' package"):
         describe_plan(parse_recipe({"name": "t", "download": {"distributor": "ray"}}), str(tmp_path / "urls.txt"),
                       str(tmp_path / "out"))
+
+
+def test_dry_run_says_when_the_output_is_a_file(pool_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    lines = describe_plan(load_recipe(ROOT / "manifests/recipes/quickstart.yaml"), f"{pool_dir}/shards/*.tar",
+                          str(blocker))
+    assert f"output {blocker}: {blocker} is a file, not a directory; choose another output directory" in lines

@@ -54,6 +54,8 @@ def _files(root: str) -> tuple[object, str, list[str]]:
     base = path.rstrip("/")
     if not fs.exists(base):
         return fs, base, []
+    if fs.isfile(base):  # fs.find would list the file itself, under the empty name
+        raise RunDirError(f"{root} is a file, not a directory; choose another output directory")
     return fs, base, sorted(p[len(base) + 1:] for p in fs.find(base, withdirs=False))
 
 
