@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -36,17 +34,12 @@ def make_sample(key: str = "k0", caption: str | None = "a large red circle on a 
 def private_system_tempdir(tmp_path_factory):
     """The system temp directory, for the code under test and the processes it starts, is this
     session's own folder: what libraries leave there (Beam keeps the scratch directory of a pipeline
-    that is built but never run) stays out of /tmp and is pruned with pytest's own folders, and
-    parallel workers (make test runs two) never see each other's files."""
-    scratch = tmp_path_factory.mktemp("system-tmp")
-    saved = tempfile.tempdir, os.environ.get("TMPDIR")
-    tempfile.tempdir, os.environ["TMPDIR"] = str(scratch), str(scratch)
-    yield scratch
-    tempfile.tempdir = saved[0]
-    if saved[1] is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved[1]
+    that is built but never run) stays out of /tmp, and parallel workers (make test runs two) never
+    see each other's files. The same mechanism a run uses for itself (pipelines/io/scratch.py)."""
+    from pipelines.io.scratch import private_tempdir
+
+    with private_tempdir("system-tmp-", parent=str(tmp_path_factory.getbasetemp())) as scratch:
+        yield Path(scratch)
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,9 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def private_tempdir(prefix: str = "vlcurate-") -> Iterator[str]:
-    scratch = tempfile.mkdtemp(prefix=prefix)
+def private_tempdir(prefix: str = "vlcurate-", parent: str | None = None) -> Iterator[str]:
+    """`parent`: where the folder is made (default: the current temp directory)."""
+    scratch = tempfile.mkdtemp(prefix=prefix, dir=parent)
     saved = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir, os.environ["TMPDIR"] = scratch, scratch
     try:

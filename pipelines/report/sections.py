@@ -167,8 +167,9 @@ def scores(manifest: Manifest, rejected: Rejected, kept: pa.Table | None) -> str
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 dropped[name].append((stage, float(value)))
     plots, notes, plotted = [], [], set()
-    order = [stage for stage, _ in recipe_stages(manifest)]
-    for position, (stage, config) in enumerate(recipe_stages(manifest)):
+    stages = recipe_stages(manifest)
+    order = [stage for stage, _ in stages]
+    for position, (stage, config) in enumerate(stages):
         spec = specs.get(stage)
         if spec is None:
             continue

@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.trainer_bench_rows import (  # noqa: E402
     ABLATIONS, ADAPTER, CAPTION_TOKENS, DRY_ADAPTER, DRY_LLM, FIXED_IN_CODE, ISSUE_BASELINE, OutOfBudget,
-    ablation_table, deadline_alarm, measure_or_failure, nominal_cpu_peak, not_fitting, run_config,
+    ablation_table, deadline_alarm, measure_or_failure, nominal_cpu_peak, not_fitting, run_config, shared_cells,
     with_ablation_ratios, write_llm_dir)
 
 SWEEPS = {"smollm2-135m": (32, 64, 128, 256), "llama-1b": (16, 32, 64)}
@@ -252,10 +252,7 @@ def table(report: dict) -> str:
                    f"{'capt tok/s':>12}{'step ms':>9}{'MFU':>7}{'GiB':>7}{'wait/compute':>14}{'wall s':>8}"]
     for r in report["rows"]:
         ratio = f"{r['samples_per_s_ratio']:.2f}x" if r["samples_per_s_ratio"] is not None else "-"
-        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
-        mem = f"{r['gpu_mem_peak_gib']:.1f}" if r["gpu_mem_peak_gib"] is not None else "-"
-        split = (f"{r['data_wait_s']:.2f}/{r['compute_s']:.2f}" if r["data_wait_s"] is not None
-                 and r["compute_s"] is not None else "-")
+        mfu, mem, split = shared_cells(r)
         lines.append(f"{r['llm']:<14}{r['batch']:>6} {r['data']:<10}{r['samples_per_s']:>11.1f}{ratio:>8}"
                      f"{r['llm_tokens_per_s']:>12.0f}{r['caption_tokens_per_s']:>12.0f}{r['step_ms']:>9.1f}"
                      f"{mfu:>7}{mem:>7}{split:>14}{r['wall_s']:>8.1f}")

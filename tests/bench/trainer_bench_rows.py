@@ -257,6 +257,15 @@ def with_ablation_ratios(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def shared_cells(row: dict) -> tuple[str, str, str]:
+    """The MFU, peak-memory and data-wait/compute cells both tables print, '-' where not measured."""
+    mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
+    mem = f"{row['gpu_mem_peak_gib']:.1f}" if row["gpu_mem_peak_gib"] is not None else "-"
+    split = (f"{row['data_wait_s']:.2f}/{row['compute_s']:.2f}" if row["data_wait_s"] is not None
+             and row["compute_s"] is not None else "-")
+    return mfu, mem, split
+
+
 def ablation_table(report: dict) -> str:
     head = (f"{report['vision']} + {report['adapter']} + {report['ablate']['llm']} (RANDOM weights), batch "
             f"{report['ablate']['batch']}; {report['device']}, torch {report['torch']}, compile backend "
@@ -266,10 +275,7 @@ def ablation_table(report: dict) -> str:
     for r in report["rows"]:
         ratios = [f"{x:.2f}x" if x is not None else "-" for x in (r["samples_per_s_ratio"],
                                                                   r["samples_per_s_ratio_to_previous"])]
-        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
-        mem = f"{r['gpu_mem_peak_gib']:.1f}" if r["gpu_mem_peak_gib"] is not None else "-"
-        split = (f"{r['data_wait_s']:.2f}/{r['compute_s']:.2f}" if r["data_wait_s"] is not None
-                 and r["compute_s"] is not None else "-")
+        mfu, mem, split = shared_cells(r)
         breaks = "-" if r["graph_breaks"] is None else str(r["graph_breaks"])
         lines.append(f"{r['ablation']:<33}{r['samples_per_s']:>11.1f}{ratios[0]:>10}{ratios[1]:>9}"
                      f"{r['step_ms']:>9.1f}{mfu:>7}{mem:>7}{split:>14}{breaks:>8}{r['wall_s']:>8.1f}")

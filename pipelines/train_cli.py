@@ -1,0 +1,94 @@
+"""`vlcurate train` and `vlcurate eval`: the trainer's commands (registered on the main app by pipelines/cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+# --section.key=value overrides of the training config arrive as extra arguments.
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def train(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="training config YAML (trainers/config.py documents every key)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in run.out_dir"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="run.out_dir holds an earlier run: delete what the "
+                                   "trainer wrote there (checkpoints, metrics.jsonl, eval, tensorboard; nothing "
+                                   "else) and start again"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar (CI logs): a log line every "
+                                                            "run.log_every steps with steps/s and ETA"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train an adapter VLM on curated shards; extra --section.key=value arguments override the YAML.
+
+    A run.out_dir that already holds a run (metrics.jsonl, checkpoints) is refused unless --resume
+    or --overwrite is given.
+
+    Example: vlcurate train trainers/configs/smoke_smollm2.yaml --optim.steps=200 --run.out_dir=runs/smoke
+    (under torchrun for DDP: torchrun --nproc_per_node=2 -m pipelines.cli train CONFIG.yaml)
+    """
+    from pipelines.cli import _fail, _setup_logging
+
+    _setup_logging(verbose)
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import ConfigError, load_config
+    from trainers.llm import silence_progress_bars
+    from trainers.run_dir import RunDirError
+    from trainers.train import TrainingError, train as run_training
+
+    if quiet:
+        silence_progress_bars()
+    try:
+        cfg = load_config(config, ctx.args)
+        last = run_training(cfg, resume=resume, overwrite=overwrite, progress=not quiet)
+    except (ConfigError, FileNotFoundError, CheckpointError, TrainingError, RunDirError) as err:
+        _fail(str(err))
+    typer.echo(f"done: step {last.get('step')} loss {last.get('loss', float('nan')):.4f}; "
+               f"checkpoints in {cfg.run.out_dir}/checkpoints")
+
+
+def eval_command(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="the training config YAML of the run to evaluate"),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="a checkpoint directory (default: the latest)"),
+    batches: int = typer.Option(4, "--batches", min=1, help="batches of data.batch_size samples to score"),
+    beams: int = typer.Option(1, "--beams", min=1, help="1: greedy decoding; more: beam search"),
+    out: str = typer.Option(None, "--out", help="output directory (default: RUN/eval/CHECKPOINT)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar (CI logs)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Loss, generated captions and CIDEr-D on the held-out shards (run.eval_shards); writes
+    scores.json and index.html: one self-contained page with the run's config, its loss curves,
+    CIDEr-D over the steps evaluated so far (RUN/eval/history.jsonl) and captions beside their images.
+
+    Without run.eval_shards (or when it shares shards with data.shards) the scores are on training
+    data: eval still runs, but says so in a warning, in scores.json ("split": "training data",
+    train_loss instead of val_loss) and on the page. Stage-2 runs caption through the frozen LLM; a
+    stage-1 (run.stage: captioner) run captions with its own tiny LM.
+
+    Example: vlcurate eval runs/tiny.yaml --beams 3 --run.eval_shards='heldout/shards/*.tar'
+    """
+    from pipelines.cli import _fail, _setup_logging
+
+    _setup_logging(verbose)
+    from trainers.checkpoint import CheckpointError
+    from trainers.config import ConfigError, load_config
+    from trainers.evaluate import evaluate
+    from trainers.llm import silence_progress_bars
+
+    if quiet:
+        silence_progress_bars()
+    try:
+        cfg = load_config(config, ctx.args)
+        result = evaluate(cfg, checkpoint, batches, beams, out, progress=not quiet)
+    except (ConfigError, FileNotFoundError, ValueError, CheckpointError) as err:
+        _fail(str(err))
+    if result["split"] == "validation":
+        typer.echo(f"validation loss {result['val_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on "
+                   f"{result['samples']} held-out samples")
+    else:
+        typer.secho(f"warning: {result['warning']}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(f"TRAINING-DATA loss {result['train_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on "
+                   f"{result['samples']} training samples (not held out)")
