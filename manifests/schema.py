@@ -8,6 +8,7 @@ key, the keys allowed at that place.
 
 from __future__ import annotations
 
+import difflib
 import json
 import types
 import typing
@@ -26,9 +27,11 @@ class Strict(BaseModel):
 
 
 def validate_strict(model: type[M], data: Any, source: str, error: type[Exception],
-                    context: dict[str, Any] | None = None) -> M:
+                    context: dict[str, Any] | None = None, origins: dict[str, str] | None = None) -> M:
     """`data` (plain YAML/JSON values) as `model`, or `error` listing every problem with its key path.
-    `context` reaches the validators (a recipe's directory, for its relative paths)."""
+    `context` reaches the validators (a recipe's directory, for its relative paths). `origins`: dotted
+    key -> what set it other than `source` (a `--key=value` override): a problem at, above or below such
+    a key is named by it, and `source` heads the message only when a problem is in the file."""
     try:
         text = json.dumps(data, allow_nan=True)
     except (TypeError, ValueError) as err:  # YAML dates, sets, ...: not a config value
@@ -36,9 +39,19 @@ def validate_strict(model: type[M], data: Any, source: str, error: type[Exceptio
     try:
         return model.model_validate_json(text, strict=True, context=context)
     except ValidationError as err:
-        lines = [f"{source}: {len(err.errors())} problem(s)"]
-        lines += ["  " + describe_problem(model, problem) for problem in err.errors()]
-        raise error("\n".join(lines)) from None
+        problems = err.errors()
+    origins = origins or {}
+    lines, in_source = [], not origins
+    for problem in problems:
+        where = ".".join(str(p) for p in problem["loc"])
+        related = [k for k in origins if where == k or where.startswith(k + ".") or k.startswith(where + ".")]
+        line = describe_problem(model, problem)
+        if related:
+            line = f"{origins[max(related, key=len)]}: {line}"
+        in_source |= not related
+        lines.append("  " + line)
+    head = source if in_source else "command-line overrides"
+    raise error("\n".join([f"{head}: {len(problems)} problem(s)", *lines])) from None
 
 
 def describe_problem(root: type[BaseModel], problem: dict[str, Any]) -> str:
@@ -47,12 +60,42 @@ def describe_problem(root: type[BaseModel], problem: dict[str, Any]) -> str:
     if problem["type"] == "extra_forbidden":
         parent = model_at(root, loc[:-1])
         allowed = ", ".join(parent.model_fields) if parent else "?"
-        return f"{where}: unknown key {loc[-1]!r} (allowed here: {allowed})"
+        hint = _did_you_mean(root, parent, str(loc[-1]), ".".join(str(p) for p in loc[:-1]))
+        return f"{where}: unknown key {loc[-1]!r}{hint} (allowed here: {allowed})"
     if problem["type"] in ("int_type", "float_type", "bool_type", "string_type") and "input" in problem:
         return f"{where}: {problem['msg']}, got {problem['input']!r} (values are not converted: write it as one)"
     if problem["type"] == "value_error" and "error" in problem.get("ctx", {}):
         return f"{where}: {problem['ctx']['error']}"  # our own validators' messages, without "Value error, "
     return f"{where}: {problem['msg']}"
+
+
+def _did_you_mean(root: type[BaseModel], parent: type[BaseModel] | None, key: str, section: str) -> str:
+    """A close key in the same section, else in the sections below it, else anywhere (named by its
+    dotted path: `run.warmup_step` -> `optim.warmup_steps`, `heuristics.min_word` -> `heuristics.caption.min_words`)."""
+    if parent is not None:
+        close = difflib.get_close_matches(key, list(parent.model_fields), n=1, cutoff=0.75)
+        if close:
+            return f": did you mean {close[0]!r}?"
+    for model, prefix in ((parent, f"{section}." if section else ""), (root, "")):
+        if model is None:
+            continue
+        paths = dict(_key_paths(model, prefix))
+        close = difflib.get_close_matches(key, list(paths), n=1, cutoff=0.75)
+        if close:
+            return f": did you mean {paths[close[0]]!r}?"
+    return ""
+
+
+def _key_paths(model: type[BaseModel], prefix: str = "", depth: int = 0):
+    """(key, dotted path) of every key in the model's nested sections, shallowest first."""
+    nested = []
+    for name, field in model.model_fields.items():
+        yield name, prefix + name
+        inner = unwrap_optional(field.annotation)
+        if depth < 4 and isinstance(inner, type) and issubclass(inner, BaseModel):
+            nested.append((inner, f"{prefix}{name}."))
+    for inner, inner_prefix in nested:
+        yield from _key_paths(inner, inner_prefix, depth + 1)
 
 
 def model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

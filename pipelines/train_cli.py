@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import typer
 
 # --section.key=value overrides of the training config arrive as extra arguments.
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+TRAIN_OPTIONS = ["--resume", "--overwrite", "--quiet", "--verbose", "--help"]
+EVAL_OPTIONS = ["--checkpoint", "--batches", "--beams", "--out", "--quiet", "--verbose", "--help"]
+
+
+def _misspelt_option(args: list[str], own: list[str]) -> str | None:
+    """An extra argument that is not an override but close to one of the command's own options (--resum)."""
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if arg.startswith("--") and "." not in name:
+            close = difflib.get_close_matches(name, own, n=1, cutoff=0.6)
+            if close:
+                return f"unknown option {name}: did you mean {close[0]}?"
+    return None
 
 
 def train(
@@ -38,6 +52,8 @@ def train(
     from trainers.run_dir import RunDirError
     from trainers.train import TrainingError, train as run_training
 
+    if (problem := _misspelt_option(ctx.args, TRAIN_OPTIONS)) is not None:
+        _fail(problem)
     if quiet:
         silence_progress_bars()
     try:
@@ -78,6 +94,8 @@ def eval_command(
     from trainers.evaluate import evaluate
     from trainers.llm import silence_progress_bars
 
+    if (problem := _misspelt_option(ctx.args, EVAL_OPTIONS)) is not None:
+        _fail(problem)
     if quiet:
         silence_progress_bars()
     try:

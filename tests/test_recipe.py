@@ -42,6 +42,10 @@ def test_unknown_key_is_named_with_the_allowed_keys():
     msg = fails({"name": "x", "stages": [{"heuristics": {"language": {"alowed": ["en"]}}}]})
     assert "stages.0.heuristics.language.alowed: unknown key 'alowed'" in msg
     assert "allowed here: enabled, model_path, allowed, min_score" in msg
+    assert "unknown key 'alowed': did you mean 'allowed'?" in msg
+    # a key written one section too high is found in the section below, by its full path
+    msg = fails({"name": "x", "stages": [{"heuristics": {"min_word": 2}}]})
+    assert "did you mean 'stages.0.heuristics.caption.min_words'?" in msg
 
 
 def test_unknown_top_level_key():

@@ -71,6 +71,17 @@ def test_unknown_keys_and_sections_name_what_is_allowed(config_file):
         load_config(config_file, ["--data.task=vqa"])
 
 
+def test_a_misspelt_key_gets_the_closest_one_here_or_in_another_section(config_file):
+    with pytest.raises(ConfigError, match=r"run\.outdir: unknown key 'outdir': did you mean 'out_dir'\? \(allowed"):
+        load_config(config_file, ["--run.outdir=x"])
+    with pytest.raises(ConfigError, match=r"run\.warmup_step: unknown key 'warmup_step': did you mean "
+                                          r"'optim\.warmup_steps'\?"):
+        load_config(config_file, ["--run.warmup_step=3"])
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, ["--run.colour=red"])
+    assert "did you mean" not in str(err.value)
+
+
 def test_every_problem_is_reported_at_once(config_file):
     with pytest.raises(ConfigError) as err:
         load_config(config_file, ["--optim.steps=0", "--data.batch_size=-1", "--run.device=tpu"])

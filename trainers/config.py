@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from manifests.schema import Strict, describe_problem, unwrap_optional, validate_strict
+from manifests.schema import Strict, unwrap_optional, validate_strict
 from manifests.yaml_numbers import load_yaml
 from trainers.lengths import tiny_lm_problem
 
@@ -198,38 +198,7 @@ def _validated(data: Any, source: str, overrides: dict[str, str] | None = None) 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     data = _fill_empty_sections(TrainConfig, data)
-    try:
-        return validate_strict(TrainConfig, data, source, ConfigError)
-    except ConfigError:
-        if not overrides:
-            raise
-        message = _problems_naming_overrides(data, source, overrides)
-        if message is None:
-            raise
-        raise ConfigError(message) from None
-
-
-def _problems_naming_overrides(data: dict[str, Any], source: str, overrides: dict[str, str]) -> str | None:
-    """validate_strict's message for `data`, with each problem at (or above, or below) a key an override set
-    named by that override, and `source` named only when a problem is in the file."""
-    try:
-        TrainConfig.model_validate_json(json.dumps(data, allow_nan=True), strict=True)
-        return None
-    except ValidationError as err:
-        problems = err.errors()
-    except (TypeError, ValueError):
-        return None
-    lines, in_file = [], False
-    for problem in problems:
-        where = ".".join(str(p) for p in problem["loc"])
-        related = [k for k in overrides if where == k or where.startswith(k + ".") or k.startswith(where + ".")]
-        line = describe_problem(TrainConfig, problem)
-        if related:
-            line = f"{overrides[max(related, key=len)]}: {line}"
-        in_file |= not related
-        lines.append("  " + line)
-    head = source if in_file else "command-line overrides"
-    return "\n".join([f"{head}: {len(problems)} problem(s)", *lines])
+    return validate_strict(TrainConfig, data, source, ConfigError, origins=overrides)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
