@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from pipelines.cli_help import reflow_help
 from pipelines.experiment.cli import experiment_app
 from pipelines.train_cli import EXTRA_ARGS, eval_command, train
 
@@ -75,9 +76,12 @@ CURATE_OPTIONS = ["--input", "--output", "--overwrite", "--allow-private-network
 def curate(
     ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. manifests/recipes/quickstart.yaml"),
-    input: str = typer.Option(..., "--input", "-i", help="glob of input files (any fsspec URL): .tar / .parquet "
-                              "pairs, or with `input: {kind: document}` .warc(.gz) / .html / url+html .parquet / .jsonl"),
-    output: str = typer.Option(..., "--output", "-o", help="run directory (any fsspec URL)"),
+    # Required, but checked after the unknown options: click would report a misspelt --inputs as a missing --input.
+    input: str = typer.Option(None, "--input", "-i", show_default=False,
+                              help="(required) glob of input files (any fsspec URL): .tar / .parquet pairs, or with "
+                              "`input: {kind: document}` .warc(.gz) / .html / url+html .parquet / .jsonl"),
+    output: str = typer.Option(None, "--output", "-o", show_default=False,
+                               help="(required) run directory (any fsspec URL)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous run in --output"),
     allow_private_networks: bool = typer.Option(
         False, "--allow-private-networks",
@@ -111,6 +115,7 @@ def curate(
     _setup_logging(verbose, quiet)
     try:
         check_beam_args(list(ctx.args), CURATE_OPTIONS)
+        _require(input=input, output=output)
         parsed = load_recipe(recipe)
         if dry_run:
             from pipelines.drivers.plan import describe_plan
@@ -124,6 +129,12 @@ def curate(
         _fail(str(err))
     print_summary(result.manifest, result.manifest_url)
     _check_kept(result.manifest, fail_on_empty)
+
+
+def _require(**options: str | None) -> None:
+    missing = [f"--{name} / -{name[0]}" for name, value in options.items() if value is None]
+    if missing:
+        _fail(f"missing option {missing[0]} (see --help)")
 
 
 def _check_kept(manifest, fail_on_empty: bool) -> None:
@@ -319,6 +330,9 @@ def publish(
     typer.echo(f"published {len(result.uploaded)} file(s), {result.bytes_uploaded / 1e6:.1f} MB "
                f"({len(result.skipped)} already there); manifest: {result.manifest_url}"
                + (f"; the previous manifest is kept as {result.replaced}" if result.replaced else ""))
+
+
+reflow_help(app)
 
 
 def main() -> None:
