@@ -150,8 +150,13 @@ def test_finished_download_is_not_redone_and_other_lists_are_refused(tmp_path):
         download(recipe(), urls, str(tmp_path / "dl"), allow_private_networks=True)
         with pytest.raises(DownloadError, match="finished download; pass --overwrite"):
             download(recipe(), urls, str(tmp_path / "dl"), allow_private_networks=True)
-        (tmp_path / "dl" / "manifest.json").unlink()  # as if interrupted at the very end
         other = write_urls(tmp_path / "v.parquet", [f"{server.base}/img/{i}.jpg" for i in range(4)])
+        # a resumed curate reuses a finished raw/ download, but only of the same list
+        reused = download(recipe(), urls, str(tmp_path / "dl"), reuse_complete=True)
+        assert reused.manifest.counts.kept == 3
+        with pytest.raises(DownloadError, match=r"finished download of .*u\.parquet, not of .*v\.parquet"):
+            download(recipe(), other, str(tmp_path / "dl"), reuse_complete=True)
+        (tmp_path / "dl" / "manifest.json").unlink()  # as if interrupted at the very end
         with pytest.raises(DownloadError, match="different URL list"):
             download(recipe(), other, str(tmp_path / "dl"), allow_private_networks=True)
         again = download(recipe(), urls, str(tmp_path / "dl"), overwrite=True, allow_private_networks=True)

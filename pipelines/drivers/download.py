@@ -106,8 +106,13 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
     except RunDirError as err:
         raise DownloadError(str(err)) from None
     if state is RunDirState.COMPLETE and reuse_complete and not overwrite:
+        manifest = read_manifest(root)
+        earlier = manifest.inputs.get("url_list")
+        if isinstance(earlier, str) and _same_place(earlier) != _same_place(url_list):
+            raise DownloadError(f"{root} holds a finished download of {earlier}, not of {url_list}; "
+                                "pass --overwrite to start again with the new list")
         log.info("download in %s is complete; reusing it", root)
-        return DownloadResult(read_manifest(root), f"{root}/manifest.json", root)
+        return DownloadResult(manifest, f"{root}/manifest.json", root)
     if state is RunDirState.COMPLETE and not overwrite:
         raise DownloadError(f"{root} holds a finished download; pass --overwrite to replace it")
     if state is RunDirState.INTERRUPTED and not (overwrite or config.incremental):
@@ -154,6 +159,10 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
         timings_s={"url_checks": checked - started, "img2dataset": fetched - checked,
                    "accounting": time.perf_counter() - fetched, "total": time.perf_counter() - started})
     return DownloadResult(manifest, finish(root, manifest), root)
+
+
+def _same_place(path: str) -> str:
+    return path.rstrip("/") if "://" in path else os.path.abspath(path)
 
 
 def _check_urls(urls: list, url_list: str, allow_private: bool) -> tuple[list[Rejection], list[int]]:
