@@ -20,7 +20,8 @@ _NO_MEMBER_LIMIT = 1 << 62
 # Files a download writes that its manifest does not list: img2dataset's per-shard stats and the URL
 # list it was given (they hold no samples). The lock exists while a run writes the directory.
 _AUXILIARY = re.compile(r"_input/urls\.parquet|shards/\d+_stats\.json|\.vlcurate\.lock"
-                        r"|_manifests/manifest-[\w.+-]+\.json")  # earlier manifests a publish --replace kept
+                        r"|_manifests/manifest-[\w.+-]+\.json"  # earlier manifests an older publish --replace kept
+                        r"|_versions/.+")  # earlier versions a publish --replace kept (verify each on its own)
 
 
 class _HashingReader:

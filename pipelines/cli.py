@@ -306,12 +306,13 @@ def verify(
 def publish(
     run: str = typer.Argument(..., help="a finished run directory (with manifest.json)"),
     dest: str = typer.Argument(..., help="where to publish it: any fsspec URL (s3://bucket/set, gs://..., file://...)"),
-    replace: bool = typer.Option(False, "--replace", help="publish a new version over an existing set (its manifest "
-                                 "is kept under _manifests/, nothing is deleted)"),
+    replace: bool = typer.Option(False, "--replace", help="publish a new version over an existing set (the old "
+                                 "version is copied whole to DEST/_versions/<its created time>/ first)"),
     storage_option: list[str] = typer.Option([], "--storage-option", "-S",
                                              help="fsspec option key=value for DEST's store (endpoint_url=..., "
                                              "key=..., ...); credentials also come from the standard chains"),
     threads: int = typer.Option(8, "--threads", min=1, help="parallel uploads"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars, warnings and errors only (CI logs)"),
 ) -> None:
     """Copy a finished run to object storage: verified first, data files in parallel (resumable: what is
     already there with the same size and sha256 is skipped), manifest.json last and create-only.
@@ -321,15 +322,15 @@ def publish(
     from manifests.storage import parse_storage_options
     from pipelines.drivers.publish import PublishError, publish as run_publish
 
-    _setup_logging(False)
+    _setup_logging(False, quiet)
     try:
         result = run_publish(run, dest, replace=replace, storage_options=parse_storage_options(storage_option),
-                             threads=threads)
+                             threads=threads, progress=not quiet and sys.stderr.isatty())  # tqdm draws on stderr
     except (PublishError, ValueError) as err:
         _fail(str(err))
     typer.echo(f"published {len(result.uploaded)} file(s), {result.bytes_uploaded / 1e6:.1f} MB "
                f"({len(result.skipped)} already there); manifest: {result.manifest_url}"
-               + (f"; the previous manifest is kept as {result.replaced}" if result.replaced else ""))
+               + (f"; the previous version is kept in {dest.rstrip('/')}/{result.replaced}" if result.replaced else ""))
 
 
 reflow_help(app)

@@ -55,9 +55,50 @@ def test_publish_verify_refuse_replace(run, s3):
     with pytest.raises(PublishError, match="already holds a published set .* --replace"):
         publish(run, dest, storage_options=s3, progress=False)
     again = publish(run, dest, replace=True, storage_options=s3, progress=False)
-    assert again.uploaded == [] and again.replaced.startswith("_manifests/manifest-")
-    fs = remote_fs(s3)
-    assert fs.exists(f"{BUCKET}/sets/first/{again.replaced}") and verify_dataset(dest) == []
+    assert again.uploaded == [] and again.replaced.startswith("_versions/")
+    assert verify_dataset(dest) == [] and verify_dataset(f"{dest}/{again.replaced}") == []
+
+
+@pytest.fixture(scope="module")
+def smaller_run(pool_dir, tmp_path_factory):
+    """Another version of `run`: fewer records, so fewer shards, and different files under the same names."""
+    out = tmp_path_factory.mktemp("run") / "smaller"
+    curate(load_recipe(ROOT / "manifests/recipes/quickstart.yaml"), f"{pool_dir}/shards/*.tar", str(out), limit=60)
+    return str(out)
+
+
+@pytest.mark.parametrize("store", ["s3", "local"])
+def test_replace_keeps_the_old_version_whole_and_leaves_no_stale_file(run, smaller_run, s3, tmp_path, store):
+    from manifests.manifest import read_manifest
+
+    dest, options = (f"s3://{BUCKET}/sets/replaced", s3) if store == "s3" else (str(tmp_path / "published"), {})
+    publish(run, dest, storage_options=options, progress=False)
+    old = read_manifest(dest)
+    new = publish(smaller_run, dest, replace=True, storage_options=options, progress=False)
+    assert read_manifest(dest).created_utc == read_manifest(smaller_run).created_utc
+    assert verify_dataset(dest) == []  # the old version's extra shards are gone from the top level
+    kept = f"{dest}/{new.replaced}"
+    assert read_manifest(kept).created_utc == old.created_utc and verify_dataset(kept) == []
+    assert len(read_manifest(kept).shards) > len(read_manifest(dest).shards)
+
+
+def test_a_replace_from_a_changed_run_writes_nothing(run, smaller_run, s3, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    dest = f"s3://{BUCKET}/sets/untouched"
+    publish(run, dest, storage_options=s3, progress=False)
+    before = {p: remote_fs(s3).info(p)["ETag"] for p in remote_fs(s3).find(f"{BUCKET}/sets/untouched")}
+    changed = tmp_path / "changed"
+    shutil.copytree(smaller_run, changed)
+    shard = sorted((changed / "shards").glob("*.tar"))[-1]
+    data = bytearray(shard.read_bytes())
+    data[600] ^= 0xFF
+    Path(shard).write_bytes(bytes(data))
+    with pytest.raises(PublishError, match=f"{shard.name} does not match .* nothing was written"):
+        publish(str(changed), dest, replace=True, storage_options=s3, progress=False)
+    after = {p: remote_fs(s3).info(p)["ETag"] for p in remote_fs(s3).find(f"{BUCKET}/sets/untouched")}
+    assert after == before and verify_dataset(dest) == []
 
 
 def test_an_interrupted_publish_resumes_with_what_is_missing(run, s3):

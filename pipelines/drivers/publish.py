@@ -7,8 +7,16 @@
    destination with the same size and sha256 is skipped, so a publish killed mid-way resumes where
    it stopped. Readers trust only what the manifest lists, so a half-copied file is harmless.
 3. The manifest goes last, create-only (`xb`: S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`,
-   exclusive create elsewhere): an existing published set is never overwritten, unless `replace`,
-   which keeps the previous manifest as `_manifests/manifest-<created>.json` and deletes nothing.
+   exclusive create elsewhere): an existing published set is never overwritten, unless `replace`.
+
+`replace` puts a new version where readers find the old one, and never leaves a manifest that lists
+files it does not match (the same names are written again, so the old files cannot stay in place):
+every local file is checked against the new manifest before anything is written; the previous
+version is copied whole, manifest included, to `_versions/<its created time>/` (server-side copies on
+object stores; `vlcurate verify DEST/_versions/...` checks it); then the live manifest is removed, so
+for the length of the upload readers find no set rather than a mixed one, and a publish stopped there
+resumes as a first publish; the new manifest goes last, and files only the old version listed are
+removed from the top level (they are kept in `_versions/`).
 
 Storage options (endpoint, credentials) come from the caller or the standard credential chains;
 they are never printed, logged, or written to the manifest.
@@ -66,16 +74,20 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
     previous = _existing_manifest(fs, base)
     if previous is not None and not replace:
         raise PublishError(f"{dest} already holds a published set ({MANIFEST_NAME}); pass --replace to publish a "
-                           "new version over it (the old manifest is kept, no file is deleted)")
+                           "new version over it (the old version is kept under _versions/)")
     entries = manifest.file_entries()
     local_fs, local_base = fsspec.core.url_to_fs(run)
     missing = [e.name for e in entries if not local_fs.exists(f"{local_base}/{e.name}")]
     if missing:
         raise PublishError(f"{run}: {missing[0]} is listed in its manifest but missing; rerun it before publishing")
+    result = PublishResult()
+    if previous is not None:  # nothing may be written before every local file is known to be right
+        _check_local(local_fs, local_base, entries, run, threads, progress)
+        result.replaced = _keep_previous(fs, base, previous, dest, local_store, threads)
+        _call(lambda: fs.rm_file(f"{base}/{MANIFEST_NAME}"), dest)
     # One listing of what is there already (a HEAD per file cost half the publish time, measured).
     there = {path.rstrip("/"): info.get("size") for path, info in
              _call(lambda: fs.find(base, detail=True), dest).items()}
-    result = PublishResult()
     mismatched: list[str] = []
     with tqdm(total=sum(e.bytes for e in entries), unit="B", unit_scale=True, desc=f"publish {dest}",
               disable=not progress) as bar:
@@ -86,8 +98,7 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
             if there.get(fs._strip_protocol(target)) == entry.bytes and _same(fs, target, entry.bytes, entry.sha256):
                 bar.update(entry.bytes)
                 return False
-            if local_store:  # object stores have no directories (and s3fs's makedirs would create a bucket)
-                _call(lambda: fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True), dest)
+            _parent_dir(fs, target, local_store, dest)
             with local_fs.open(f"{local_base}/{entry.name}", "rb") as src:
                 digest = _call(lambda: _copy(src, fs, target, bar), dest)
             if digest != entry.sha256:
@@ -103,21 +114,73 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
                            "run?); no manifest was published, rerun the run and publish again")
     with local_fs.open(f"{local_base}/{MANIFEST_NAME}", "rb") as f:
         manifest_bytes = f.read()
-    if previous is not None:
-        result.replaced = f"_manifests/manifest-{previous.created_utc.replace(':', '')}.json"
-        _call(lambda: fs.pipe_file(f"{base}/{result.replaced}", _read(fs, f"{base}/{MANIFEST_NAME}")), dest)
-        _call(lambda: fs.pipe_file(f"{base}/{MANIFEST_NAME}", manifest_bytes), dest)
-    else:
-        try:
-            with fs.open(f"{base}/{MANIFEST_NAME}", "xb") as out:
-                out.write(manifest_bytes)
-        except FileExistsError:
-            raise PublishError(f"{dest} got a manifest from another publish while this one ran; nothing was "
-                               "overwritten") from None
-        except Exception as err:
-            raise PublishError(one_line(err, dest)) from None
+    try:
+        with fs.open(f"{base}/{MANIFEST_NAME}", "xb") as out:
+            out.write(manifest_bytes)
+    except FileExistsError:
+        raise PublishError(f"{dest} got a manifest from another publish while this one ran; nothing was "
+                           "overwritten") from None
+    except Exception as err:
+        raise PublishError(one_line(err, dest)) from None
+    if previous is not None:  # what only the old version listed is in _versions/ now
+        listed = {e.name for e in entries}
+        stale = [f"{base}/{e.name}" for e in previous.file_entries() if e.name not in listed]
+        for path in stale:
+            if _call(lambda: fs.exists(path), dest):
+                _call(lambda: fs.rm_file(path), dest)
     result.manifest_url = f"{dest}/{MANIFEST_NAME}"
     return result
+
+
+VERSIONS = "_versions"
+
+
+def _check_local(local_fs, local_base: str, entries, run: str, threads: int, progress: bool) -> None:
+    """Hash every local file against the manifest (a replace may not start on a run that changed)."""
+    def digest(entry) -> str:
+        sha = hashlib.sha256()
+        with local_fs.open(f"{local_base}/{entry.name}", "rb") as f:
+            while chunk := f.read(8 << 20):
+                sha.update(chunk)
+                bar.update(len(chunk))
+        return sha.hexdigest()
+
+    with tqdm(total=sum(e.bytes for e in entries), unit="B", unit_scale=True, desc=f"check {run}",
+              disable=not progress) as bar, ThreadPoolExecutor(max(1, threads)) as pool:
+        wrong = [e.name for e, got in zip(entries, pool.map(digest, entries)) if got != e.sha256]
+    if wrong:
+        raise PublishError(f"{run}: {sorted(wrong)[0]} does not match its manifest's sha256 (changed since the "
+                           "run?); nothing was written, the published set is as it was")
+
+
+def _keep_previous(fs, base: str, previous: Manifest, dest: str, local_store: bool, threads: int) -> str:
+    """Copy the published version, whole, to _versions/<created>/ (its manifest last); return that folder.
+    A file it lists that is missing at the destination is named in a warning (verify the copy)."""
+    folder = f"{VERSIONS}/{previous.created_utc.replace(':', '')}"
+    old_manifest = _call(lambda: _read(fs, f"{base}/{MANIFEST_NAME}"), dest)
+
+    def keep(entry) -> str | None:
+        source, target = f"{base}/{entry.name}", f"{base}/{folder}/{entry.name}"
+        if not _call(lambda: fs.exists(source), dest):
+            return entry.name
+        _parent_dir(fs, target, local_store, dest)
+        _call(lambda: fs.copy(source, target), dest)  # server-side on S3 and GCS
+        return None
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        gone = [name for name in pool.map(keep, previous.file_entries()) if name is not None]
+    if gone:
+        log.warning("the published set at %s lacked %d file(s) its manifest lists (e.g. %s); %s/%s keeps the rest",
+                    dest, len(gone), gone[0], dest, folder)
+    _parent_dir(fs, f"{base}/{folder}/{MANIFEST_NAME}", local_store, dest)
+    _call(lambda: fs.pipe_file(f"{base}/{folder}/{MANIFEST_NAME}", old_manifest), dest)
+    log.info("the previous version of %s is kept in %s/%s", dest, dest, folder)
+    return folder
+
+
+def _parent_dir(fs, target: str, local_store: bool, dest: str) -> None:
+    if local_store:  # object stores have no directories (and s3fs's makedirs would create a bucket)
+        _call(lambda: fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True), dest)
 
 
 def _remote(dest: str):
