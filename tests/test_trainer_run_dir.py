@@ -83,6 +83,30 @@ def test_resuming_a_finished_run_reports_it_without_loading_anything(setup, capl
     assert (out / "metrics.jsonl").read_text() == before
 
 
+def test_resume_refuses_changed_settings_and_refits_the_schedule_to_more_steps(setup, caplog):  # noqa: F811
+    from trainers.config import ConfigError
+    from trainers.schedule import warmup_linear_decay
+
+    path = _config(setup, "extended", optim__steps=3, optim__warmup_steps=1, run__checkpoint_every=3, run__log_every=1)
+    config = load_config(path)
+    train(config)
+    out = Path(config.run.out_dir)
+    # a changed learning rate was ignored (the checkpoint's scheduler won) while config.json recorded it
+    with pytest.raises(ConfigError, match=r"2 setting\(s\) differ: adapter.width: 512 -> 48; optim.lr: 0.003 -> 0.01"):
+        train(load_config(path, ["--optim.steps=5", "--optim.lr=0.01", "--adapter.width=48"]), resume=True)
+    assert _steps(out) == [1, 2, 3]
+    # more steps: the run goes on at its schedule's rate for 5 steps (the restored rate was 0, the old end)
+    shapes = Path(config.data.shards).parent
+    shutil.copytree(shapes, out.parent / "moved-shapes", dirs_exist_ok=True)
+    moved = config.data.shards.replace(str(shapes), str(out.parent / "moved-shapes"))
+    longer = load_config(path, ["--optim.steps=5", f"--data.shards={moved}"])
+    train(longer, resume=True)
+    rates = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    schedule = warmup_linear_decay(config.optim.warmup_steps, 5)
+    assert rates[3:] == pytest.approx([config.optim.lr * schedule(s) for s in (3, 4)]) and rates[3] > 0
+    assert "--resume: data.shards is" in caplog.text  # a moved path is allowed, with a warning
+
+
 def _vlcurate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)

@@ -112,6 +112,15 @@ def warmup_linear_decay(warmup: int, total: int):
     return factor
 
 
+def refit_schedule(optimizer, scheduler) -> None:
+    """After a checkpoint restored the scheduler: each group's rate from this run's schedule at the
+    restored step. The restored rates are the old schedule's (0 at the end of a run whose optim.steps
+    has since grown), and the first resumed step would run at them."""
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 def count_params(module: torch.nn.Module, trainable: bool | None = None) -> int:
     return sum(p.numel() for p in module.parameters() if trainable is None or p.requires_grad == trainable)
 

@@ -38,7 +38,9 @@ from trainers.checkpoint import STEP_DIR, latest_checkpoint, load_checkpoint, sa
 from trainers.config import TrainConfig, config_to_dict
 from trainers.data import TaskBatches, apply_storage_options, build_index, shard_urls
 from trainers.run_dir import last_metrics, prepare_out_dir, truncate_metrics
-from trainers.schedule import count_params, estimate_flops_per_sample, peak_flops, peak_spec, warmup_linear_decay
+from trainers.resume_check import check_resume
+from trainers.schedule import (count_params, estimate_flops_per_sample, peak_flops, peak_spec, refit_schedule,
+                               warmup_linear_decay)
 from trainers.step import Stepper
 from trainers.tasks import build_task
 
@@ -124,6 +126,8 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
         log.warning("%s finished at step %d (optim.steps %d): nothing to resume; --overwrite trains it again",
                     out, done, config.optim.steps)
         return last_metrics(out) or {"step": done}
+    if checkpoint is not None:
+        check_resume(checkpoint, config)  # before the models load: a changed setting fails in a second
     apply_storage_options([config.data.shards], config.data.storage_options)
     index = build_index(shard_urls(config.data.shards))  # before the models: a bad path fails in seconds
     model, trainable, tokenizer, preprocess = build_model(config)
@@ -138,6 +142,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     step, skipped_total, nonfinite_steps = 0, 0, 0
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, trainable, optimizer, scheduler)
+        refit_schedule(optimizer, scheduler)  # optim.steps may have changed: the rate of this run's schedule
         step, skipped_total = state["step"], state.get("skipped", 0)
         nonfinite_steps = state.get("nonfinite_steps", 0)
         log.info("resumed from %s at step %d", checkpoint, step)
