@@ -92,7 +92,7 @@ def curate(
                                  "plan; write nothing"),
     fail_on_empty: bool = typer.Option(False, "--fail-on-empty", help="exit non-zero when the run keeps nothing"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars, warnings and errors only (CI logs)"),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
     """Run the recipe's stages over the input files; write shards, rejections, report.html and manifest.json.
 
@@ -131,6 +131,12 @@ def curate(
     _check_kept(result.manifest, fail_on_empty)
 
 
+def _run_dir(path: str) -> str:
+    """A run directory as given, or its manifest.json (what data.shards also takes): the directory."""
+    path = path.rstrip("/")
+    return path.removesuffix("/manifest.json") if path.endswith("/manifest.json") else path
+
+
 def _require(**options: str | None) -> None:
     missing = [f"--{name} / -{name[0]}" for name, value in options.items() if value is None]
     if missing:
@@ -150,7 +156,7 @@ def _check_kept(manifest, fail_on_empty: bool) -> None:
 @app.command()
 def report(
     run: str = typer.Argument(..., help="a finished run directory (any fsspec URL)"),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
     """Rebuild RUN/report.html from the run's manifest, rejection table and shard parquets.
 
@@ -159,13 +165,13 @@ def report(
 
     Example: vlcurate report demo/curated
     """
-    from pipelines.report.build import rebuild_report
+    from pipelines.report.build import ReportError, rebuild_report
 
     _setup_logging(verbose)
     try:
-        written = rebuild_report(run)
-    except FileNotFoundError:
-        _fail(f"{run} has no manifest.json: only a finished run has a report")
+        written = rebuild_report(_run_dir(run))
+    except ReportError as err:
+        _fail(str(err))
     typer.echo(f"wrote {written}")
 
 
@@ -180,7 +186,7 @@ def download(
     limit: int = typer.Option(None, "--limit", min=1, help="only the list's first N URLs"),
     fail_on_empty: bool = typer.Option(False, "--fail-on-empty", help="exit non-zero when no image is kept"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings and errors only"),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
     """Fetch the images of a URL list with img2dataset into raw webdataset shards; every URL accounted for.
 
@@ -280,13 +286,14 @@ def verify(
     from pipelines.drivers.funnel_table import kept_text
     from pipelines.drivers.publish import one_line
 
+    root = _run_dir(root)
     try:
         use_storage_options(root, parse_storage_options(storage_option))
     except ValueError as err:
         _fail(str(err))
     try:
         manifest = read_manifest(root)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         _fail(f"{root} has no manifest.json: the run did not complete, or this is not a run directory")
     except Exception as err:  # a store that refuses us: one line, no secrets
         _fail(one_line(err, root))
@@ -324,7 +331,7 @@ def publish(
 
     _setup_logging(False, quiet)
     try:
-        result = run_publish(run, dest, replace=replace, storage_options=parse_storage_options(storage_option),
+        result = run_publish(_run_dir(run), dest, replace=replace, storage_options=parse_storage_options(storage_option),
                              threads=threads, progress=not quiet and sys.stderr.isatty())  # tqdm draws on stderr
     except (PublishError, ValueError) as err:
         _fail(str(err))

@@ -33,7 +33,7 @@ def train(
                                    "else) and start again"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar (CI logs): a log line every "
                                                             "run.log_every steps with steps/s and ETA"),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
     """Train an adapter VLM on curated shards; extra --section.key=value arguments override the YAML.
 
@@ -73,7 +73,7 @@ def eval_command(
     beams: int = typer.Option(1, "--beams", min=1, help="1: greedy decoding; more: beam search"),
     out: str = typer.Option(None, "--out", help="output directory (default: RUN/eval/CHECKPOINT)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar (CI logs)"),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
     """Loss, generated captions and CIDEr-D on the held-out shards (run.eval_shards); writes
     scores.json and index.html: one self-contained page with the run's config, its loss curves,

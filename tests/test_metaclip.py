@@ -107,6 +107,23 @@ def test_build_metadata_dedups_in_stable_order_with_counts(tmp_path):
     assert counts["entries"] == len(entries)
 
 
+@pytest.mark.parametrize("suffix", [".gz", ".xz"])
+def test_a_compressed_name_is_written_compressed_and_read_by_the_stage(tmp_path, suffix):
+    from filters.metaclip import load_entries
+
+    out = tmp_path / f"metadata.json{suffix}"
+    build_metadata(str(out), None, min_zipf=7.0, extra=[])
+    assert out.read_bytes()[:1] != b"["  # compressed, as its name says
+    assert "the" in load_entries(str(out))
+    assert counts_path(str(out)) == str(tmp_path / "metadata.counts.json")
+
+
+def test_sources_that_give_no_entry_write_nothing(tmp_path):
+    with pytest.raises(ValueError, match="gave no entries .* lower --min-zipf"):
+        build_metadata(str(tmp_path / "m.json"), None, min_zipf=10.0)
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_missing_wordnet_says_how_to_install_and_other_sources_still_work(tmp_path):
     with pytest.raises(MetadataSourceError, match="apt-get install wordnet-base"):
         build_metadata(str(tmp_path / "m.json"), str(tmp_path / "nowhere"), min_zipf=7.0)

@@ -153,6 +153,12 @@ def test_cli_publish_and_remote_verify(run, s3):
     assert verified.returncode == 0 and verified.stdout.startswith("ok:"), verified.stderr
     refused = vlcurate("publish", run, f"s3://{BUCKET}/sets/cli", *options)
     assert refused.returncode != 0 and "--replace" in refused.stderr and "Traceback" not in refused.stderr
+    # the manifest's own path (or a trailing slash) names the same set
+    assert vlcurate("verify", f"s3://{BUCKET}/sets/cli/manifest.json", *options).returncode == 0
+    assert vlcurate("verify", f"{run}/").stdout.startswith(f"ok: ") and vlcurate("verify", f"{run}/").stdout.endswith(
+        f"match {run}/manifest.json\n")
+    typo = vlcurate("verify", f"s3://{BUCKET}/sets/cli", *options, "-S", f"endpont_url={endpoint}")
+    assert typo.returncode == 2 and "'endpont_url' is not an option of this store" in typo.stderr
 
 
 def test_every_run_writes_a_dataset_card_hf_reads(run):

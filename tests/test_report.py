@@ -94,6 +94,11 @@ def test_vlcurate_report_rebuilds_the_page_and_its_manifest_entry(run, tmp_path)
     assert manifest.report.sha256 == hashlib.sha256((copy / "report.html").read_bytes()).hexdigest()
     assert (copy / "report.html").read_bytes() == (run / "report.html").read_bytes()  # same run, same page
     assert vlcurate("verify", str(copy)).returncode == 0
+    # a missing file the page reads is named (it was reported as a missing manifest.json)
+    parquet = sorted((copy / "metadata").glob("*.parquet"))[0]
+    parquet.unlink()
+    missing = vlcurate("report", str(copy))
+    assert missing.returncode == 2 and f"a file the report reads is missing ({parquet})" in missing.stderr
 
 
 def test_chromium_renders_the_report_without_console_errors(run, tmp_path):

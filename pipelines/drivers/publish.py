@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
     use_storage_options(dest, storage_options or {})
     try:
         manifest = read_manifest(run)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise PublishError(f"{run} has no manifest.json: only a finished run can be published") from None
     fs, base = _remote(dest)
     local_store = is_local(fs)
@@ -251,4 +252,8 @@ def one_line(err: BaseException, where: str) -> str:
                "forbidden", "403", "401", "unauthorized", "credentials")
     if isinstance(err, PermissionError) or any(k in lowered for k in refused):
         return f"{where}: access refused: check the credentials (key, secret, token) for this store"
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if isinstance(err, TypeError) and unknown:  # the store's client refused a storage option's name
+        return (f"{where}: {unknown.group(1)!r} is not an option of this store (check the -S / storage_options "
+                "names, e.g. endpoint_url, key, secret, client_kwargs)")
     return f"{where}: {text.splitlines()[0][:300]}"

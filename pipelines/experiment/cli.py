@@ -18,7 +18,7 @@ def mini_datacomp(
     seed: int = typer.Option(0, "--seed", help="the pool's, held-out set's and recipes' seed"),
     recipes: str = typer.Option("", "--recipes", help="comma-separated subset of raw,basic,clipscore,tmars,"
                                 "semdedup,metaclip (default: all)"),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings and errors only; the results still print"),
 ) -> None:
     """A mini DataComp: generate a pool with known noise, train our own filtering CLIP, curate the pool

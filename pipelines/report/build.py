@@ -49,10 +49,21 @@ def write_report(root: str, manifest: Manifest) -> FileEntry:
     return FileEntry(name=REPORT_NAME, bytes=written["bytes"], sha256=written["sha256"])
 
 
+class ReportError(RuntimeError):
+    """The page cannot be rebuilt; one line naming what is missing."""
+
+
 def rebuild_report(root: str) -> str:
     """`vlcurate report RUN`: the page again (e.g. after an upgrade), and the manifest's entry for it."""
     root = root.rstrip("/")
-    manifest = read_manifest(root)
-    entry = write_report(root, manifest)
+    try:
+        manifest = read_manifest(root)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ReportError(f"{root} has no manifest.json: only a finished run has a report") from None
+    try:
+        entry = write_report(root, manifest)
+    except FileNotFoundError as err:  # a file the manifest lists (a shard's parquet, a rejection table)
+        raise ReportError(f"{root}: a file the report reads is missing ({err.filename or err}); "
+                          f"`vlcurate verify {root}` lists what is missing") from None
     write_manifest(root, manifest.model_copy(update={"report": entry}))
     return f"{root}/{REPORT_NAME}"
