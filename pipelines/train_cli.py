@@ -106,7 +106,6 @@ def eval_command(
     if result["split"] == "validation":
         typer.echo(f"validation loss {result['val_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on "
                    f"{result['samples']} held-out samples")
-    else:
-        typer.secho(f"warning: {result['warning']}", fg=typer.colors.YELLOW, err=True)
+    else:  # the warning itself was logged when the split was chosen, before the models loaded
         typer.echo(f"TRAINING-DATA loss {result['train_loss']:.4f}, CIDEr-D {result['cider_d']:.3f} on "
                    f"{result['samples']} training samples (not held out)")

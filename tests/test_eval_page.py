@@ -119,7 +119,11 @@ def test_cli_eval_says_which_split_it_scored(run, setup):  # noqa: F811
     unset = subprocess.run([*command, "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert unset.returncode == 0, unset.stderr[-2000:]
     assert unset.stdout.startswith("TRAINING-DATA loss ") and "(not held out)" in unset.stdout
-    assert "warning: run.eval_shards is not set" in unset.stderr and "%|" not in unset.stderr
+    assert unset.stderr.count("run.eval_shards is not set") == 1 and "%|" not in unset.stderr  # said once
+    missing = subprocess.run([*command, "--run.eval_shards=nowhere/shards/00000.tar"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().endswith(f"error: run.eval_shards: shard {ROOT}/nowhere/shards/00000.tar does not exist")
     heldout = subprocess.run([*command, f"--run.eval_shards={held}"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
     assert heldout.returncode == 0, heldout.stderr[-2000:]

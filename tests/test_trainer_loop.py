@@ -192,6 +192,19 @@ def test_stage_two_starts_from_stage_one_checkpoint(setup):
                                   adapter__init_from=str(setup[0] / "nowhere")))
     with pytest.raises(FileNotFoundError, match="run stage 1 first"):
         build_model(missing)
+    # another tokenizer, or another tiny LM shape: one line before any model loads (was a torch size mismatch)
+    from trainers.checkpoint import CheckpointError
+
+    other = load_config(_config(setup, "stage2c", adapter__kind="vadapter", adapter__init_from=stage1.run.out_dir,
+                                adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 300},
+                                adapter__queries=8, llm__path="smollm2-135m"))
+    with pytest.raises(CheckpointError, match=r"vocabulary of \d+ tokens .* has 49,152: train stage 1 with this"):
+        build_model(other)
+    wider = load_config(_config(setup, "stage2d", adapter__kind="vadapter", adapter__init_from=stage1.run.out_dir,
+                                adapter__tiny_lm={"width": 64, "layers": 1, "heads": 4, "max_len": 300},
+                                adapter__queries=8))
+    with pytest.raises(CheckpointError, match="adapter.tiny_lm.width: 32 in stage 1, 64 here"):
+        build_model(wider)
 
 
 def test_activation_checkpointing_gives_the_same_loss_and_gradients(setup):

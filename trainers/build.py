@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from trainers.adapters import LinearAdapter, MLPAdapter, PerceiverAdapter, VAdapter
 from trainers.captioner import Captioner
-from trainers.checkpoint import latest_checkpoint, load_weights
+from trainers.checkpoint import CheckpointError, latest_checkpoint, load_weights
 from trainers.config import ConfigError, TrainConfig
 from trainers.lengths import llm_positions, llm_problem
 from trainers.llm import FrozenLLM, load_tokenizer
@@ -25,6 +27,8 @@ log = logging.getLogger("vlcurate")
 def build_model(config: TrainConfig):
     """(model, trainable module for checkpoints, tokenizer, image preprocess)."""
     v, a = config.vision, config.adapter
+    stage_one = _stage_one_checkpoint(config) if config.run.stage == "vlm" and a.kind == "vadapter" and a.init_from \
+        else None  # checked before the models load
     vision = VisionEncoder(v.name, v.pretrained, v.config_dir, random_init=v.random_init)
     if config.run.stage == "captioner":
         # Stage 1 uses the LLM's tokenizer only: its weights are never loaded (a tokenizer directory will do).
@@ -49,8 +53,8 @@ def build_model(config: TrainConfig):
         adapter = PerceiverAdapter(vision.width, llm.width, a.width, a.layers, a.queries, a.heads)
     else:
         adapter = VAdapter(vision.width, llm.width, _tiny_lm(config, len(tokenizer)), a.queries, a.tiny_lm.heads)
-        if a.init_from:
-            _init_from_stage_one(adapter, a.init_from)
+        if stage_one is not None:
+            _init_from_stage_one(adapter, stage_one)
     if config.run.activation_checkpointing and isinstance(adapter, VAdapter):
         adapter.tiny_lm.activation_checkpointing = True
     model = AdapterVLM(vision, adapter, llm)
@@ -80,11 +84,39 @@ def _tiny_lm(config: TrainConfig, vocab_size: int) -> TinyLM:
     return TinyLM(vocab_size, t.width, t.layers, t.heads, t.max_len)
 
 
-def _init_from_stage_one(adapter: VAdapter, run_dir: str) -> None:
-    """Stage 2 starts from stage 1's tiny LM (PaLM2-VAdapter's progressive training)."""
+def _stage_one_checkpoint(config: TrainConfig) -> Path:
+    """adapter.init_from's latest checkpoint, checked against this run before any model loads: its tiny
+    LM's vocabulary must be this run's tokenizer's (a stage 1 trained with another tokenizer failed in
+    load_state_dict after the LLM had loaded), and its shape this run's adapter.tiny_lm."""
+    from safetensors import safe_open
+
+    run_dir = config.adapter.init_from
     path = latest_checkpoint(run_dir)
     if path is None:
         raise FileNotFoundError(f"adapter.init_from {run_dir!r} holds no checkpoint (run stage 1 first)")
+    saved = json.loads((path / "state.json").read_text()).get("config", {})
+    with safe_open(str(path / "trainable.safetensors"), "pt") as f:
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys() if k.startswith("tiny_lm.")}
+    embedding = shapes.get("tiny_lm.token_embedding.weight")
+    if embedding is None:
+        raise CheckpointError(f"adapter.init_from {run_dir!r}: {path.name} holds no tiny LM (is it a stage-1 "
+                              "run, run.stage: captioner?)")
+    vocab = len(load_tokenizer(config.llm.path, config.llm.gguf_file))
+    if embedding[0] != vocab:
+        source = saved.get("llm", {}).get("path", "?")
+        raise CheckpointError(f"adapter.init_from {run_dir!r}: its tiny LM has a vocabulary of {embedding[0]:,} "
+                              f"tokens (stage 1's llm.path {source!r}), this run's tokenizer (llm.path "
+                              f"{config.llm.path!r}) has {vocab:,}: train stage 1 with this run's tokenizer")
+    before, now = saved.get("adapter", {}).get("tiny_lm", {}), config.adapter.tiny_lm.model_dump()
+    differ = [f"adapter.tiny_lm.{k}: {before[k]} in stage 1, {now[k]} here" for k in now
+              if k in before and before[k] != now[k] and k != "max_len"]
+    if differ:
+        raise CheckpointError(f"adapter.init_from {run_dir!r}: the tiny LM's shape differs ({'; '.join(differ)})")
+    return path
+
+
+def _init_from_stage_one(adapter: VAdapter, path: Path) -> None:
+    """Stage 2 starts from stage 1's tiny LM (PaLM2-VAdapter's progressive training)."""
     load_weights(path, adapter.tiny_lm, prefix="tiny_lm.")  # stage 1 saved {"pooler", "tiny_lm"}
     log.info("vadapter tiny LM initialised from stage 1 checkpoint %s", path)
 

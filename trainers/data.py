@@ -40,14 +40,15 @@ from manifests.storage import glob_files, is_local, use_storage_options
 from trainers.tasks.base import Record, Task
 
 
-def shard_urls(spec: str) -> list[str]:
-    """A run's manifest.json (its shard list), a brace pattern, or a glob."""
+def shard_urls(spec: str, key: str = "data.shards") -> list[str]:
+    """A run's manifest.json (its shard list), a brace pattern, or a glob. `key`: the config key that
+    gave `spec`, named in errors."""
     if spec.endswith(MANIFEST_NAME):
         root = spec.rsplit("/", 1)[0]
         try:
             manifest = read_manifest(root)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"data.shards {spec!r} does not exist (a curated run's manifest.json)") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFoundError(f"{key} {spec!r} does not exist (a curated run's manifest.json)") from None
         return [f"{root}/{s.name}" for s in manifest.shards]
     import braceexpand
 
@@ -55,7 +56,7 @@ def shard_urls(spec: str) -> list[str]:
     for pattern in braceexpand.braceexpand(spec):
         urls += glob_files(pattern) if any(c in pattern for c in "*?[") else [pattern]
     if not urls:
-        raise FileNotFoundError(f"data.shards {spec!r} names no shard")
+        raise FileNotFoundError(f"{key} {spec!r} names no shard")
     return urls
 
 
@@ -84,8 +85,11 @@ def open_shard(url: str, storage_options: dict[str, Any] | None = None):
     return fs.open(path, "rb")
 
 
-def build_index(urls: list[str]) -> PairShardIndex:
-    index = index_pair_shards(urls)
+def build_index(urls: list[str], key: str = "data.shards") -> PairShardIndex:
+    try:
+        index = index_pair_shards(urls)
+    except (FileNotFoundError, IsADirectoryError) as err:  # a listed shard that is not there
+        raise FileNotFoundError(f"{key}: shard {err.filename or err} does not exist") from None
     if index.total == 0:
         raise ValueError("the shards hold no image+caption sample")
     return index

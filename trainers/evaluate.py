@@ -67,7 +67,7 @@ def eval_split(config: TrainConfig) -> tuple[str, str, list[str], str | None]:
         return "training data", config.data.shards, shard_urls(config.data.shards), (
             "run.eval_shards is not set, so these scores are on the TRAINING shards (data.shards), not on "
             "held-out data: set run.eval_shards to held-out shards (e.g. another curated run's manifest.json)")
-    urls = shard_urls(config.run.eval_shards)
+    urls = shard_urls(config.run.eval_shards, "run.eval_shards")
     try:
         training = {_where(u) for u in shard_urls(config.data.shards)}
     except FileNotFoundError:  # the training shards have moved: nothing to compare with
@@ -121,7 +121,7 @@ def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None,
     split, shards, urls, warning = eval_split(config)  # before the models load: a bad path fails in seconds
     if warning:
         log.warning("%s", warning)
-    index = build_index(urls)
+    index = build_index(urls, "run.eval_shards" if shards == config.run.eval_shards else "data.shards")
     references = index_references(urls)
     model, trainable, tokenizer, preprocess = build_model(config)
     load_weights(path, trainable)
