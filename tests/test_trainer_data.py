@@ -120,3 +120,29 @@ def test_undecodable_images_are_skipped_with_the_reason(tmp_path, tokenizer):
                           max_redraws=3)
     with pytest.raises(RuntimeError, match="3 draws in a row could not be used .last: bad: image_undecodable"):
         batches.batch(0)
+
+
+def test_a_copy_of_the_training_run_is_recognised_as_training_data(pool_dir, tmp_path):
+    """eval's split: the training run's manifest under another path (a published copy) lists the same
+    shard sha256s, so its scores are labelled training data, not validation."""
+    import shutil
+    from pathlib import Path
+
+    from manifests.recipe import load_recipe
+    from pipelines.drivers.curate import curate
+    from trainers.config import config_from_dict
+    from trainers.evaluate import eval_split
+
+    root = Path(__file__).parents[1]
+    trained = tmp_path / "curated"
+    curate(load_recipe(root / "manifests/recipes/quickstart.yaml"), f"{pool_dir}/shards/00000.tar", str(trained))
+    shutil.copytree(trained, tmp_path / "published")
+    config = config_from_dict({"data": {"shards": f"{trained}/manifest.json"},
+                               "run": {"eval_shards": f"{tmp_path}/published/manifest.json"}})
+    split, _, urls, warning = eval_split(config)
+    assert split == "training data" and warning.startswith(f"{len(urls)} of the {len(urls)} shards")
+    other = tmp_path / "other"
+    curate(load_recipe(root / "manifests/recipes/quickstart.yaml"), f"{pool_dir}/shards/00001.tar", str(other))
+    held = config_from_dict({"data": {"shards": f"{trained}/manifest.json"},
+                             "run": {"eval_shards": f"{other}/manifest.json"}})
+    assert eval_split(held)[0] == "validation"

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from manifests.manifest import MANIFEST_NAME, read_manifest
 from trainers.build import build_model
 from trainers.captioner import Captioner
 from trainers.checkpoint import CheckpointError, checkpoint_problem, latest_checkpoint, load_weights
@@ -73,11 +74,25 @@ def eval_split(config: TrainConfig) -> tuple[str, str, list[str], str | None]:
     except FileNotFoundError:  # the training shards have moved: nothing to compare with
         training = set()
     shared = [u for u in urls if _where(u) in training]
+    # The same shards elsewhere (a published copy of the training run): two manifests list their sha256s.
+    held, trained = _shard_digests(config.run.eval_shards), _shard_digests(config.data.shards)
+    shared += [u for digest, u in sorted(held.items()) if digest in trained and u not in shared]
     if shared:
         return "training data", config.run.eval_shards, urls, (
             f"{len(shared)} of the {len(urls)} shards of run.eval_shards are also training shards (data.shards), "
             f"e.g. {shared[0]}: these scores are on TRAINING data, not held out")
     return "validation", config.run.eval_shards, urls, None
+
+
+def _shard_digests(spec: str) -> dict[str, str]:
+    """sha256 -> shard URL, when `spec` is a run's manifest.json (else nothing: globs are not hashed)."""
+    if not spec.endswith(MANIFEST_NAME):
+        return {}
+    root = spec.rsplit("/", 1)[0]
+    try:
+        return {s.sha256: f"{root}/{s.name}" for s in read_manifest(root).shards}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
 
 
 def _where(url: str) -> str:
