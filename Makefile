@@ -61,7 +61,7 @@ bench-gpu: $(STAMP)
 gpu-check: $(STAMP)
 	$(BIN)/python tests/bench/gpu_check.py --device cuda
 	$(BIN)/python tests/bench/bench_grounding.py --images 2048 --batch 64 --device cuda
-	$(BIN)/vlcurate experiment mini-datacomp $${TMPDIR:-/tmp}/vlcurate-mini-gpu --scale tiny --device cuda
+	$(BIN)/vlcurate experiment mini-datacomp $${TMPDIR:-/tmp}/vlcurate-mini-gpu --scale tiny --device cuda --overwrite
 
 bench-gpu-dry: $(STAMP)
 	$(BIN)/python tests/bench/bench_trainer_gpu.py --dry-run

@@ -47,6 +47,10 @@ def test_results_json_has_every_recipe_metric_and_filter(experiment):
     assert "zero_shot" in results["filter_clip"] and (out / "index.html").exists()
     assert "tmars" in result.stdout and "results:" in result.stdout
     assert "INFO vlcurate" not in result.stderr  # --quiet: warnings and errors only
+    assert "the step waited for data" not in result.stderr  # data.workers is the experiment's, not the user's
+    # a second run into the same OUT would replace these results: refused, before anything is written
+    again = vlcurate("experiment", "mini-datacomp", str(out), "--scale", "tiny", "--seeds", "1", "-q")
+    assert again.returncode == 2 and "is not empty (an earlier experiment?); pass --overwrite" in again.stderr
 
 
 def test_concept_accuracy_reads_colour_shape_and_count():

@@ -20,6 +20,7 @@ def mini_datacomp(
                                 "semdedup,metaclip (default: all)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="warnings and errors only; the results still print"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="OUT holds an earlier experiment: run again there"),
 ) -> None:
     """A mini DataComp: generate a pool with known noise, train our own filtering CLIP, curate the pool
     with six recipes, train the same captioner on each for the same samples seen, evaluate on a
@@ -29,7 +30,7 @@ def mini_datacomp(
     """
     from pipelines.cli import _fail, _setup_logging
     from pipelines.experiment.recipes import RECIPE_NAMES
-    from pipelines.experiment.run import SCALES, run_experiment
+    from pipelines.experiment.run import SCALES, ExperimentError, run_experiment
 
     _setup_logging(verbose, quiet)
     only = [r.strip() for r in recipes.split(",") if r.strip()]
@@ -39,7 +40,10 @@ def mini_datacomp(
         _fail(f"--scale {scale!r}: one of {', '.join(SCALES)}")
     if device not in ("cpu", "cuda"):
         _fail(f"--device {device!r}: cpu or cuda")
-    results = run_experiment(out, scale, seeds, device, seed, only or None)
+    try:
+        results = run_experiment(out, scale, seeds, device, seed, only or None, overwrite=overwrite)
+    except ExperimentError as err:
+        _fail(str(err))
     typer.echo(results["summary"])
     for name, recipe in results["recipes"].items():
         shown = ", ".join(f"{m} {sum(v) / len(v):.4f}" for m, v in recipe["metrics"].items() if v)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,14 @@ def concept_scores(predictions: list[dict[str, Any]]) -> dict[str, float]:
     return {f"{k}_accuracy": v / n for k, v in hits.items()}
 
 
+class ExperimentError(RuntimeError):
+    """The experiment cannot start; one line."""
+
+
 def run_experiment(out: str | Path, scale_name: str = "default", seeds: int = 3, device: str = "cpu",
-                   seed: int = 0, only: list[str] | None = None) -> dict[str, Any]:
-    """`only`: a subset of recipes.RECIPE_NAMES (the filter table comes from the last one run)."""
+                   seed: int = 0, only: list[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """`only`: a subset of recipes.RECIPE_NAMES (the filter table comes from the last one run).
+    An OUT that holds anything is refused unless `overwrite` (an earlier experiment's results)."""
     from manifests.recipe import parse_recipe
     from pipelines.drivers.curate import curate
     from pipelines.experiment.filter_clip import train_filter_clip, zero_shot_accuracy
@@ -107,6 +113,9 @@ def run_experiment(out: str | Path, scale_name: str = "default", seeds: int = 3,
 
     # Absolute, so the model paths the curated runs' manifests record mean the same from any directory.
     out, scale = Path(out).absolute(), SCALES[scale_name]
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not overwrite):
+        raise ExperimentError(f"{out} is a file" if out.is_file() else
+                              f"{out} is not empty (an earlier experiment?); pass --overwrite to run it again there")
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -173,8 +182,25 @@ def _train_and_eval(run_dir: Path, heldout: Path, clip: dict[str, Any], tokenize
     from trainers.train import train
 
     cfg = config_from_dict(train_config(run_dir, heldout, clip, tokenizer, scale, seed, device, out_dir)).validate()
-    train(cfg, overwrite=True)
+    with _without_worker_hints():
+        train(cfg, overwrite=True)
     scores = evaluate(cfg, batches=None, out_dir=str(out_dir / "heldout_eval"))  # the whole held-out set
     predictions = [json.loads(line) for line in
                    (out_dir / "heldout_eval" / scores["predictions"]).read_text().splitlines()]
     return {"val_loss": scores["val_loss"], "cider_d": scores["cider_d"], **concept_scores(predictions)}
+
+
+@contextmanager
+def _without_worker_hints():
+    """The experiment trains with data.workers 0 on purpose (on 2 cores a worker process competes with
+    the step for the same CPUs); the trainer's hint to add workers names a setting the user of this
+    command cannot change, once per training run (18 times at the tiny scale). Other warnings pass."""
+    def drop(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("the step waited for data")
+
+    logger = logging.getLogger("vlcurate")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
