@@ -316,8 +316,9 @@ def publish(
     replace: bool = typer.Option(False, "--replace", help="publish a new version over an existing set (the old "
                                  "version is copied whole to DEST/_versions/<its created time>/ first)"),
     storage_option: list[str] = typer.Option([], "--storage-option", "-S",
-                                             help="fsspec option key=value for DEST's store (endpoint_url=..., "
-                                             "key=..., ...); credentials also come from the standard chains"),
+                                             help="fsspec option key=value for DEST's store, and RUN's when it is "
+                                             "remote too (endpoint_url=..., key=..., ...); credentials also come "
+                                             "from the standard chains"),
     threads: int = typer.Option(8, "--threads", min=1, help="parallel uploads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars, warnings and errors only (CI logs)"),
 ) -> None:

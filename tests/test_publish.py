@@ -157,6 +157,9 @@ def test_cli_publish_and_remote_verify(run, s3):
     assert vlcurate("verify", f"s3://{BUCKET}/sets/cli/manifest.json", *options).returncode == 0
     assert vlcurate("verify", f"{run}/").stdout.startswith(f"ok: ") and vlcurate("verify", f"{run}/").stdout.endswith(
         f"match {run}/manifest.json\n")
+    # a published set published again from the bucket: -S reaches the source store too
+    again = vlcurate("publish", f"s3://{BUCKET}/sets/cli", f"s3://{BUCKET}/sets/cli-copy", *options)
+    assert again.returncode == 0, again.stderr
     typo = vlcurate("verify", f"s3://{BUCKET}/sets/cli", *options, "-S", f"endpont_url={endpoint}")
     assert typo.returncode == 2 and "'endpont_url' is not an option of this store" in typo.stderr
 

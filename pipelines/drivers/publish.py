@@ -57,10 +57,14 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
             threads: int = 8, progress: bool = True) -> PublishResult:
     run, dest = run.rstrip("/"), dest.rstrip("/")
     use_storage_options(dest, storage_options or {})
+    if fsspec.utils.get_protocol(run) not in ("file", "local"):  # a run in a bucket: the same -S options
+        use_storage_options(run, storage_options or {})
     try:
         manifest = read_manifest(run)
     except (FileNotFoundError, NotADirectoryError):
         raise PublishError(f"{run} has no manifest.json: only a finished run can be published") from None
+    except Exception as err:  # a store that refuses us: one line, no secrets
+        raise PublishError(one_line(err, run)) from None
     fs, base = _remote(dest)
     local_store = is_local(fs)
     if not local_store:
