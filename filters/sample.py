@@ -106,6 +106,20 @@ def measured_scores(annotations: dict[str, Any] | None) -> str:
     return json.dumps(numbers, sort_keys=True, separators=(",", ":")) if numbers else ""
 
 
+def printable(text: str) -> str:
+    """`text` that encodes as UTF-8: the undecodable bytes of a name (lone surrogates, as Python reads
+    them) written as \\xNN, other lone surrogates (from JSON escapes) as \\udNNN."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass(slots=True, frozen=True)
 class Rejection:
     """A record that did not make it, and why. One row of the rejection table.
@@ -123,6 +137,14 @@ class Rejection:
     detail: str = ""
     kind: str = "sample"
     scores: str = ""
+
+    def __post_init__(self):
+        # Names read from tar headers or file systems may hold bytes that are not UTF-8 (Python keeps
+        # them as lone surrogates); every string of the table must encode, or the whole run fails.
+        for name in ("key", "source", "url", "detail"):
+            value = getattr(self, name)
+            if isinstance(value, str) and not value.isascii():
+                object.__setattr__(self, name, printable(value))
 
     __reduce_ex__ = refuse_pickle
 

@@ -100,6 +100,30 @@ def test_a_run_with_hostile_records_finishes_and_accounts_for_everything(tmp_pat
     assert {f"g{i}" for i in range(4)} | {"huge_width"} <= kept  # an implausible claimed size is ignored, not fatal
 
 
+def test_names_that_are_not_utf8_are_rejections_not_a_failed_run(tmp_path):
+    """A tar member named with latin-1 bytes, and an input file whose own name is latin-1: Python holds
+    both as lone surrogates, which no UTF-8 coder takes (the run died in Beam with no manifest)."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with tarfile.open(folder / "a.tar", "w", format=tarfile.USTAR_FORMAT, encoding="latin-1") as tar:
+        for key, parts in [_good("g0"), ("caf\xe9", {"jpg": make_image(), "txt": GOOD_CAPTION.encode()}),
+                           _good("g1", shade=90)]:
+            for ext, data in parts.items():
+                add_member(tar, f"{key}.{ext}", data)
+    bad_file = os.fsdecode(bytes(folder) + b"/caf\xe9.tar")  # what a glob returns for it
+    _tar(bad_file, [_good("g2")])
+    recipe = parse_recipe({"name": "t", "stages": [{"heuristics": {}}]})
+    curate(recipe, f"{folder}/*.tar", str(tmp_path / "out"))
+    m = read_manifest(str(tmp_path / "out"))
+    assert (m.counts.input, m.counts.kept, m.counts.rejected) == (4, 2, 2)
+    rows = pq.read_table(tmp_path / "out" / m.rejected[0].name).to_pylist()
+    assert {(r["key"], r["reason"]) for r in rows} == {("caf\\xe9", "key_invalid"),
+                                                      ("caf\\xe9.tar#unreadable", "file_name_not_utf8")}
+    assert "caf\\xe9.tar" in " ".join(m.inputs["files"])
+
+
 def _jpeg_declaring(width: int, height: int) -> bytes:
     """A whole 256x256 JPEG whose frame header is rewritten to declare width x height."""
     import struct

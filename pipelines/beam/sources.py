@@ -6,6 +6,7 @@ Samples, or web pages (WARC, HTML, url+html tables) read into Documents."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import apache_beam as beam
@@ -36,12 +37,12 @@ class _ReadFileFn(beam.DoFn):
         self.records = Metrics.counter("read", "records")
         self.files = Metrics.counter("read", "files")
 
-    def process(self, element: tuple[int, int, str | tuple[str, ...]]):
+    def process(self, element: tuple[int, int, str | bytes | tuple[str | bytes, ...]]):
         index, total, paths = element
         left = self.limit
-        for i, path in enumerate([paths] if isinstance(paths, str) else paths):
+        for i, path in enumerate([paths] if isinstance(paths, (str, bytes)) else paths):
             n = 0
-            for out in self._read(index + i, path, left):
+            for out in self._read(index + i, path, left) if isinstance(path, str) else self._unnamed(path):
                 n += 1
                 yield out
             yield beam.pvalue.TaggedOutput(COUNTED, (self.kind, n))
@@ -50,6 +51,16 @@ class _ReadFileFn(beam.DoFn):
                 left -= n
                 if left <= 0:
                     break
+
+    def _unnamed(self, path: bytes):
+        """A file whose name is not UTF-8 (transported as its bytes): one rejection, nothing read.
+        Its name cannot travel in any record (Beam's and parquet's strings are UTF-8)."""
+        shown = path.decode("utf-8", "backslashreplace")
+        name = shown.rsplit("/", 1)[-1]
+        Metrics.counter("read", "file_name_not_utf8").inc()
+        yield beam.pvalue.TaggedOutput(REJECTED, Rejection(
+            f"{name}#unreadable", shown, None, "read", "file_name_not_utf8",
+            "the file name is not valid UTF-8; rename the file to read it", self.kind))
 
     def _read(self, index: int, path: str, left: int | None):
         read = read_web_file if self.kind == Document.KIND else read_file
@@ -90,10 +101,11 @@ class ReadRecords(beam.PTransform):
         self.limit = limit
 
     def expand(self, pbegin):
+        paths = [_transportable(p) for p in self.paths]
         if self.limit is None:
-            work = [(i, len(self.paths), p) for i, p in enumerate(self.paths)]
+            work = [(i, len(paths), p) for i, p in enumerate(paths)]
         else:  # one worker reads the files in order until the limit: "the first N" needs one reader
-            work = [(0, len(self.paths), tuple(self.paths))]
+            work = [(0, len(paths), tuple(paths))]
         element = beam.typehints.Tuple[int, int, beam.typehints.Any]
         return (
             pbegin
@@ -104,3 +116,13 @@ class ReadRecords(beam.PTransform):
                                **{REJECTED: Rejection, COUNTED: beam.typehints.Tuple[str, int]})
             .with_outputs(REJECTED, COUNTED, main="records")
         )
+
+
+def _transportable(path: str) -> str | bytes:
+    """A local file name with bytes that are not UTF-8 (Python holds them as lone surrogates) would fail
+    Beam's string coder and the whole run: it travels as its bytes and becomes one rejection."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)

@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from filters.document import Document
 from filters.records import DOCUMENT
-from filters.sample import Sample
+from filters.sample import Sample, printable
 from manifests.manifest import Manifest, build_funnel, counts_by_kind, total_counts
 from manifests.recipe import Recipe, output_kind
 from manifests.shard_format import FORMAT_VERSION as SHARD_FORMAT_VERSION
@@ -267,7 +267,8 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     by_kind = counts_by_kind(summary["inputs"], kept, reasons, tallies)
     funnel = build_funnel(stage_order, summary["inputs"], reasons, tallies)
     counts = total_counts(by_kind)
-    rejected, inputs = summary["rejected"], {"pattern": input_pattern, "files": paths}
+    # A file name that is not UTF-8 was one rejection; the manifest names it printably too.
+    rejected, inputs = summary["rejected"], {"pattern": printable(input_pattern), "files": [printable(p) for p in paths]}
     if limit is not None:  # a trial on the first N records: the manifest says so
         inputs["limit"] = limit
     if raw is not None:  # the funnel starts at the URLs read; the download's rejections are part of the table
