@@ -188,7 +188,9 @@ def _skip_blank(read_at: ReadAt, pos: int, end: int | None) -> int:
 
 
 def _find_next_record(read_at: ReadAt, pos: int, end: int | None) -> int | None:
-    """Offset of the next line starting with a WARC version, searching from pos."""
+    """Offset of the next record, searching from pos: a line starting with a WARC version, or a
+    version line right after stray bytes (no newline before it) when a header line follows it; only
+    line starts were taken, so a record glued to the garbage before it was lost with the garbage."""
     while end is None or pos < end:
         chunk = read_at(pos - 1 if pos else 0, _SCAN_CHUNK + 16)
         if end is not None:
@@ -196,9 +198,10 @@ def _find_next_record(read_at: ReadAt, pos: int, end: int | None) -> int | None:
         if not chunk:
             return None
         base = pos - 1 if pos else 0
-        found = _NEXT_RECORD.search(chunk, 1 if pos else 0)
-        if found:
-            return base + found.start(1)
+        starts = [m.start(1) for m in [_NEXT_RECORD.search(chunk, 1 if pos else 0)] if m]
+        starts += [m.start() for m in [_CUT_BY_RECORD.search(chunk, 1)] if m]
+        if starts:
+            return base + min(starts)
         if len(chunk) < _SCAN_CHUNK:
             return None
         pos += _SCAN_CHUNK

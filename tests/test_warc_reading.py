@@ -107,6 +107,16 @@ def test_garbage_between_plain_records_is_one_bad_header(tmp_path):
     check_accounting(path, entries, offsets)
 
 
+def test_garbage_glued_to_the_next_record_loses_only_itself(tmp_path):
+    # a stray log line with no newline after it: the record right behind it starts mid-line
+    parts = [page("http://example.com/a", "before"), b"some stray log line",
+             page("http://example.com/b", "glued"), page("http://example.com/c", "after")]
+    path, offsets = write(tmp_path / "glued.warc", parts)
+    entries = read(path)
+    assert reasons(entries) == [None, "warc_bad_header", None, None]
+    check_accounting(path, entries, offsets)
+
+
 def test_whole_file_gzip_warc_gives_unique_keys(tmp_path):
     # `gzip file.warc`: one member holding every record. They share the member's offset, but each
     # record must still have its own key.
