@@ -55,13 +55,15 @@ def score_histogram(name: str, kept: list[float], rejected: list[tuple[str, floa
         ax.axvline(cutoff.value, color="black", linestyle="--", linewidth=1.2)
         lines.append(f"{cutoff.setting} = {cutoff.value:g}: {share:.1%} {side}")
     summary = f"{total:,} records measured" + (f"; {'; '.join(lines)}" if lines else "")
-    if lines:
+    if lines:  # headroom above the tallest bar for the cutoff text, so it covers no bar
+        ax.set_ylim(top=ax.get_ylim()[1] * (1.15 + 0.13 * len(lines)))
         ax.text(0.98, 0.95, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=8,
                 bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
     ax.set_title(name, fontsize=10)
     ax.set_ylabel("records", fontsize=9)
     ax.tick_params(labelsize=8)
-    ax.legend(fontsize=7, loc="upper left", frameon=False)
+    # Below the axes: inside, the legend covered bars and the cutoff label of some scores.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(shown), frameon=False)
     return figure_uri(fig), summary
 
 
