@@ -110,6 +110,10 @@ class WebInputConfig(Strict):
                                        "rejection (a whole-file gzip WARC is one member; beyond 256 MiB it spills "
                                        "to a temporary file)")
     max_html_bytes: int = Field(32 << 20, gt=0, description="larger pages are rejected (html_too_large)")
+    max_html_elements: int = Field(1_000_000, gt=0, description="pages whose HTML5 parse would build more "
+                                   "elements are rejected before parsing (html_too_complex): formatting tags left "
+                                   "open are rebuilt in every paragraph, so a 120 KB page can build 9 million "
+                                   "(filters/html_cost.py); real pages build hundreds to thousands")
     url_column: str = Field("url", description="tables of pages: the page URL column")
     html_column: str = Field("html", description="tables of pages: the HTML column (text or bytes)")
     key_column: str = Field("key", description="tables of pages: the key column, if any")

@@ -117,3 +117,39 @@ def test_pathological_attributes_stay_linear():
     nested = '<div class="sidebar">' * 5000 + "<p>" + "word " * 20000 + "</p>" + "</div>" * 5000
     assert texts(extract(nested, None).nodes)[0].startswith("word word")
     assert time.perf_counter() - started < 10  # quadratic versions took minutes
+
+
+def _elements(html: str) -> int:
+    from selectolax.lexbor import LexborHTMLParser
+
+    return sum(1 for _ in LexborHTMLParser(html).root.traverse(include_text=False))
+
+
+def test_the_parse_cost_estimate_follows_what_the_parser_builds():
+    from filters.html_cost import parse_cost
+
+    def pile_up(open_tags: int, paragraphs: int) -> str:  # distinct attributes: the 3-identical rule never trims
+        return "<p>" + "".join(f"<b id=b{i}>" for i in range(open_tags)) + "x</p>" + "<p>word" * paragraphs
+
+    for open_tags, paragraphs in [(50, 50), (200, 100)]:
+        page = pile_up(open_tags, paragraphs)
+        built = _elements(page)
+        assert built > open_tags * paragraphs and 0.95 * built <= parse_cost(page, 10 ** 9) <= 1.1 * built
+    plain = "<html><body>" + "<div><p>text <b>bold</b> <a href=x>link</a></p><ul><li>one<li>two</ul></div>" * 200
+    assert 0.7 * _elements(plain) <= parse_cost(plain, 10 ** 9) <= 1.3 * _elements(plain)
+    # counting stops just past the limit: a 3000 x 3000 pile-up (9 million elements) costs no more than that
+    assert 1_000 < parse_cost(pile_up(3000, 3000), 1_000) <= 1_000 + 3_001
+    # tags inside script and style are text to the parser
+    assert parse_cost("<script>" + "<b>" * 1000 + "</script><p>x", 10 ** 9) == 1
+
+
+def test_a_page_that_would_build_millions_of_elements_is_rejected_before_parsing():
+    from pipelines.io.web_readers import document_from_html
+    from filters.sample import Rejection
+
+    bomb = "<p>" + "".join(f"<b id=b{i}>" for i in range(3000)) + "x</p>" + "<p>word" * 3000  # 120 KB
+    rejected = document_from_html("k", "crawl.warc", "https://example.com/", bomb, {}, max_elements=1_000_000)
+    assert isinstance(rejected, Rejection) and rejected.reason == "html_too_complex"
+    assert "over 1,000,000 elements" in rejected.detail
+    kept = document_from_html("k", "crawl.warc", "https://example.com/", "<p>a paragraph of text</p>", {})
+    assert not isinstance(kept, Rejection)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 
 from filters.document import Document
+from filters.html_cost import parse_cost
 from filters.html_extract import extract, page_domain
 from filters.record_checks import metadata_problem
 from filters.sample import Rejection
@@ -117,7 +118,7 @@ def _warc_document(path: str, key: str, entry, post_requests: set[str], config: 
     meta = {"warc_file": path, "warc_offset": entry.offset, "warc_record_id": entry.headers.get("warc-record-id"),
             "warc_date": entry.headers.get("warc-date"), "charset": page.charset,
             "charset_source": page.charset_source}
-    return document_from_html(key, path, page.url, page.html, meta)
+    return document_from_html(key, path, page.url, page.html, meta, config.web.max_html_elements)
 
 
 # ---------------------------------------------------------------- saved pages
@@ -133,7 +134,7 @@ def read_html_file(path: str, config: InputConfig) -> Document | Rejection:
     if isinstance(page, NotAPage):
         return Rejection(key, path, None, STAGE, page.reason, page.detail, KIND)
     meta = {"charset": page.charset, "charset_source": page.charset_source}
-    return document_from_html(key, path, None, page.html, meta)
+    return document_from_html(key, path, None, page.html, meta, config.web.max_html_elements)
 
 
 def read_page_table(path: str, config: InputConfig) -> Iterator[Document | Rejection]:
@@ -197,11 +198,16 @@ def _table_document(path: str, key: str, values: Any, config: InputConfig) -> Do
         meta = {}
     else:
         return Rejection(key, path, url, STAGE, "html_missing", f"column {columns.html_column!r} holds no HTML", KIND)
-    return document_from_html(key, path, url, html, meta)
+    return document_from_html(key, path, url, html, meta, columns.max_html_elements)
 
 
 # ---------------------------------------------------------------- one page
-def document_from_html(key: str, source: str, url: str | None, html: str, meta: dict[str, Any]) -> Document:
+def document_from_html(key: str, source: str, url: str | None, html: str, meta: dict[str, Any],
+                       max_elements: int = 1_000_000) -> Document | Rejection:
+    if (cost := parse_cost(html, max_elements)) > max_elements:  # before the parser builds it all in memory
+        return Rejection(key, source, url, STAGE, "html_too_complex",
+                         f"its HTML5 parse would build over {max_elements:,} elements (formatting tags left open "
+                         f"are rebuilt in every block; {cost:,} counted so far)", KIND)
     page = extract(html, url)
     if url is None:  # a saved file: its canonical URL (or og:url), else the file's own path
         canonical = page.canonical_url if page.canonical_url and valid_target_uri(page.canonical_url) is None else None
