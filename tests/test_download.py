@@ -213,6 +213,49 @@ def test_url_list_errors_name_the_columns(tmp_path):
         read_url_list(str(tmp_path / "l.json"))
 
 
+def test_a_list_that_breaks_one_row_costs_that_row_and_one_it_cannot_read_is_one_line(tmp_path, caplog):
+    import datetime
+
+    from pipelines.io.url_lists import ROW_PROBLEM
+
+    bad = tmp_path / "bad.csv"  # an unquoted comma (extra fields), a latin-1 caption, an unmatched quote
+    bad.write_bytes(b"url,caption\nhttp://x.com/0.jpg,a red circle\nhttp://x.com/1.jpg,a,b,c\n"
+                    b"http://x.com/2.jpg,caf\xe9 au lait\nhttp://x.com/3.jpg,\"open quote\nhttp://x.com/4.jpg,lost\n")
+    table = read_url_list(str(bad))
+    assert table.column("url").to_pylist() == ["http://x.com/0.jpg", "http://x.com/2.jpg", "http://x.com/3.jpg", None]
+    problems = table.column(ROW_PROBLEM).to_pylist()
+    assert problems[0] is None and problems[2] is None
+    assert problems[1] == "column 'caption' is not UTF-8 text: b'caf\\xe9 au lait'"
+    assert problems[3].endswith("has 4 fields where the header has 2 (an unquoted delimiter?): "
+                                "'http://x.com/1.jpg,a,b,c'")
+    assert "1 value(s) span several lines: an unmatched" in caplog.text
+    # columns KEY.json cannot hold as they are (img2dataset's json.dumps failed on every such row)
+    pq.write_table(pa.table({"url": ["http://x.com/a.jpg"], "caption": ["a"], "day": [datetime.date(2024, 5, 1)],
+                             "price": pa.array([1], pa.decimal128(5, 2))}), tmp_path / "typed.parquet")
+    typed = read_url_list(str(tmp_path / "typed.parquet"))
+    assert (typed.column("day").to_pylist(), typed.column("price").to_pylist()) == (["2024-05-01"], ["1.00"])
+    # a list that cannot be read at all: one line each
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(UrlListError, match="empty.csv: cannot be read as csv"):
+        read_url_list(str(tmp_path / "empty.csv"))
+    twice = pa.Table.from_arrays([pa.array(["http://x.com/a.jpg"]), pa.array(["http://x.com/b.jpg"])],
+                                 names=["url", "url"])
+    pq.write_table(twice, tmp_path / "twice.parquet")
+    with pytest.raises(UrlListError, match="column 'url' appears more than once"):
+        read_url_list(str(tmp_path / "twice.parquet"))
+
+
+def test_rows_the_list_could_not_hold_whole_are_rejections_of_the_download(tmp_path):
+    with ImageServer() as server:
+        path = tmp_path / "u.csv"
+        path.write_bytes(f"url,caption\n{server.base}/img/0.jpg,a red circle\n{server.base}/img/1.jpg,a,b\n"
+                         f"{server.base}/img/2.jpg,caf\xe9\n".encode("latin-1"))
+        result = download(recipe(), str(path), str(tmp_path / "dl"), allow_private_networks=True)
+    m = result.manifest
+    assert (m.counts.input, m.counts.kept, m.counts.rejected) == (3, 1, 2)
+    assert m.funnel[0].reasons == {"url_list_bad_row": 2}
+
+
 def test_columns_users_bring_travel_into_key_json(tmp_path):
     """DataComp's uid (how people join with other metadata), a license, any scalar column of the URL
     list reaches each sample's KEY.json under its own name, through the download and a curation."""

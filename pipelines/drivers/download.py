@@ -43,7 +43,7 @@ from pipelines.io.rejection_files import write_rejection_files
 from pipelines.io.run_dir import DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir, inspect_run_dir, ours_matcher
 from pipelines.io.run_lock import RunLockedError, run_lock
 from pipelines.io.scratch import private_tempdir
-from pipelines.io.url_lists import check_url_list, read_url_list
+from pipelines.io.url_lists import ROW_PROBLEM, check_url_list, read_url_list
 
 log = logging.getLogger("vlcurate")
 STAGE = "download"
@@ -127,10 +127,11 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
     if limit is not None:
         table = table.slice(0, limit)
     urls, captions = table.column("url").to_pylist(), table.column("caption").to_pylist()
-    unsafe, safe_rows = _check_urls(urls, url_list, allow_private)
+    unsafe, safe_rows = _check_urls(urls, url_list, allow_private, table.column(ROW_PROBLEM).to_pylist())
 
     resuming = state is RunDirState.INTERRUPTED and not overwrite
-    extras = {name: table.column(name).to_pylist() for name in table.column_names if name not in ("url", "caption")}
+    extras = {name: table.column(name).to_pylist() for name in table.column_names
+              if name not in ("url", "caption", ROW_PROBLEM)}
     input_url = _write_input(root, safe_rows, urls, captions, resuming, extras)
     checked = time.perf_counter()
     if safe_rows:
@@ -165,12 +166,15 @@ def _same_place(path: str) -> str:
     return path.rstrip("/") if "://" in path else os.path.abspath(path)
 
 
-def _check_urls(urls: list, url_list: str, allow_private: bool) -> tuple[list[Rejection], list[int]]:
-    """Rejections for the URLs pipelines never fetch, and the rows of the others."""
+def _check_urls(urls: list, url_list: str, allow_private: bool,
+                row_problems: list[str | None] | None = None) -> tuple[list[Rejection], list[int]]:
+    """Rejections for the URLs pipelines never fetch (and rows the list could not hold whole), and the
+    rows of the others."""
     unsafe: list[Rejection] = []
     safe_rows: list[int] = []
     for row, url in enumerate(urls):
-        problem = url_problem(url, allow_private_networks=allow_private)
+        broken = row_problems[row] if row_problems else None
+        problem = ("url_list_bad_row", broken) if broken else url_problem(url, allow_private_networks=allow_private)
         if problem:
             unsafe.append(Rejection(f"row{row:09d}", url_list, url if isinstance(url, str) else None, STAGE, *problem))
         else:
