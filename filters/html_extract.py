@@ -255,7 +255,10 @@ def _descriptor_size(tokens: list[str]) -> float | None:
     token = tokens[0].lower()
     try:
         if token.endswith("w"):
-            return int(token[:-1]) * 10_000.0  # any width beats a bare density
+            width = token[:-1]
+            if not width.isascii() or not width.isdigit() or len(width) > 9:  # 400 digits overflowed a float
+                return None  # the candidate is dropped, as browsers drop it; the page stays
+            return int(width) * 10_000.0  # any width beats a bare density
         if token.endswith("x"):
             value = float(token[:-1])
             return value if math.isfinite(value) and value > 0 else None

@@ -31,12 +31,12 @@ def clean_caption(text: str) -> str:
     Entities are unescaped between two tag passes because alt text is often escaped twice
     ("&lt;b&gt;sale&lt;/b&gt;" is markup once unescaped, "&amp;amp;" is an ampersand).
     """
-    text = _TAG.sub(" ", _strip_comments(text))
+    text = _TAG.sub(" ", _strip_raw_text(_strip_comments(text)))
     for _ in range(2):
         unescaped = html.unescape(text)
         if unescaped == text:
             break
-        text = _TAG.sub(" ", _strip_comments(unescaped))
+        text = _TAG.sub(" ", _strip_raw_text(_strip_comments(unescaped)))
     text = _INVISIBLE.sub("", text)
     return _SPACE.sub(" ", text).strip()
 
@@ -62,5 +62,28 @@ def _strip_comments(text: str) -> str:
             break
         out.append(" ")
         position = end + 3
+    out.append(text[position:])
+    return "".join(out)
+
+
+_RAW_TEXT_START = re.compile(r"<(script|style)\b", re.IGNORECASE)
+_RAW_TEXT_END = {name: re.compile(f"</{name}", re.IGNORECASE) for name in ("script", "style")}
+
+
+def _strip_raw_text(text: str) -> str:
+    """Drop <script> and <style> elements with their contents (code, not caption text), in one pass;
+    an unclosed one runs to the end, as in browsers. Tag stripping alone kept `alert(1)` as words."""
+    if "<" not in text:
+        return text
+    out, position = [], 0
+    while (found := _RAW_TEXT_START.search(text, position)) is not None:
+        out.append(text[position:found.start()])
+        end_tag = _RAW_TEXT_END[found.group(1).lower()].search(text, found.end())
+        if end_tag is None:
+            position = len(text)
+            break
+        close = text.find(">", end_tag.start())
+        position = len(text) if close == -1 else close + 1
+        out.append(" ")
     out.append(text[position:])
     return "".join(out)

@@ -44,7 +44,10 @@ METADATA_EXT = "json"
 # Keys become file names: letters, digits, _ and -, in /-separated parts; no "..", no absolute paths.
 # fullmatch, not match + "$": "$" also matches before a trailing newline.
 _KEY_RULE = re.compile(r"[A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)*")
-KEY_RULE_TEXT = "keys hold letters, digits, _ and -, in parts separated by /"
+# A part becomes a file name with its extension (KEY.kosmos2.txt, KEY.12.jpg) when a shard is
+# extracted: file systems refuse names over 255 bytes, so `tar x` failed on longer keys.
+MAX_KEY_PART = 230
+KEY_RULE_TEXT = f"keys hold letters, digits, _ and -, in parts separated by /, each at most {MAX_KEY_PART} long"
 
 # Grounded samples (the grounding stage): text renderings as their own members, GRIT's columns in the parquet.
 RENDERING_MEMBERS = {"grounding_kosmos2": "kosmos2.txt", "grounding_paligemma": "paligemma.txt"}
@@ -55,7 +58,8 @@ MAX_PIXELS = DEFAULT_MAX_PIXELS  # its default pixel guard
 
 
 def valid_key(key: Any) -> bool:
-    return isinstance(key, str) and _KEY_RULE.fullmatch(key) is not None
+    return (isinstance(key, str) and _KEY_RULE.fullmatch(key) is not None
+            and all(len(part) <= MAX_KEY_PART for part in key.split("/")))
 
 
 def split_member_name(name: str) -> tuple[str, str]:

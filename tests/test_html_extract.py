@@ -104,6 +104,7 @@ def test_srcset_parsing_follows_the_standard_and_odd_values_do_not_lose_the_page
     assert largest_srcset_candidate("https://res.example/w_400,h_300/a.jpg") == "https://res.example/w_400,h_300/a.jpg"
     assert largest_srcset_candidate(", , ,") is None
     assert largest_srcset_candidate("x.jpg .w, y.jpg 1.5.x, z.jpg 2x") == "z.jpg"  # bad descriptors: dropped
+    assert largest_srcset_candidate(f"huge.jpg {'9' * 400}w, ok.jpg 640w") == "ok.jpg"  # it overflowed a float
     html = '<body><p>text</p><img srcset="x.jpg .w" width="²" height="99999999999999999999" src="a.jpg"></body>'
     (image,) = [n for n in extract(html, "https://example.org/").nodes if isinstance(n, ImageNode)]
     assert image.url == "https://example.org/a.jpg" and image.meta == {}

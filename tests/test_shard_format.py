@@ -26,6 +26,16 @@ def test_key_rule_is_a_full_match():
     assert valid_key("a/0001") and valid_key("000123") and valid_key("x_y-z/a")
     for bad in ("0001\n", "../etc", "/abs", "a//b", "a b", "", "a/", None, 12, "é"):
         assert not valid_key(bad), bad
+    # each part becomes a file name with its extension: file systems refuse names over 255 bytes
+    assert valid_key("a" * 230 + "/" + "b" * 230) and not valid_key("a" * 231) and not valid_key("x/" + "b" * 231)
+
+
+def test_web_file_stems_stay_short_enough_for_keys_and_apart():
+    from pipelines.io.web_readers import file_stem
+
+    long_a, long_b = "crawl-" + "x" * 300 + "-a.warc.gz", "crawl-" + "x" * 300 + "-b.warc.gz"
+    assert len(file_stem(long_a)) <= 150 and file_stem(long_a) != file_stem(long_b)
+    assert valid_key(f"{file_stem(long_a)}_000000000123") and file_stem("CC-MAIN-1.warc.gz") == "CC-MAIN-1"
 
 
 def test_full_paths_are_keys_so_same_basenames_stay_apart():

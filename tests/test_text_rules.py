@@ -17,6 +17,10 @@ from filters.text_cleanup import clean_caption, repair_text
         ("a < b and 3 > 2", "a < b and 3 > 2"),  # comparisons are not tags
         ("<!-- tracking --> a photo of a cat", "a photo of a cat"),
         ('<img src="x.jpg" alt="nested"> a dog', "a dog"),
+        ("<script>alert(1)</script> a red car", "a red car"),  # code is not caption text
+        ("a <STYLE>p {color: red}</style>blue &lt;script&gt;x()&lt;/script&gt; sky", "a blue sky"),
+        ("İ <script src=x> an unclosed script runs to the end", "İ"),
+        ("I <3 scripts", "I <3 scripts"),
     ],
 )
 def test_clean_caption(raw, clean):

@@ -67,7 +67,10 @@ def file_stem(path: str) -> str:
     name = PurePosixPath(path).name
     for suffix in (".gz", ".warc", ".html", ".htm", ".parquet", ".jsonl"):
         name = name.removesuffix(suffix)
-    return _UNSAFE.sub("_", name).strip("_") or "page"
+    stem = _UNSAFE.sub("_", name).strip("_") or "page"
+    if len(stem) > 150:  # keys are STEM_OFFSET and must fit a file name; a hash keeps long stems apart
+        stem = f"{stem[:133]}-{hashlib.sha256(stem.encode()).hexdigest()[:16]}"
+    return stem
 
 
 # ---------------------------------------------------------------- WARC
