@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 ALLOWED_SCHEMES = ("http", "https")
 MAX_URL_LENGTH = 4096
+_SAFE = "/%:@!$&'()*+,;=-._~?"  # reserved characters and escapes stay as they are
 # Names that always mean this machine, whatever DNS says (RFC 6761).
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
@@ -60,6 +61,13 @@ def url_problem(url: object, allow_private_networks: bool = False) -> tuple[str,
         return "url_scheme_not_allowed", f"{scheme or 'no'} scheme; only {', '.join(ALLOWED_SCHEMES)}"
     if not host:
         return "url_malformed", "no host"
+    if parts.username is not None or parts.password is not None:  # urllib cannot send them: a dns_failure
+        return "url_has_credentials", "a user name or password in the URL (not sent; give public URLs)"
+    if not url.isascii():
+        try:
+            request_url(url)  # the form that is fetched: an IDNA host, percent-encoded path and query
+        except (UnicodeError, ValueError) as err:
+            return "url_malformed", f"the host is not a valid international domain name ({err})"
     if port == 0:
         return "url_malformed", "port 0"
     if allow_private_networks:
@@ -71,3 +79,30 @@ def url_problem(url: object, allow_private_networks: bool = False) -> tuple[str,
     if address is not None and is_private_address(address):
         return "url_private_address", f"{address} is not a public address"
     return None
+
+
+def request_url(url: str) -> str:
+    """The URL as a browser sends it: an IDNA host, non-ASCII path and query percent-encoded
+    (`/img/é.jpg` -> `/img/%C3%A9.jpg`); http.client refuses anything but ASCII."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host.encode("idna").decode("ascii") if not host.isascii() else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=_SAFE), quote(parts.query, safe=_SAFE), ""))
+
+
+def redact_credentials(url: object) -> object:
+    """The URL with any user:password replaced, for tables and logs (never written in clear)."""
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit((parts.scheme, "<redacted>@" + parts.netloc.rsplit("@", 1)[1], parts.path, parts.query,
+                       parts.fragment))

@@ -256,6 +256,20 @@ def test_rows_the_list_could_not_hold_whole_are_rejections_of_the_download(tmp_p
     assert m.funnel[0].reasons == {"url_list_bad_row": 2}
 
 
+def test_international_urls_are_fetched_and_credentials_never_written(tmp_path):
+    with ImageServer() as server:
+        port = server.server_address[1]
+        urls = [f"{server.base}/img/3.caf\u00e9.jpg", f"http://user:secret@127.0.0.1:{port}/img/4.jpg"]
+        result = download(recipe(), write_urls(tmp_path / "u.parquet", urls), str(tmp_path / "dl"),
+                          allow_private_networks=True)
+        assert server.requests == ["/img/3.caf%C3%A9.jpg"]  # as a browser sends it; the other never requested
+    m = result.manifest
+    assert (m.counts.kept, m.funnel[0].reasons) == (1, {"url_has_credentials": 1})
+    table = pq.read_table(tmp_path / "dl" / m.rejected[0].name).to_pylist()
+    assert table[0]["url"] == f"http://<redacted>@127.0.0.1:{port}/img/4.jpg"
+    assert b"secret" not in (tmp_path / "dl" / m.rejected[0].name).read_bytes()
+
+
 def test_columns_users_bring_travel_into_key_json(tmp_path):
     """DataComp's uid (how people join with other metadata), a license, any scalar column of the URL
     list reaches each sample's KEY.json under its own name, through the download and a curation."""

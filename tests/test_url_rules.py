@@ -39,6 +39,8 @@ from tests.image_server import ImageServer
         ("http://2130706433/a.jpg", "url_private_address"),  # 127.0.0.1 in decimal
         ("http://0x7f.1/a.jpg", "url_private_address"),  # 127.0.0.1 in hex shorthand
         ("http://0.0.0.0/a.jpg", "url_private_address"),
+        ("http://user:secret@example.com/a.jpg", "url_has_credentials"),
+        ("http://ex\u00e4mple..com/a.jpg", "url_malformed"),  # not a valid international domain name
     ],
 )
 def test_refused_urls(url, reason):
@@ -46,9 +48,20 @@ def test_refused_urls(url, reason):
 
 
 @pytest.mark.parametrize("url", ["http://example.com/a.jpg", "https://93.184.216.34/x.png?size=2",
-                                 "HTTPS://Example.com/A.JPG", "http://[2606:4700::1111]/a.jpg"])
+                                 "HTTPS://Example.com/A.JPG", "http://[2606:4700::1111]/a.jpg",
+                                 "http://bücher.example/straße.jpg?q=é"])
 def test_public_urls_pass(url):
     assert url_problem(url) is None
+
+
+def test_international_urls_are_sent_as_browsers_send_them_and_credentials_never_shown():
+    from filters.url_safety import redact_credentials, request_url
+
+    assert request_url("http://bücher.example/straße.jpg?q=é") == \
+        "http://xn--bcher-kva.example/stra%C3%9Fe.jpg?q=%C3%A9"
+    assert request_url("http://example.com/a.jpg?x=1") == "http://example.com/a.jpg?x=1"
+    assert redact_credentials("http://user:secret@example.com:8080/a.jpg") == "http://<redacted>@example.com:8080/a.jpg"
+    assert redact_credentials("http://example.com/@a.jpg") == "http://example.com/@a.jpg"
 
 
 def test_allow_private_networks_keeps_the_scheme_rules():

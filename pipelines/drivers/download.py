@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from filters.download_reasons import download_reason
 from filters.records import SAMPLE
 from filters.sample import Rejection
-from filters.url_safety import url_problem
+from filters.url_safety import redact_credentials, request_url, url_problem
 from manifests.manifest import Counts, Manifest, build_funnel, read_manifest
 from manifests.recipe import DownloadConfig, Recipe
 from manifests.storage import atomic_write_bytes, sha256_of
@@ -176,7 +176,8 @@ def _check_urls(urls: list, url_list: str, allow_private: bool,
         broken = row_problems[row] if row_problems else None
         problem = ("url_list_bad_row", broken) if broken else url_problem(url, allow_private_networks=allow_private)
         if problem:
-            unsafe.append(Rejection(f"row{row:09d}", url_list, url if isinstance(url, str) else None, STAGE, *problem))
+            unsafe.append(Rejection(f"row{row:09d}", url_list, redact_credentials(url) if isinstance(url, str) else None,
+                                    STAGE, *problem))
         else:
             safe_rows.append(row)
     log.info("%d URLs read from %s: %d to fetch, %d refused before fetching", len(urls), url_list,
@@ -192,7 +193,8 @@ def _write_input(root: str, safe_rows: list[int], urls: list, captions: list, re
                  extras: dict[str, list] | None = None) -> str:
     """img2dataset's input: the safe rows with their row numbers and the list's other columns. A
     resume must see the same rows."""
-    table = pa.table({"url": [urls[r] for r in safe_rows], "caption": [captions[r] for r in safe_rows],
+    # Fetched as a browser sends them (http.client takes ASCII only: `é` in a path was download_failed).
+    table = pa.table({"url": [request_url(urls[r]) for r in safe_rows], "caption": [captions[r] for r in safe_rows],
                       ROW: pa.array(safe_rows, pa.int64()),
                       **{name: [values[r] for r in safe_rows] for name, values in sorted((extras or {}).items())}})
     buffer = pa.BufferOutputStream()

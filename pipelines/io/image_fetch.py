@@ -16,13 +16,12 @@ import urllib.request
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from filters.download_reasons import download_reason
-from filters.url_safety import url_problem
+from filters.url_safety import request_url, url_problem
 from pipelines.io.download_guard import guarded_opener
 
-_SAFE = "/%:@!$&'()*+,;=-._~?"  # reserved characters and escapes stay as they are
 USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0"
 
 
@@ -32,19 +31,6 @@ class Fetched:
     reason: str | None = None
     detail: str = ""
     cached: bool = False  # read from the run's image cache, not fetched again
-
-
-def request_url(url: str) -> str:
-    """The URL as a browser sends it: an IDNA host, non-ASCII path and query percent-encoded
-    (`/img/é.jpg` -> `/img/%C3%A9.jpg`); http.client refuses anything but ASCII."""
-    if url.isascii():
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host.encode("idna").decode("ascii") if not host.isascii() else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=_SAFE), quote(parts.query, safe=_SAFE), ""))
 
 
 def robots_disallowed(values: list[str], user_agent_token: str | None, directives: tuple[str, ...]) -> bool:
