@@ -57,6 +57,17 @@ def test_hostile_metadata_is_one_rejection_and_the_rest_of_the_file_is_read(name
     assert all(not hasattr(r, "reason") for r in (records[0], records[2]))
 
 
+def test_non_finite_numbers_are_read_as_null_so_the_json_written_is_json(tmp_path):
+    path = _tar(tmp_path / "in.tar", [("a0", {"jpg": make_image(), "txt": GOOD_CAPTION.encode(),
+                                              "json": b'{"nan": NaN, "inf": -Infinity, "big": 1e400, "ok": 1.5}'})])
+    (record,) = read_file(path, InputConfig())
+    assert {k: record.meta[k] for k in ("nan", "inf", "big", "ok")} == {"nan": None, "inf": None, "big": None, "ok": 1.5}
+    pq.write_table(pa.table({"jpg": [make_image()], "caption": [GOOD_CAPTION], "score": [float("nan")]}),
+                   tmp_path / "in.parquet")
+    (row,) = read_file(str(tmp_path / "in.parquet"), InputConfig())
+    assert row.meta["score"] is None
+
+
 def test_captions_over_the_cap_are_rejected_on_read(tmp_path):
     long_caption = ("word " * 300_000).encode()  # 1.5 M characters: over spaCy's nlp.max_length
     path = _tar(tmp_path / "in.tar", [_good("a0"), ("long", {"jpg": make_image(), "txt": long_caption})])

@@ -8,6 +8,7 @@ everything unreadable comes out as a Rejection of stage `read` with a reason.
 from __future__ import annotations
 
 import json
+import math
 import tarfile
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -68,12 +69,23 @@ def guarded_record(path: str, key: Any, build, *args, kind: str = Sample.KIND):
         return Rejection.for_error(key, path, None, STAGE, err, kind)
 
 
+def _no_number(_constant: str) -> None:
+    """NaN, Infinity, -Infinity in KEY.json (Python writes them, JSON has none): read as null, so the
+    KEY.json written for the sample is JSON that strict readers (pyarrow, duckdb, JavaScript) take."""
+    return None
+
+
+def _finite(text: str) -> float | None:
+    value = float(text)  # 1e400 is inf
+    return value if math.isfinite(value) else None
+
+
 def _record(path: str, key: str, parts: dict[str, bytes], problems: list[tuple[str, str]],
             config: InputConfig) -> Record:
     meta: dict[str, Any] = {}
     if "json" in parts:
         try:
-            loaded = json.loads(parts["json"].decode("utf-8"))
+            loaded = json.loads(parts["json"].decode("utf-8"), parse_constant=_no_number, parse_float=_finite)
         except (UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: also 5,000-digit ints
             return Rejection(key, path, None, STAGE, "metadata_invalid_json", f"{type(err).__name__}: {err}"[:500])
         if not isinstance(loaded, dict):
@@ -148,7 +160,8 @@ def _parquet_record(path: str, key: str, values: dict[str, Any], image_col: str,
     if image is not None and not isinstance(image, bytes):
         return Rejection(key, path, url, STAGE, "image_invalid_type",
                          f"column {image_col!r} holds {type(image).__name__}, not bytes")
-    meta = {k: v for k, v in values.items() if k not in (image_col, caption_col) and _json_safe(v)}
+    meta = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)  # NaN: null, as from KEY.json
+            for k, v in values.items() if k not in (image_col, caption_col) and _json_safe(v)}
     ext = image_col if image_col in ("jpg", "png", "webp") else None
     return Sample(key=key, source=path, image=image, image_ext=ext, caption=caption, url=url, meta=meta)
 
