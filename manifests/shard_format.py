@@ -155,12 +155,13 @@ Span = tuple[int, int]  # (offset of the member's data in the tar, size)
 class PairEntry:
     key: str
     image: Span
-    caption: Span
+    caption: Span | None  # None only from index_pairs(require_caption=False)
     image_ext: str
 
 
-def index_pairs(fileobj: IO[bytes]) -> list[PairEntry]:
-    """Every key of an uncompressed tar with an image and a caption, by key, for random access."""
+def index_pairs(fileobj: IO[bytes], require_caption: bool = True) -> list[PairEntry]:
+    """Every key of an uncompressed tar with an image and a caption (or, for the report's thumbnails
+    of caption_missing rejections, an image alone), by key, for random access."""
     members: dict[str, dict[str, Span]] = {}
     with open_tar(fileobj, "r:") as tar:
         for m in all_members(tar):
@@ -171,8 +172,8 @@ def index_pairs(fileobj: IO[bytes]) -> list[PairEntry]:
     for key in sorted(members):
         parts = members[key]
         ext = image_member(parts)
-        if ext is not None and CAPTION_EXT in parts and valid_key(key):
-            entries.append(PairEntry(key, parts[ext], parts[CAPTION_EXT], ext))
+        if ext is not None and (CAPTION_EXT in parts or not require_caption) and valid_key(key):
+            entries.append(PairEntry(key, parts[ext], parts.get(CAPTION_EXT), ext))
     return entries
 
 

@@ -84,6 +84,20 @@ def test_captions_are_escaped_and_scores_of_rejected_records_are_kept(tmp_path):
     assert short["reason"] == "caption_too_few_words" and '"caption_words":2' in short["scores"]
 
 
+def test_a_record_without_a_caption_gets_its_thumbnail_too(tmp_path):
+    tar_path = tmp_path / "00000.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for name, data in (("nocap.jpg", make_image(320, 240)), ("ok.jpg", make_image(320, 240, colour=(9, 9, 200))),
+                           ("ok.txt", b"a large blue square on a white background")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    curate(parse_recipe({"name": "nocap", "stages": [{"heuristics": {}}]}), str(tar_path), str(tmp_path / "out"))
+    text = (tmp_path / "out" / "report.html").read_text()
+    section = text.split("caption_missing</h3>", 1)[1].split("</h3>", 1)[0]  # its grid, up to the next heading
+    assert '<img src="data:image/jpeg' in section and "(no caption)" in section
+
+
 def test_vlcurate_report_rebuilds_the_page_and_its_manifest_entry(run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)

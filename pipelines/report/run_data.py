@@ -89,10 +89,11 @@ def images_from_tar(url: str, keys: list[str]) -> dict[str, tuple[Any, str]]:
     wanted = set(keys)
     try:
         with fsspec.open(url, "rb") as f:
-            for entry in [e for e in index_pairs(f) if e.key in wanted]:
+            for entry in [e for e in index_pairs(f, require_caption=False) if e.key in wanted]:
                 decoded = decode_image(read_span(f, entry.image))
                 image = decoded if not isinstance(decoded, ImageProblem) else f"({decoded.reason})"
-                out[entry.key] = (image, read_span(f, entry.caption).decode("utf-8", "replace"))
+                caption = read_span(f, entry.caption).decode("utf-8", "replace") if entry.caption else "(no caption)"
+                out[entry.key] = (image, caption)
     except Exception as err:  # an input moved or unreadable since the run: no thumbnail, said so
         log.info("report: no images from %s (%s: %s)", url, type(err).__name__, err)
     return out
