@@ -1,57 +1,102 @@
 """What an HTML page will cost the HTML5 parser, estimated before it runs.
 
 The HTML5 tree builder "reconstructs the active formatting elements": formatting tags left open
-(`<b>`, `<font>`, `<a>`, ...) are cloned again into every new block that gets text. Distinct open tags
-(so the three-identical-entries rule never trims them) times paragraphs is quadratic: 3,000 open
+(`<b>`, `<font>`, ...) are cloned again into every new block that gets text. Distinct open tags (so
+the three-identical-entries rule never trims them) times paragraphs is quadratic: 3,000 open
 `<b id=..>` and 3,000 `<p>` is a 120 KB page that builds 9 million elements and took 4 GB (measured,
 lexbor through selectolax); a 400 KB one would need ~35 GB and take the whole run down with it.
 Every HTML5 parser (and browser) does this by the specification, so the page is refused before parsing.
 
-The estimate walks the tags once (a regex, linear time): elements created by tags, plus, at each
-block boundary, the formatting elements still open. It over-counts where the parser trims the list
-(scope markers such as table cells, the identical-entries rule), never under-counts a pile-up.
+The estimate is one pass over the tags, in time linear in the page: elements created by tags, plus,
+at each boundary that closes a block, the formatting entries still active. It follows the rules that
+keep the list short on real (sloppy) pages: a new `<a>` or `<nobr>` ends the previous one, at most
+three identical entries are kept, table cells start afresh (a marker), `<br>` closes nothing. Where
+it simplifies it over-counts, so a real pile-up is never missed.
 """
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 
 # The specification's formatting elements: the ones the tree builder reconstructs.
 FORMATTING = frozenset({"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong",
                         "tt", "u"})
-# Tags whose start or end closes the current block: the formatting elements open across them are
-# reconstructed in the next block that gets text.
+# One of these starting while another is active ends the older one (the adoption agency runs first).
+ONE_AT_A_TIME = frozenset({"a", "nobr"})
+# Start or end tags that close the block holding the active formatting elements, so the next text
+# rebuilds them (a new <p> closes an open p; </div> closes everything inside it).
 BLOCKS = frozenset({"address", "article", "aside", "blockquote", "center", "details", "dialog", "dir", "div", "dl",
                     "dd", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
                     "h6", "header", "hgroup", "hr", "li", "listing", "main", "menu", "nav", "ol", "p", "pre",
-                    "section", "summary", "table", "ul", "br", "tr", "td", "th"})
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
-# Skipped whole: their contents are text to the parser, not tags.
-_RAW_TEXT = re.compile(r"<(script|style|textarea|title|xmp|iframe|noembed|noframes|plaintext)\b.*?</\1\s*>",
-                       re.IGNORECASE | re.DOTALL)
+                    "section", "summary", "table", "ul"})
+# Cells start with a marker: formatting active outside a cell is not rebuilt inside it.
+CELLS = frozenset({"td", "th", "caption"})
+CELL_ENDS = frozenset({"tr", "table", "tbody", "thead", "tfoot"})
+IDENTICAL_KEPT = 3
+# A tag with at most 200 characters of attributes counted as its identity; `[^<>]` keeps each match
+# from running past the next tag, so the scan stays linear on a page of unclosed `<b`.
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)([^<>]{0,200})")
+# Elements whose contents are text to the parser, not tags.
+_RAW_TEXT_START = re.compile(r"<(script|style|textarea|title|xmp|iframe|noembed|noframes|plaintext)\b", re.IGNORECASE)
+_RAW_TEXT_END = {name: re.compile(f"</{name}", re.IGNORECASE) for name in
+                 ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes")}
 
 
 def parse_cost(html: str, limit: int) -> int:
     """Elements the parser would build (an upper estimate), counting stops just past `limit`."""
-    text = _RAW_TEXT.sub(" ", html) if "<" in html else html
-    created, open_formatting, open_by_tag = 0, [], dict.fromkeys(FORMATTING, 0)
-    for match in _TAG.finditer(text):
-        closing, tag = match.group(1), match.group(2).lower()
+    created = 0
+    active = 0  # active formatting entries since the last cell marker
+    markers: list[int] = []  # `active` outside each open cell
+    open_by_tag: dict[str, list[str]] = defaultdict(list)  # per tag, the identities of its active entries
+    identical: dict[tuple[str, str], int] = defaultdict(int)
+    for closing, tag, attrs in _tags(html):
         if tag in FORMATTING:
-            if not closing:
-                open_formatting.append(tag)
-                open_by_tag[tag] += 1
-                created += 1
-            elif open_by_tag[tag]:  # the last one of its name goes (the adoption agency's outcome)
-                at = len(open_formatting) - 1
-                while open_formatting[at] != tag:  # near the end on real pages: a tag closes what it opened
-                    at -= 1
-                del open_formatting[at]
-                open_by_tag[tag] -= 1
+            if closing:
+                if open_by_tag[tag]:  # the last one of its name goes (the adoption agency's outcome)
+                    identical[(tag, open_by_tag[tag].pop())] -= 1
+                    active = max(0, active - 1)
+                continue
+            created += 1
+            if tag in ONE_AT_A_TIME and open_by_tag[tag]:
+                identical[(tag, open_by_tag[tag].pop())] -= 1
+                active = max(0, active - 1)
+            identity = attrs.strip()
+            if identical[(tag, identity)] >= IDENTICAL_KEPT:
+                continue  # the oldest identical entry makes way for this one: the count stays
+            identical[(tag, identity)] += 1
+            open_by_tag[tag].append(identity)
+            active += 1
+        elif tag in CELLS and not closing:
+            created += 1
+            markers.append(active)
+            active = 0
+        elif (tag in CELLS and closing) or tag in CELL_ENDS:
+            created += not closing
+            if markers:
+                active = markers.pop()
         else:
             created += not closing
             if tag in BLOCKS:
-                created += len(open_formatting)
+                created += active
         if created > limit:
             break
     return created
+
+
+def _tags(html: str):
+    """(closing, lower-case name, attribute text) of every tag outside raw-text elements, in one pass."""
+    position = 0
+    while position < len(html):
+        raw = _RAW_TEXT_START.search(html, position)
+        stop = raw.start() if raw else len(html)
+        for match in _TAG.finditer(html, position, stop):
+            yield match.group(1) == "/", match.group(2).lower(), match.group(3)
+        if raw is None:
+            return
+        name = raw.group(1).lower()
+        yield False, name, ""
+        end = _RAW_TEXT_END[name].search(html, raw.end()) if name in _RAW_TEXT_END else None
+        if end is None:  # unclosed (or <plaintext>): the rest of the page is its text
+            return
+        position = end.start()

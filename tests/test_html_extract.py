@@ -138,10 +138,18 @@ def test_the_parse_cost_estimate_follows_what_the_parser_builds():
         assert built > open_tags * paragraphs and 0.95 * built <= parse_cost(page, 10 ** 9) <= 1.1 * built
     plain = "<html><body>" + "<div><p>text <b>bold</b> <a href=x>link</a></p><ul><li>one<li>two</ul></div>" * 200
     assert 0.7 * _elements(plain) <= parse_cost(plain, 10 ** 9) <= 1.3 * _elements(plain)
+    # sloppy but ordinary pages the parser keeps small: a new <a> ends the last, three identical
+    # entries at most, <br> closes nothing, cells start afresh
+    sloppy = ["<ul>" + "<li><a href=x>item" * 1500, "<p><b>Q: text" * 1500,
+              "".join(f"<font color={i}>" for i in range(1000)) + "<br>x" * 1100,
+              "".join(f"<b id={i}>" for i in range(200)) + "<table>" + "<tr><td>x<td>y" * 500 + "</table>"]
+    for page in sloppy:
+        assert _elements(page) / 2 <= parse_cost(page, 10 ** 9) <= 2 * _elements(page), page[:40]
     # counting stops just past the limit: a 3000 x 3000 pile-up (9 million elements) costs no more than that
     assert 1_000 < parse_cost(pile_up(3000, 3000), 1_000) <= 1_000 + 3_001
     # tags inside script and style are text to the parser
-    assert parse_cost("<script>" + "<b>" * 1000 + "</script><p>x", 10 ** 9) == 1
+    assert parse_cost("<script>" + "<b>" * 1000 + "</script><p>x", 10 ** 9) == 2  # the script and the p
+    assert parse_cost("<script>" * 100_000, 10 ** 9) == 1  # unclosed: the rest is its text (no rescans)
 
 
 def test_a_page_that_would_build_millions_of_elements_is_rejected_before_parsing():
