@@ -8,6 +8,7 @@ pipelines/download_guard.py, which checks the address actually connected to.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -88,7 +89,17 @@ def request_url(url: str) -> str:
         return url
     parts = urlsplit(url)
     host = parts.hostname or ""
-    netloc = host.encode("idna").decode("ascii") if not host.isascii() else host
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        netloc = f"[{host}]"
+    elif host.isascii():
+        netloc = host
+    else:  # UTS 46 without transitional mapping, as browsers do: straße stays straße (Python's codec says strasse)
+        import idna
+
+        try:
+            netloc = idna.encode(host, uts46=True, transitional=False).decode("ascii")
+        except idna.IDNAError as err:
+            raise UnicodeError(str(err)) from None
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=_SAFE), quote(parts.query, safe=_SAFE), ""))
@@ -100,8 +111,8 @@ def redact_credentials(url: object) -> object:
         return url
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url
+    except ValueError:  # unparseable: whatever stands between // and @ goes
+        return re.sub(r"//[^/?#]*@", "//<redacted>@", url, count=1)
     if parts.username is None and parts.password is None:
         return url
     return urlunsplit((parts.scheme, "<redacted>@" + parts.netloc.rsplit("@", 1)[1], parts.path, parts.query,

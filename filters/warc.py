@@ -192,7 +192,7 @@ def _find_next_record(read_at: ReadAt, pos: int, end: int | None) -> int | None:
     version line right after stray bytes (no newline before it) when a header line follows it; only
     line starts were taken, so a record glued to the garbage before it was lost with the garbage."""
     while end is None or pos < end:
-        chunk = read_at(pos - 1 if pos else 0, _SCAN_CHUNK + 16)
+        chunk = read_at(pos - 1 if pos else 0, _SCAN_CHUNK + 256)  # overlap: a version line + a header line
         if end is not None:
             chunk = chunk[: end - pos + 1]
         if not chunk:

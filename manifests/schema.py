@@ -79,7 +79,9 @@ def _did_you_mean(root: type[BaseModel], parent: type[BaseModel] | None, key: st
     for model, prefix in ((parent, f"{section}." if section else ""), (root, "")):
         if model is None:
             continue
-        paths = dict(_key_paths(model, prefix))
+        paths: dict[str, str] = {}
+        for key_name, path in _key_paths(model, prefix):
+            paths.setdefault(key_name, path)  # the shallowest path of a name (adapter.heads, not tiny_lm's)
         close = difflib.get_close_matches(key, list(paths), n=1, cutoff=0.75)
         if close:
             return f": did you mean {paths[close[0]]!r}?"

@@ -14,11 +14,13 @@ EVAL_OPTIONS = ["--checkpoint", "--batches", "--beams", "--out", "--quiet", "--v
 
 
 def _misspelt_option(args: list[str], own: list[str]) -> str | None:
-    """An extra argument that is not an override but close to one of the command's own options (--resum)."""
+    """An extra argument that is not an override but close to one of the command's own options (--resum,
+    --beam=3). A name=value far from them is left to the config's own suggestion (--steps=100 ->
+    optim.steps), which a loose match here would hide behind `did you mean --help?`."""
     for arg in args:
-        name = arg.split("=", 1)[0]
+        name, has_value = arg.split("=", 1)[0], "=" in arg
         if arg.startswith("--") and "." not in name:
-            close = difflib.get_close_matches(name, own, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(name, own, n=1, cutoff=0.8 if has_value else 0.6)
             if close:
                 return f"unknown option {name}: did you mean {close[0]}?"
     return None

@@ -156,6 +156,8 @@ def test_finished_download_is_not_redone_and_other_lists_are_refused(tmp_path):
         assert reused.manifest.counts.kept == 3
         with pytest.raises(DownloadError, match=r"finished download of .*u\.parquet, not of .*v\.parquet"):
             download(recipe(), other, str(tmp_path / "dl"), reuse_complete=True)
+        with pytest.raises(DownloadError, match=r"finished download of 3 URLs of .*u\.parquet, this run reads 2"):
+            download(recipe(), urls, str(tmp_path / "dl"), reuse_complete=True, limit=2)
         (tmp_path / "dl" / "manifest.json").unlink()  # as if interrupted at the very end
         with pytest.raises(DownloadError, match="different URL list"):
             download(recipe(), other, str(tmp_path / "dl"), allow_private_networks=True)

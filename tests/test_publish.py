@@ -82,6 +82,26 @@ def test_replace_keeps_the_old_version_whole_and_leaves_no_stale_file(run, small
     assert len(read_manifest(kept).shards) > len(read_manifest(dest).shards)
 
 
+def test_a_replace_stopped_mid_upload_resumes_and_leaves_no_stale_file(run, smaller_run, tmp_path, monkeypatch):
+    import pipelines.drivers.publish as publishing
+
+    dest = str(tmp_path / "published")
+    publish(run, dest, progress=False)
+
+    def network_down(*args):
+        raise OSError("network down")
+
+    with monkeypatch.context() as patch:  # the upload fails after the old version was kept and unlisted
+        patch.setattr(publishing, "_copy", network_down)
+        with pytest.raises(PublishError, match="network down"):
+            publish(smaller_run, dest, replace=True, progress=False)
+    assert not (tmp_path / "published" / "manifest.json").exists()  # no set rather than a mixed one
+    again = publish(smaller_run, dest, replace=True, progress=False)  # the same command again
+    assert again.replaced is None and verify_dataset(dest) == []
+    (kept,) = (tmp_path / "published" / "_versions").iterdir()
+    assert verify_dataset(str(kept)) == []
+
+
 def test_a_replace_from_a_changed_run_writes_nothing(run, smaller_run, s3, tmp_path):
     import shutil
     from pathlib import Path

@@ -167,8 +167,8 @@ def test_eval_writes_scores_and_captions(setup):
 
 def test_shipped_configs_are_valid():
     for path in sorted((ROOT / "trainers" / "configs").glob("*.yaml")):
-        config = load_config(path, ["--llm.path=/somewhere"])  # the smoke config takes the path on the command line
-        assert config.data.shards and config.optim.steps >= 1, path
+        config = load_config(path)  # as written: the smoke config names the shipped smollm2-135m
+        assert config.data.shards and config.optim.steps >= 1 and config.llm.path, path
 
 
 def test_stage_two_starts_from_stage_one_checkpoint(setup):
@@ -205,6 +205,11 @@ def test_stage_two_starts_from_stage_one_checkpoint(setup):
                                 adapter__queries=8))
     with pytest.raises(CheckpointError, match="adapter.tiny_lm.width: 32 in stage 1, 64 here"):
         build_model(wider)
+    shorter = load_config(_config(setup, "stage2e", adapter__kind="vadapter", adapter__init_from=stage1.run.out_dir,
+                                  adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 64},
+                                  adapter__queries=8))
+    with pytest.raises(CheckpointError, match="adapter.tiny_lm.max_len: 300 in stage 1, 64 here"):
+        build_model(shorter)  # the position table's rows: a torch size mismatch before
 
 
 def test_activation_checkpointing_gives_the_same_loss_and_gradients(setup):

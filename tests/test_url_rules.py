@@ -62,6 +62,9 @@ def test_international_urls_are_sent_as_browsers_send_them_and_credentials_never
     assert request_url("http://example.com/a.jpg?x=1") == "http://example.com/a.jpg?x=1"
     assert redact_credentials("http://user:secret@example.com:8080/a.jpg") == "http://<redacted>@example.com:8080/a.jpg"
     assert redact_credentials("http://example.com/@a.jpg") == "http://example.com/@a.jpg"
+    assert redact_credentials("http://user:secret@[bad/a.jpg") == "http://<redacted>@[bad/a.jpg"  # unparseable
+    assert request_url("http://[2606:4700::1111]/\u00e9.jpg") == "http://[2606:4700::1111]/%C3%A9.jpg"
+    assert request_url("http://stra\u00dfe.example/") == "http://xn--strae-oqa.example/"  # as browsers: not strasse
 
 
 def test_allow_private_networks_keeps_the_scheme_rules():

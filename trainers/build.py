@@ -108,10 +108,12 @@ def _stage_one_checkpoint(config: TrainConfig) -> Path:
                               f"tokens (stage 1's llm.path {source!r}), this run's tokenizer (llm.path "
                               f"{config.llm.path!r}) has {vocab:,}: train stage 1 with this run's tokenizer")
     before, now = saved.get("adapter", {}).get("tiny_lm", {}), config.adapter.tiny_lm.model_dump()
+    # max_len too: the position table has max_len rows, so stage 2 keeps stage 1's value.
     differ = [f"adapter.tiny_lm.{k}: {before[k]} in stage 1, {now[k]} here" for k in now
-              if k in before and before[k] != now[k] and k != "max_len"]
+              if k in before and before[k] != now[k]]
     if differ:
-        raise CheckpointError(f"adapter.init_from {run_dir!r}: the tiny LM's shape differs ({'; '.join(differ)})")
+        raise CheckpointError(f"adapter.init_from {run_dir!r}: the tiny LM's shape differs ({'; '.join(differ)}); "
+                              "stage 2 takes stage 1's adapter.tiny_lm as it was")
     return path
 
 

@@ -111,6 +111,11 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
         if isinstance(earlier, str) and _same_place(earlier) != _same_place(url_list):
             raise DownloadError(f"{root} holds a finished download of {earlier}, not of {url_list}; "
                                 "pass --overwrite to start again with the new list")
+        rows = read_url_list(url_list, config.url_column, config.caption_column).num_rows
+        wanted = rows if limit is None else min(rows, limit)
+        if manifest.inputs.get("urls") != wanted:  # --limit then, not now (or the list has grown)
+            raise DownloadError(f"{root} holds a finished download of {manifest.inputs.get('urls')} URLs of "
+                                f"{url_list}, this run reads {wanted}; pass --overwrite to download them")
         log.info("download in %s is complete; reusing it", root)
         return DownloadResult(manifest, f"{root}/manifest.json", root)
     if state is RunDirState.COMPLETE and not overwrite:

@@ -127,9 +127,12 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
                            "overwritten") from None
     except Exception as err:
         raise PublishError(one_line(err, dest)) from None
-    if previous is not None:  # what only the old version listed is in _versions/ now
+    # What only the replaced version listed is in _versions/ now. A replace stopped after it removed the
+    # live manifest resumes as a first publish: the newest kept version says what it replaced.
+    superseded = previous if previous is not None else _newest_kept(fs, base, there, dest)
+    if superseded is not None:
         listed = {e.name for e in entries}
-        stale = [f"{base}/{e.name}" for e in previous.file_entries() if e.name not in listed]
+        stale = [f"{base}/{e.name}" for e in superseded.file_entries() if e.name not in listed]
         for path in stale:
             if _call(lambda: fs.exists(path), dest):
                 _call(lambda: fs.rm_file(path), dest)
@@ -181,6 +184,16 @@ def _keep_previous(fs, base: str, previous: Manifest, dest: str, local_store: bo
     _call(lambda: fs.pipe_file(f"{base}/{folder}/{MANIFEST_NAME}", old_manifest), dest)
     log.info("the previous version of %s is kept in %s/%s", dest, dest, folder)
     return folder
+
+
+def _newest_kept(fs, base: str, there: dict[str, Any], dest: str) -> Manifest | None:
+    """The manifest of the newest version in _versions/ (folders are named by created time), if any."""
+    prefix = fs._strip_protocol(f"{base}/{VERSIONS}").rstrip("/") + "/"
+    kept = sorted(p for p in there if p.startswith(prefix) and p.endswith(f"/{MANIFEST_NAME}")
+                  and p[len(prefix):].count("/") == 1)
+    if not kept:
+        return None
+    return Manifest.model_validate_json(_call(lambda: _read(fs, kept[-1]), dest))
 
 
 def _parent_dir(fs, target: str, local_store: bool, dest: str) -> None:

@@ -134,8 +134,9 @@ def _text(column: pa.ChunkedArray, name: str, problems: list[str | None]) -> pa.
 
 
 def _json_safe(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Values KEY.json can hold: dates, times, decimals and durations as their ISO text (img2dataset
-    json.dumps them and failed on every row that had one, as download_incomplete)."""
+    """Values KEY.json can hold: dates, times, timestamps, durations and decimals as their text
+    (`2024-05-01`, `2024-05-01 12:00:00`, `1 day, 0:00:00`, `1.00`); img2dataset json.dumps them and
+    failed on every row that had one, as download_incomplete."""
     kind = column.type
     if pa.types.is_dictionary(kind):
         return _json_safe(column.cast(kind.value_type))

@@ -152,8 +152,8 @@ SPEC = StageSpec(
     keeps_on_resume=lambda config: (f"{CACHE_DIR}/",) if config.fetch and config.resume else (),
     # the download's reasons (filters/download_reasons.py, filters/url_safety.py) and the image rules'
     edits=("http_NNN", "timeout", "dns_failure", "connection_refused", "connection_error", "tls_error",
-           "redirect_loop", "redirect_scheme_not_allowed", "url_malformed", "url_scheme_not_allowed",
-           "url_private_address", "private_address", "robots_opt_out", "response_too_large", "image_too_many_pixels",
+           "redirect_loop", "redirect_scheme_not_allowed", "url_malformed", "url_has_credentials",
+           "url_scheme_not_allowed", "url_private_address", "private_address", "robots_opt_out", "response_too_large", "image_too_many_pixels",
            "image_format_not_allowed", "image_too_small", "image_too_large", "image_aspect_too_extreme",
            "image_truncated", "image_undecodable", "image_url_missing", "download_failed"),
 )
