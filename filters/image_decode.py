@@ -49,6 +49,20 @@ def _decode(image: bytes, header: ImageHeader) -> Image.Image | ImageProblem:
                 img.load()
                 if header.exif_transposed or img.getexif().get(0x0112, 1) != 1:
                     img = ImageOps.exif_transpose(img)
-                return img.convert("RGB")
+                return _as_rgb(img)
     except Exception as err:  # PIL raises many types for bad data; every one is a reason here
         return decode_error(err)
+
+
+def _as_rgb(img: Image.Image) -> Image.Image:
+    """RGB as the image is seen. Pillow's convert("RGB") clips 16-bit and 32-bit integer greys to 255
+    (a mid-grey 16-bit PNG became white) and maps float greys in 0..1 to black: scale them to 8 bits."""
+    if img.mode.startswith("I") or img.mode == "F":
+        import numpy as np
+
+        values = np.asarray(img, dtype=np.float64)
+        top = 1.0 if img.mode == "F" and values.size and np.nanmax(values) <= 1.0 else (
+            255.0 if values.size and np.nanmax(values) <= 255 else 65535.0)
+        grey = np.nan_to_num(values / top * 255.0, nan=0.0).clip(0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return img.convert("RGB")

@@ -56,3 +56,18 @@ def test_decode_applies_exif_orientation_and_guards_pixels():
     assert upright.size == (40, 60) and upright.mode == "RGB"
     guarded = decode_image(make_image(300, 300), max_pixels=300 * 299)
     assert isinstance(guarded, ImageProblem) and guarded.reason == "image_too_many_pixels"
+
+
+def test_high_bit_depth_greys_decode_as_they_look():
+    """Pillow's convert("RGB") clipped a mid-grey 16-bit PNG to white and a float grey to black."""
+    import numpy as np
+
+    def encoded(array, mode=None, fmt="PNG") -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(array, mode).save(out, fmt)
+        return out.getvalue()
+
+    grey16 = decode_image(encoded(np.full((40, 40), 40000, np.uint16)))
+    assert grey16.mode == "RGB" and grey16.getpixel((0, 0)) == (156, 156, 156)  # 40000 / 65535 of white
+    assert decode_image(encoded(np.full((40, 40), 0.5, np.float32), "F", "TIFF")).getpixel((0, 0)) == (128,) * 3
+    assert decode_image(encoded(np.full((40, 40), 128, np.uint8))).getpixel((0, 0)) == (128, 128, 128)
