@@ -159,21 +159,33 @@ class PairEntry:
     image_ext: str
 
 
-def index_pairs(fileobj: IO[bytes], require_caption: bool = True) -> list[PairEntry]:
+def index_pairs(fileobj: IO[bytes], require_caption: bool = True,
+                left_out: dict[str, int] | None = None) -> list[PairEntry]:
     """Every key of an uncompressed tar with an image and a caption (or, for the report's thumbnails
-    of caption_missing rejections, an image alone), by key, for random access."""
+    of caption_missing rejections, an image alone), by key, for random access. `left_out` counts the
+    keys that are not such pairs, by reason: key_invalid, no_image, no_caption, and member_repeated
+    (KEY.txt twice: which caption goes with the image cannot be told)."""
     members: dict[str, dict[str, Span]] = {}
+    repeated: set[str] = set()
     with open_tar(fileobj, "r:") as tar:
         for m in all_members(tar):
             if m.isfile():
                 key, ext = split_member_name(m.name)
-                members.setdefault(key, {})[ext] = (m.offset_data, m.size)
+                parts = members.setdefault(key, {})
+                if ext in parts:
+                    repeated.add(key)
+                parts[ext] = (m.offset_data, m.size)
     entries = []
     for key in sorted(members):
         parts = members[key]
         ext = image_member(parts)
-        if ext is not None and (CAPTION_EXT in parts or not require_caption) and valid_key(key):
+        reason = ("key_invalid" if not valid_key(key) else "member_repeated" if key in repeated
+                  else "no_image" if ext is None else "no_caption" if CAPTION_EXT not in parts and require_caption
+                  else None)
+        if reason is None:
             entries.append(PairEntry(key, parts[ext], parts.get(CAPTION_EXT), ext))
+        elif left_out is not None:
+            left_out[reason] = left_out.get(reason, 0) + 1
     return entries
 
 
@@ -189,6 +201,7 @@ class PairShardIndex:
     urls: list[str]
     entries: list[list[PairEntry]]
     starts: list[int]  # cumulative counts
+    left_out: dict[str, int] = field(default_factory=dict)  # records that are not pairs, by reason
 
     @property
     def total(self) -> int:
@@ -197,18 +210,6 @@ class PairShardIndex:
     def locate(self, i: int) -> tuple[int, int]:
         shard = bisect.bisect_right(self.starts, i) - 1
         return shard, i - self.starts[shard]
-
-
-def index_pair_shards(urls: list[str]) -> PairShardIndex:
-    import fsspec
-
-    entries, starts = [], [0]
-    for url in urls:
-        with fsspec.open(url, "rb") as f:
-            found = index_pairs(f)
-        entries.append(found)
-        starts.append(starts[-1] + len(found))
-    return PairShardIndex(urls, entries, starts)
 
 
 # ---------------------------------------------------------------- writing

@@ -50,6 +50,7 @@ def train(
     _setup_logging(verbose)
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError, load_config
+    from trainers.data import DataError, one_line
     from trainers.llm import silence_progress_bars
     from trainers.run_dir import RunDirError
     from trainers.train import TrainingError, train as run_training
@@ -61,6 +62,8 @@ def train(
     try:
         cfg = load_config(config, ctx.args)
         last = run_training(cfg, resume=resume, overwrite=overwrite, progress=not quiet)
+    except DataError as err:  # raised in a DataLoader worker it carries the worker's traceback
+        _fail(one_line(err))
     except (ConfigError, FileNotFoundError, CheckpointError, TrainingError, RunDirError) as err:
         _fail(str(err))
     typer.echo(f"done: step {last.get('step')} loss {last.get('loss', float('nan')):.4f}; "
@@ -93,6 +96,7 @@ def eval_command(
     _setup_logging(verbose)
     from trainers.checkpoint import CheckpointError
     from trainers.config import ConfigError, load_config
+    from trainers.data import DataError, one_line
     from trainers.evaluate import evaluate
     from trainers.llm import silence_progress_bars
 
@@ -103,6 +107,8 @@ def eval_command(
     try:
         cfg = load_config(config, ctx.args)
         result = evaluate(cfg, checkpoint, batches, beams, out, progress=not quiet)
+    except DataError as err:
+        _fail(one_line(err))
     except (ConfigError, FileNotFoundError, ValueError, CheckpointError) as err:
         _fail(str(err))
     if result["split"] == "validation":

@@ -77,3 +77,30 @@ def test_a_non_finite_loss_stops_the_run_unless_skipping_is_asked_for(setup):  #
     last = train(load_config(_config(setup, "skips", optim__steps=8, optim__lr=1e30, optim__warmup_steps=0,
                                      optim__skip_nonfinite=True)))
     assert last["step"] == 8 and last["nonfinite_steps"] > 0
+
+
+class _Runs:
+    """What a hostile optimizer.pt would unpickle: it must never be called."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_a_checkpoint_file_that_weights_only_refuses_is_one_line_without_unpickling_advice(checkpointed, setup,
+                                                                                           tmp_path, capsys):  # noqa: F811
+    import pickle
+
+    from manifests.storage import sha256_of
+
+    out = _copy(checkpointed, tmp_path)
+    step6 = out / "checkpoints" / "step-00000006"
+    (step6 / "optimizer.pt").write_bytes(pickle.dumps(_Runs()))
+    state = json.loads((step6 / "state.json").read_text())  # checksums updated, as an attacker would
+    state["files"]["optimizer.pt"] = sha256_of(str(step6 / "optimizer.pt"))
+    (step6 / "state.json").write_text(json.dumps(state))
+    assert checkpoint_problem(step6) is None
+    config = load_config(_config(setup, "ckpt", optim__steps=8, run__checkpoint_every=2, run__out_dir=str(out)))
+    with pytest.raises(CheckpointError, match=r"optimizer.pt cannot be loaded \(UnpicklingError\); it was not "
+                                              r"written by this trainer") as caught:
+        train(config, resume=True)
+    assert "weights_only" not in str(caught.value) and "this ran" not in capsys.readouterr().out

@@ -13,7 +13,7 @@ from PIL import Image
 
 from filters.image_checks import ImageHeader, read_header
 from tests.model_inputs import jpeg, write_records
-from trainers.data import TaskBatches, build_index, read_record
+from trainers.data import DataError, TaskBatches, build_index, read_record
 from trainers.tasks import CaptioningTask
 
 RED, BLUE = (230, 20, 20), (20, 40, 220)
@@ -118,8 +118,55 @@ def test_undecodable_images_are_skipped_with_the_reason(tmp_path, tokenizer):
     shard = write_records(tmp_path, [("bad", b"\xff\xd8\xff not a jpeg", "a red star on a blue background")])
     batches = TaskBatches(build_index([shard]), CaptioningTask(tokenizer, Seen()), batch_size=1, seed=0,
                           max_redraws=3)
-    with pytest.raises(RuntimeError, match="3 draws in a row could not be used .last: bad: image_undecodable"):
+    with pytest.raises(DataError, match=r"3 draws in a row could not be used at micro-step 0 \(image_undecodable 3 "
+                                         r"in this batch; last: bad: image_undecodable"):
         batches.batch(0)
+
+
+def test_skips_are_counted_by_reason_and_full_images_are_not_kept(tmp_path, tokenizer):
+    shard = write_records(tmp_path, [("good", jpeg(Image.new("RGB", (40, 30), RED)), "a red square on a blue background"),
+                                     ("blank", jpeg(Image.new("RGB", (40, 30), BLUE)), "   "), ("broken", b"\xff\xd8\xff cut", "a broken one")])
+    batches = TaskBatches(build_index([shard]), CaptioningTask(tokenizer, Seen()), batch_size=8, seed=0)
+    batch = batches.batch(0)
+    assert batch["inputs"].batch_size == 8 and "records" not in batch  # decoded images go once encoded
+    assert set(batch["skipped_reasons"]) == {"caption_empty", "image_undecodable"}
+    assert sum(batch["skipped_reasons"].values()) == batch["skipped"] > 0 and batch["first_skip"]
+
+
+def test_shards_that_are_not_pairs_or_not_readable_are_named(tmp_path, tokenizer):
+    import gzip
+    import os
+
+    from trainers.data import one_line
+
+    good = write_records(tmp_path / "a", [("k1", jpeg(Image.new("RGB", (40, 30), RED)), "a red square"), ("k2", jpeg(Image.new("RGB", (40, 30), BLUE)), "a blue one")])
+    # left out, and counted: an invalid key, an image alone, a caption alone, a caption given twice
+    odd = write_records(tmp_path / "b", [("bad key", jpeg(Image.new("RGB", (40, 30), RED)), "x y"), ("alone", jpeg(Image.new("RGB", (40, 30), RED)), None),
+                                         ("words", None, "just words"), ("twice", jpeg(Image.new("RGB", (40, 30), RED)), "a red square")])
+    with tarfile.open(odd, "a") as tar:
+        info = tarfile.TarInfo("twice.txt")
+        info.size = 9
+        tar.addfile(info, io.BytesIO(b"a dog cat"))
+    index = build_index([good, odd])
+    assert index.total == 2
+    assert index.left_out == {"key_invalid": 1, "no_caption": 1, "no_image": 1, "member_repeated": 1}
+    data = open(good, "rb").read()
+    (tmp_path / "cut.tar").write_bytes(data[: len(data) // 2 + 100])
+    (tmp_path / "zipped.tar").write_bytes(gzip.compress(data))
+    (tmp_path / "empty.tar").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.tar")
+    for name, shown in [("cut.tar", "cannot be read as a tar"), ("zipped.tar", "cannot be read as a tar"),
+                        ("empty.tar", "cannot be read as a tar"), ("pipe.tar", "is not a regular file")]:
+        with pytest.raises(DataError, match=shown) as caught:
+            build_index([str(tmp_path / name)])
+        assert "\n" not in str(caught.value) and one_line(caught.value) == str(caught.value)
+    # a manifest's shard that changed since its run
+    with pytest.raises(DataError, match=r"has [\d,]+ bytes and 2 pairs, its manifest says 10 and 2: it changed"):
+        build_index([good], expected={good: (10, 2)})
+    # a DataError raised in a DataLoader worker: its last line is the message
+    wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                        "last):\n  File ...\ntrainers.data.DataError: 100 draws in a row could not be used")
+    assert one_line(wrapped) == "100 draws in a row could not be used"
 
 
 def test_a_copy_of_the_training_run_is_recognised_as_training_data(pool_dir, tmp_path):

@@ -107,6 +107,20 @@ def test_resume_refuses_changed_settings_and_refits_the_schedule_to_more_steps(s
     assert "--resume: data.shards is" in caplog.text  # a moved path is allowed, with a warning
 
 
+def test_unusable_samples_are_reported_by_reason(setup, caplog):  # noqa: F811
+    from tests.model_inputs import write_records
+
+    folder = setup[0] / "mixed"
+    shapes = Path(setup[1].split("/{")[0])
+    shutil.copytree(shapes, folder, dirs_exist_ok=True)
+    write_records(folder, [(f"bad{i}", b"\xff\xd8\xff cut short", "a red circle") for i in range(200)], name="bad")
+    config = load_config(_config(setup, "skips", optim__steps=2, data__shards=f"{folder}/*.tar"))
+    train(config)
+    lines = [json.loads(line) for line in (Path(config.run.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["skipped_reasons"] == {"image_undecodable": lines[0]["skipped"]} and lines[0]["skipped"] > 0
+    assert "of the samples drawn in steps 1-1 could not be used and were redrawn (image_undecodable" in caplog.text
+
+
 def _vlcurate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)

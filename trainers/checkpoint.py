@@ -135,25 +135,49 @@ def latest_checkpoint(out_dir: str) -> Path | None:
 
 def load_weights(path: Path, module: torch.nn.Module, prefix: str = "") -> None:
     """Load trainable.safetensors (only its keys under `prefix`, prefix removed) into module."""
-    state = {k[len(prefix):]: v for k, v in load_file(str(path / "trainable.safetensors")).items()
-             if k.startswith(prefix)}
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        state = {k[len(prefix):]: v for k, v in load_file(str(path / "trainable.safetensors")).items()
+                 if k.startswith(prefix)}
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except Exception as err:  # a corrupt header, a tensor of another shape
+        raise CheckpointError(f"{path}: trainable.safetensors does not fit the model ({_first_line(err)})") from None
     tied_ok = [m for m in missing if not m.endswith("lm_head.weight")]
     if tied_ok or unexpected:
-        raise ValueError(f"{path}: checkpoint does not fit the model (missing {tied_ok}, unexpected {unexpected})")
+        raise CheckpointError(f"{path}: checkpoint does not fit the model (missing {tied_ok}, "
+                              f"unexpected {unexpected})")
 
 
 def load_checkpoint(path: Path, module: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
     if problem := checkpoint_problem(path):
         raise CheckpointError(f"{path} cannot be used: {problem}")
     load_weights(path, module)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    rng = torch.load(path / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    keys, pos, has_gauss, cached = rng["numpy"]
-    np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    random.setstate((3, tuple(rng["python"]), None))
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((path / "state.json").read_text())
+    name = "state.json"
+    try:
+        name = "optimizer.pt"
+        optimizer.load_state_dict(torch.load(path / name, weights_only=True))
+        name = "scheduler.pt"
+        scheduler.load_state_dict(torch.load(path / name, weights_only=True))
+        name = "rng.pt"
+        rng = torch.load(path / name, weights_only=True)
+        torch.set_rng_state(rng["torch"])
+        keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+        random.setstate((3, tuple(rng["python"]), None))
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        name = "state.json"
+        state = json.loads((path / name).read_text())
+        if not (isinstance(state.get("step"), int) and isinstance(state.get("skipped", 0), int)
+                and isinstance(state.get("nonfinite_steps", 0), int)):
+            raise ValueError("step, skipped and nonfinite_steps must be integers")
+        return state
+    except Exception as err:
+        # Never torch's own advice for a refused pickle ("re-run with weights_only=False"): a file that
+        # weights_only refuses was not written by this trainer, and unpickling it could run its code.
+        raise CheckpointError(f"{path}: {name} cannot be loaded ({type(err).__name__}); it was not written by "
+                              "this trainer, or was changed since: resume from another checkpoint") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__

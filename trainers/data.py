@@ -24,20 +24,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import random
+import stat
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 from torch.utils.data import IterableDataset, get_worker_info
 
 from filters.image_checks import ImageProblem
+from filters.record_checks import DEFAULT_MAX_CAPTION_CHARS
 from manifests.manifest import MANIFEST_NAME, read_manifest
 from manifests.shard_format import (METADATA_EXT, PairEntry, PairShardIndex, Span, all_members, decode_image,
-                                    index_pair_shards, open_tar, read_span, split_member_name)
+                                    index_pairs, open_tar, read_span, split_member_name)
 from manifests.storage import glob_files, is_local, use_storage_options
 from trainers.tasks.base import Record, Task
+
+log = logging.getLogger("vlcurate")
+# Curation's caption cap (input.max_caption_chars): a caption past it is no training text, and one
+# of 30 MB cost ~30 s of tokenizing per draw; a KEY.json of references past 1 MB is not read.
+MAX_CAPTION_CHARS = DEFAULT_MAX_CAPTION_CHARS
+MAX_METADATA_BYTES = 1 << 20
 
 
 def shard_urls(spec: str, key: str = "data.shards") -> list[str]:
@@ -85,14 +96,79 @@ def open_shard(url: str, storage_options: dict[str, Any] | None = None):
     return fs.open(path, "rb")
 
 
-def build_index(urls: list[str], key: str = "data.shards") -> PairShardIndex:
+class DataError(ValueError):
+    """The training data cannot be used as given: one line naming the shard or the key."""
+
+
+def one_line(err: BaseException) -> str:
+    """A DataError raised in a DataLoader worker arrives with the worker's traceback in its message:
+    its own last line is the message."""
+    text = str(err).strip()
+    last = text.splitlines()[-1] if text else text
+    return last.split(": ", 1)[1] if last.startswith(("trainers.data.DataError: ", "DataError: ")) else last
+
+
+def manifest_shards(spec: str) -> dict[str, tuple[int, int]]:
+    """shard URL -> (bytes, samples) as a run's manifest.json lists them; {} for a pattern."""
+    if not spec.endswith(MANIFEST_NAME):
+        return {}
+    root = spec.rsplit("/", 1)[0]
     try:
-        index = index_pair_shards(urls)
-    except (FileNotFoundError, IsADirectoryError) as err:  # a listed shard that is not there
-        raise FileNotFoundError(f"{key}: shard {err.filename or err} does not exist") from None
+        manifest = read_manifest(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {f"{root}/{s.name}": (s.bytes, s.samples) for s in manifest.shards if s.kind == "sample"}
+
+
+def build_index(urls: list[str], key: str = "data.shards",
+                expected: dict[str, tuple[int, int]] | None = None) -> PairShardIndex:
+    """The pairs of every shard. A shard that is not a readable tar, or (`expected`, from a manifest)
+    whose size or pair count is not what its run wrote, stops with one line: training on a changed
+    or cut shard would go on with less data, or other data, than the run says."""
+    entries, starts, left_out = [], [0], {}
+    for url in urls:
+        _refuse_special_file(url, key)
+        try:
+            with fsspec.open(url, "rb") as f:
+                found = index_pairs(f, left_out=left_out)
+                size = f.seek(0, 2)
+        except (FileNotFoundError, IsADirectoryError) as err:  # a listed shard that is not there
+            raise FileNotFoundError(f"{key}: shard {err.filename or url} does not exist") from None
+        except Exception as err:  # cut short, gzip'd, empty, not a tar: tarfile's errors and ours
+            raise DataError(f"{key}: shard {url} cannot be read as a tar ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200] if str(err) else ''}); `vlcurate verify` on its "
+                            "run says what changed") from None
+        if expected and url in expected and (size, len(found)) != expected[url]:
+            raise DataError(f"{key}: shard {url} has {size:,} bytes and {len(found):,} pairs, its manifest says "
+                            f"{expected[url][0]:,} and {expected[url][1]:,}: it changed since the run "
+                            "(`vlcurate verify` on the run checks every file)")
+        entries.append(found)
+        starts.append(starts[-1] + len(found))
+    index = PairShardIndex(urls, entries, starts, left_out)
     if index.total == 0:
-        raise ValueError("the shards hold no image+caption sample")
+        raise DataError(f"{key}: the shards hold no image+caption sample" +
+                        (f" ({_counts(left_out)} left out)" if left_out else ""))
+    if left_out:
+        log.warning("%s: %d record(s) of the shards are not image+caption pairs and are left out (%s)", key,
+                    sum(left_out.values()), _counts(left_out))
     return index
+
+
+def _counts(by_reason: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n:,}" for reason, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+
+
+def _refuse_special_file(url: str, key: str) -> None:
+    """A FIFO or device named as a shard would block the reader forever (globs already skip them)."""
+    if fsspec.utils.get_protocol(url) not in ("file", "local"):
+        return
+    path = fsspec.core.url_to_fs(url)[1]
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing: the open says so
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise DataError(f"{key}: {url} is not a regular file (a pipe or device); name shard files only")
 
 
 def read_record(f, entry: PairEntry) -> Record | ImageProblem:
@@ -119,14 +195,27 @@ def index_references(urls: list[str]) -> list[dict[str, Span]]:
 
 
 def references_of(metadata: bytes | None, caption: str) -> list[str]:
-    """KEY.json's "references" (a non-empty list of strings; KEY.txt is the first), else [KEY.txt]."""
+    """KEY.json's "references" (a non-empty list of strings, each at most MAX_CAPTION_CHARS; KEY.txt is
+    the first), else [KEY.txt]."""
     try:
-        refs = json.loads(metadata)["references"] if metadata else None
-    except (ValueError, TypeError, KeyError):
+        refs = json.loads(metadata)["references"] if metadata and len(metadata) <= MAX_METADATA_BYTES else None
+    except (ValueError, TypeError, KeyError, RecursionError):
         refs = None
-    if isinstance(refs, list) and refs and all(isinstance(r, str) and r.strip() for r in refs):
+    if isinstance(refs, list) and refs and all(isinstance(r, str) and r.strip() and len(r) <= MAX_CAPTION_CHARS
+                                               for r in refs):
         return refs
     return [caption]
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A sample that could not be used: its reason (counted) and a line naming it (logged)."""
+
+    reason: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def _rng(seed: int, micro_step: int, slot: int) -> random.Random:
@@ -164,23 +253,26 @@ class TaskBatches(IterableDataset):
 
     def batch(self, micro_step: int) -> dict:
         started = time.perf_counter()
-        examples, records, where, skipped = [], [], [], 0
+        examples, records, where, reasons, first = [], [], [], {}, None
         for slot in range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size):
             rng = _rng(self.seed, micro_step, slot)
             for _ in range(self.max_redraws):
                 position = self.index.locate(rng.randrange(self.index.total))
                 drawn = self._encode(*position)
-                if not isinstance(drawn, str):
+                if not isinstance(drawn, Skip):
                     break
-                skipped += 1
-            else:
-                raise RuntimeError(f"{self.max_redraws} draws in a row could not be used (last: {drawn}): "
-                                   f"check the shards")
+                reasons[drawn.reason] = reasons.get(drawn.reason, 0) + 1
+                first = first or drawn.text
+            else:  # draws depend on (seed, step, slot) alone: a resume would stop here again
+                raise DataError(f"{self.max_redraws} draws in a row could not be used at micro-step {micro_step} "
+                                f"({_counts(reasons)} in this batch; last: {drawn}): too few usable samples in "
+                                "the shards; `vlcurate verify --deep` on their run finds the bad ones")
             examples.append(drawn[0])
-            records.append(drawn[1])
+            if self.keep_raw:  # full-size decoded images: ~270 MB each at 9000x9000, kept only for eval
+                records.append(drawn[1])
             where.append(position)
-        batch = {"inputs": self.task.collate(examples), "skipped": skipped, "micro_step": micro_step,
-                 "tokens": sum(sum(e.loss_mask) for e in examples)}
+        batch = {"inputs": self.task.collate(examples), "skipped": sum(reasons.values()), "micro_step": micro_step,
+                 "tokens": sum(sum(e.loss_mask) for e in examples), "skipped_reasons": reasons, "first_skip": first}
         if self.keep_raw:
             batch["records"], batch["where"] = records, where
         batch["build_s"] = time.perf_counter() - started
@@ -196,7 +288,7 @@ class TaskBatches(IterableDataset):
             examples, records, where, problems = [], [], [], []
             for position in positions[start:start + self.batch_size]:
                 drawn = self._encode(*position)
-                if isinstance(drawn, str):
+                if isinstance(drawn, Skip):
                     problems.append(drawn)
                     continue
                 examples.append(drawn[0])
@@ -206,18 +298,26 @@ class TaskBatches(IterableDataset):
                    "problems": problems, "records": records, "where": where}
 
     def _encode(self, shard: int, i: int):
-        """(Example, Record), or why the sample was skipped."""
+        """(Example, Record), or the Skip saying why the sample cannot be used."""
         entry = self.index.entries[shard][i]
         f = self._files.get(shard)
         if f is None:
             f = self._files[shard] = open_shard(self.index.urls[shard], self.storage_options)
+        if entry.caption[1] > 4 * MAX_CAPTION_CHARS:  # a caption curation would have refused; not read
+            return Skip("caption_too_long", f"{entry.key}: caption_too_long ({entry.caption[1]:,} bytes)")
         try:
             record = read_record(f, entry)
             if isinstance(record, ImageProblem):
-                return f"{entry.key}: {record.reason} ({record.detail})"
+                return Skip(record.reason, f"{entry.key}: {record.reason} ({record.detail})")
+            if not record.text.strip():  # nothing to learn: the target would be EOS alone
+                return Skip("caption_empty", f"{entry.key}: caption_empty")
+            if len(record.text) > MAX_CAPTION_CHARS:
+                return Skip("caption_too_long", f"{entry.key}: caption_too_long ({len(record.text):,} characters)")
             if self.references is not None:
                 span = self.references[shard].get(entry.key)
                 record.references = references_of(read_span(f, span) if span else None, record.text)
             return self.task.encode(record), record
-        except Exception as err:  # a caption that is not UTF-8, an image the transform refuses: skipped, never fatal
-            return f"{entry.key}: {type(err).__name__}: {err}"
+        except UnicodeDecodeError as err:
+            return Skip("caption_not_utf8", f"{entry.key}: caption_not_utf8 ({err})")
+        except Exception as err:  # an image the transform refuses, a shard cut since: skipped, never fatal
+            return Skip(f"error_{type(err).__name__}", f"{entry.key}: {type(err).__name__}: {err}")

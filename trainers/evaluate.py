@@ -30,7 +30,8 @@ from trainers.captioner import Captioner
 from trainers.checkpoint import CheckpointError, checkpoint_problem, latest_checkpoint, load_weights
 from trainers.cider import cider_d, tokenize
 from trainers.config import TrainConfig, config_to_dict
-from trainers.data import TaskBatches, apply_storage_options, build_index, index_references, shard_urls
+from trainers.data import (TaskBatches, apply_storage_options, build_index, index_references, manifest_shards,
+                           shard_urls)
 from trainers.eval_page import MAX_ROWS, read_jsonl, render
 from trainers.inputs import ModelInputs
 from trainers.run_dir import EVAL, EVAL_HISTORY, METRICS
@@ -136,7 +137,8 @@ def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None,
     split, shards, urls, warning = eval_split(config)  # before the models load: a bad path fails in seconds
     if warning:
         log.warning("%s", warning)
-    index = build_index(urls, "run.eval_shards" if shards == config.run.eval_shards else "data.shards")
+    index = build_index(urls, "run.eval_shards" if shards == config.run.eval_shards else "data.shards",
+                        expected=manifest_shards(shards))
     references = index_references(urls)
     model, trainable, tokenizer, preprocess = build_model(config)
     load_weights(path, trainable)
@@ -150,12 +152,17 @@ def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None,
         chunks, total = data.in_order(), -(-index.total // config.data.batch_size)
     else:
         chunks, total = (data.batch(b) for b in range(batches)), batches
-    loss_sum, loss_tokens, skipped, problems = 0.0, 0, 0, []
+    loss_sum, loss_tokens, skipped, problems, reasons = 0.0, 0, 0, [], {}
     refs, cands, rows, predictions = {}, {}, [], []
     for b, batch in enumerate(tqdm(chunks, total=total, desc="eval", unit="batch", disable=not progress,
                                    dynamic_ncols=True)):
         skipped += batch["skipped"]
-        problems += batch.get("problems", [])
+        drawn = batch.get("problems") or ([batch["first_skip"]] if batch.get("first_skip") else [])
+        problems += [str(p) for p in drawn]
+        for problem in batch.get("problems", []):
+            reasons[problem.reason] = reasons.get(problem.reason, 0) + 1
+        for reason, n in batch.get("skipped_reasons", {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
         if batch["inputs"] is None:  # every sample of this chunk was unusable
             continue
         inputs = batch["inputs"].to(device)
@@ -177,13 +184,14 @@ def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None,
         raise ValueError(f"no sample of {shards} could be scored ({skipped} skipped; first: "
                          f"{problems[0] if problems else 'none'})")
     if skipped:
-        log.warning("eval: %d sample(s) could not be used and were left out (first: %s)", skipped,
-                    problems[0] if problems else "redrawn")
+        log.warning("eval: %d sample(s) could not be used and were left out (%s; first: %s)", skipped,
+                    ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())), problems[0] if problems else "?")
     cider, per = cider_d(refs, cands)
     loss = loss_sum / max(loss_tokens, 1)
     result = {"checkpoint": str(path), "step": state["step"], "split": split, "shards": shards,
               "val_loss" if split == "validation" else "train_loss": loss, "cider_d": cider,
               "samples": len(rows), "beams": beams, "whole_split": whole, "skipped": skipped,
+              "skipped_reasons": reasons, "not_pairs": index.left_out,  # the split's records eval could not use
               "references_per_sample": sum(len(r) for r in refs.values()) / len(refs), "predictions": PREDICTIONS}
     if warning:
         result["warning"] = warning

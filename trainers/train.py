@@ -36,7 +36,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from trainers.build import build_model
 from trainers.checkpoint import STEP_DIR, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig, config_to_dict
-from trainers.data import TaskBatches, apply_storage_options, build_index, shard_urls
+from trainers.data import TaskBatches, apply_storage_options, build_index, manifest_shards, shard_urls
 from trainers.run_dir import last_metrics, prepare_out_dir, truncate_metrics
 from trainers.resume_check import check_resume
 from trainers.schedule import (count_params, estimate_flops_per_sample, peak_flops, peak_spec, refit_schedule,
@@ -129,7 +129,8 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     if checkpoint is not None:
         check_resume(checkpoint, config)  # before the models load: a changed setting fails in a second
     apply_storage_options([config.data.shards], config.data.storage_options)
-    index = build_index(shard_urls(config.data.shards))  # before the models: a bad path fails in seconds
+    # Before the models: a bad path or a changed shard fails in seconds.
+    index = build_index(shard_urls(config.data.shards), expected=manifest_shards(config.data.shards))
     model, trainable, tokenizer, preprocess = build_model(config)
     task = build_task(config, tokenizer, preprocess)
     model.to(device)
@@ -167,7 +168,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     logger = _Logger(out, config, rank, count_params(trainable, True))
     model.train()
     window, last = _Window(), {}
-    windows_logged, starved_warned = 0, False
+    windows_logged, starved_warned, skips_warned = 0, False, False
     show = progress and rank == 0
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=optim.steps, initial=step, unit="step", desc="train", disable=not show,
@@ -212,6 +213,11 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
                     "nonfinite_steps": nonfinite_steps})
                 logger.write(last, optim.steps)
                 windows_logged += 1
+                if rank == 0 and not skips_warned and window.skipped_share() >= 0.1:
+                    log.warning("%.0f%% of the samples drawn in steps %d-%d could not be used and were redrawn (%s; "
+                                "first: %s); metrics.jsonl has the reasons per window", 100 * window.skipped_share(),
+                                step - window.steps + 1, step, _counts(window.skipped), window.first_skip)
+                    skips_warned = True
                 if rank == 0 and windows_logged >= 2 and not starved_warned:  # the first window holds start-up
                     hint = starved_hint(last, workers, world)
                     if hint:
@@ -252,6 +258,10 @@ def starved_hint(record: dict, workers: int, world: int, threshold: float = 0.1)
             f"({cpus} CPUs here{'; over them, decoding is the limit: shrink images before training' if needed > cpus else ''})")
 
 
+def _counts(by_reason: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n:,}" for reason, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+
+
 class _Window:
     """Host-side counts over a logging window, none read from the device: wall time, time spent
     waiting for the DataLoader, samples and loss tokens delivered, and the seconds spent building them."""
@@ -260,6 +270,8 @@ class _Window:
         self.started = time.perf_counter()
         self.steps = self.samples = self.tokens = 0
         self.wait_s = self.build_s = 0.0
+        self.skipped: dict[str, int] = {}  # samples drawn but not usable, by reason (this rank's)
+        self.first_skip: str | None = None
 
     def next(self, loader) -> dict:
         waiting = time.perf_counter()
@@ -268,7 +280,14 @@ class _Window:
         self.samples += batch["inputs"].batch_size
         self.tokens += batch["tokens"]
         self.build_s += batch["build_s"]
+        for reason, n in batch["skipped_reasons"].items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + n
+        self.first_skip = self.first_skip or batch["first_skip"]
         return batch
+
+    def skipped_share(self) -> float:
+        skipped = sum(self.skipped.values())
+        return skipped / max(1, skipped + self.samples)
 
     def record(self, world: int, workers: int, logger: _Logger, values: dict) -> dict:
         """values and the window's rates. Call after a device read: the window's work is then done."""
@@ -277,7 +296,8 @@ class _Window:
         return {**values, "samples_per_s": rate, "tokens_per_s": self.tokens * world / elapsed,
                 "steps_per_s": self.steps / elapsed, "mfu": logger.mfu(rate / world), "peak": logger.peak_name,
                 "data_wait_s": self.wait_s, "compute_s": elapsed - self.wait_s,
-                "loader_samples_per_s": self.samples * world * max(workers, 1) / max(self.build_s, 1e-9)}
+                "loader_samples_per_s": self.samples * world * max(workers, 1) / max(self.build_s, 1e-9),
+                **({"skipped_reasons": dict(self.skipped)} if self.skipped else {})}
 
 
 class _Logger:
