@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_metaclip.py
 	$(BIN)/python tests/bench/experiment_adapters.py
 	$(BIN)/python tests/bench/bench_obelics.py
+	$(BIN)/python tests/bench/bench_html_cost.py
 	$(BIN)/python tests/bench/bench_grounding.py --images 768
 
 # On a GPU machine (issue 19): the trainer's throughput and MFU, in one call of under 6 minutes with

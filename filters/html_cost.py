@@ -17,7 +17,7 @@ it simplifies it over-counts, so a real pile-up is never missed.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 # The specification's formatting elements: the ones the tree builder reconstructs.
 FORMATTING = frozenset({"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong",
@@ -41,6 +41,25 @@ _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)([^<>]{0,200})")
 _RAW_TEXT_START = re.compile(r"<(script|style|textarea|title|xmp|iframe|noembed|noframes|plaintext)\b", re.IGNORECASE)
 _RAW_TEXT_END = {name: re.compile(f"</{name}", re.IGNORECASE) for name in
                  ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes")}
+
+
+_NAME = re.compile(r"<(/?[A-Za-z][A-Za-z0-9]*)")
+
+
+def over_limit(html: str, limit: int) -> int | None:
+    """parse_cost when it passes `limit`, else None. First a bound from tag counts alone (every
+    formatting start tag rebuilt at every block boundary), 4x cheaper than the walk: real pages stay
+    far under it (measured: docs/BENCHMARKS.md), so only a page that could pile up is walked."""
+    names: Counter[str] = Counter()
+    for name, n in Counter(_NAME.findall(html)).items():  # case folded per distinct spelling, not per tag
+        names[name.lower()] += n
+    starts = sum(n for name, n in names.items() if not name.startswith("/"))
+    formatting = sum(names[name] for name in FORMATTING)
+    boundaries = sum(names[name] + names["/" + name] for name in BLOCKS)
+    if starts + formatting * boundaries <= limit:
+        return None
+    cost = parse_cost(html, limit)
+    return cost if cost > limit else None
 
 
 def parse_cost(html: str, limit: int) -> int:

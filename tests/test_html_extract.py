@@ -145,6 +145,11 @@ def test_the_parse_cost_estimate_follows_what_the_parser_builds():
               "".join(f"<b id={i}>" for i in range(200)) + "<table>" + "<tr><td>x<td>y" * 500 + "</table>"]
     for page in sloppy:
         assert _elements(page) / 2 <= parse_cost(page, 10 ** 9) <= 2 * _elements(page), page[:40]
+    # the guard's cheap bound lets ordinary pages through without the walk, and walks a pile-up
+    from filters.html_cost import over_limit
+
+    assert all(over_limit(page, 1_000_000) is None for page in [plain, *sloppy])
+    assert over_limit(pile_up(3000, 3000), 1_000_000) > 1_000_000
     # counting stops just past the limit: a 3000 x 3000 pile-up (9 million elements) costs no more than that
     assert 1_000 < parse_cost(pile_up(3000, 3000), 1_000) <= 1_000 + 3_001
     # tags inside script and style are text to the parser

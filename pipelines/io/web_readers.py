@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 
 from filters.document import Document
-from filters.html_cost import parse_cost
+from filters.html_cost import over_limit
 from filters.html_extract import extract, page_domain
 from filters.record_checks import metadata_problem
 from filters.sample import Rejection
@@ -207,7 +207,7 @@ def _table_document(path: str, key: str, values: Any, config: InputConfig) -> Do
 # ---------------------------------------------------------------- one page
 def document_from_html(key: str, source: str, url: str | None, html: str, meta: dict[str, Any],
                        max_elements: int = 1_000_000) -> Document | Rejection:
-    if (cost := parse_cost(html, max_elements)) > max_elements:  # before the parser builds it all in memory
+    if (cost := over_limit(html, max_elements)) is not None:  # before the parser builds it all in memory
         return Rejection(key, source, url, STAGE, "html_too_complex",
                          f"its HTML5 parse would build over {max_elements:,} elements (formatting tags left open "
                          f"are rebuilt in every block; {cost:,} counted so far)", KIND)
