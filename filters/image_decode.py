@@ -56,13 +56,20 @@ def _decode(image: bytes, header: ImageHeader) -> Image.Image | ImageProblem:
 
 def _as_rgb(img: Image.Image) -> Image.Image:
     """RGB as the image is seen. Pillow's convert("RGB") clips 16-bit and 32-bit integer greys to 255
-    (a mid-grey 16-bit PNG became white) and maps float greys in 0..1 to black: scale them to 8 bits."""
-    if img.mode.startswith("I") or img.mode == "F":
+    (a mid-grey 16-bit PNG became white) and maps float greys in 0..1 to black: scale them to 8 bits.
+    Integer arithmetic on the 16-bit plane: float64 copies of an 89-megapixel image cost gigabytes."""
+    if img.mode.startswith("I;16"):  # 16 bits per sample, whatever its values
         import numpy as np
 
-        values = np.asarray(img, dtype=np.float64)
-        top = 1.0 if img.mode == "F" and values.size and np.nanmax(values) <= 1.0 else (
-            255.0 if values.size and np.nanmax(values) <= 255 else 65535.0)
-        grey = np.nan_to_num(values / top * 255.0, nan=0.0).clip(0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
+        values = np.asarray(img).astype(np.uint32)
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("I", "F"):  # 32-bit: 16-bit PNGs in older Pillow, TIFFs; the range is the image's guess
+        import numpy as np
+
+        values = np.array(img, dtype=np.float32)  # a writable copy: scaled in place
+        top = float(np.nanmax(values)) if values.size else 0.0
+        scale = 255.0 if img.mode == "F" and top <= 1.0 else 1.0 if top <= 255 else 255.0 / 65535.0
+        values *= scale
+        np.nan_to_num(values, copy=False)
+        return Image.fromarray(values.clip(0, 255).round().astype(np.uint8), "L").convert("RGB")
     return img.convert("RGB")

@@ -160,11 +160,12 @@ class PairEntry:
 
 
 def index_pairs(fileobj: IO[bytes], require_caption: bool = True,
-                left_out: dict[str, int] | None = None) -> list[PairEntry]:
+                left_out: dict[str, int] | None = None, keep_repeated: bool = False) -> list[PairEntry]:
     """Every key of an uncompressed tar with an image and a caption (or, for the report's thumbnails
     of caption_missing rejections, an image alone), by key, for random access. `left_out` counts the
     keys that are not such pairs, by reason: key_invalid, no_image, no_caption, and member_repeated
-    (KEY.txt twice: which caption goes with the image cannot be told)."""
+    (a member given twice, e.g. KEY.txt: which caption goes with the image cannot be told; the report,
+    `keep_repeated`, shows such a record with its last members)."""
     members: dict[str, dict[str, Span]] = {}
     repeated: set[str] = set()
     with open_tar(fileobj, "r:") as tar:
@@ -179,7 +180,7 @@ def index_pairs(fileobj: IO[bytes], require_caption: bool = True,
     for key in sorted(members):
         parts = members[key]
         ext = image_member(parts)
-        reason = ("key_invalid" if not valid_key(key) else "member_repeated" if key in repeated
+        reason = ("key_invalid" if not valid_key(key) else "member_repeated" if key in repeated and not keep_repeated
                   else "no_image" if ext is None else "no_caption" if CAPTION_EXT not in parts and require_caption
                   else None)
         if reason is None:

@@ -69,5 +69,7 @@ def test_high_bit_depth_greys_decode_as_they_look():
 
     grey16 = decode_image(encoded(np.full((40, 40), 40000, np.uint16)))
     assert grey16.mode == "RGB" and grey16.getpixel((0, 0)) == (156, 156, 156)  # 40000 / 65535 of white
+    dark16 = decode_image(encoded(np.full((40, 40), 200, np.uint16)))  # 16 bits: dark, not an 8-bit 200
+    assert dark16.getpixel((0, 0)) == (1, 1, 1)
     assert decode_image(encoded(np.full((40, 40), 0.5, np.float32), "F", "TIFF")).getpixel((0, 0)) == (128,) * 3
     assert decode_image(encoded(np.full((40, 40), 128, np.uint8))).getpixel((0, 0)) == (128, 128, 128)

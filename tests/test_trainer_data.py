@@ -161,12 +161,14 @@ def test_shards_that_are_not_pairs_or_not_readable_are_named(tmp_path, tokenizer
             build_index([str(tmp_path / name)])
         assert "\n" not in str(caught.value) and one_line(caught.value) == str(caught.value)
     # a manifest's shard that changed since its run
-    with pytest.raises(DataError, match=r"has [\d,]+ bytes and 2 pairs, its manifest says 10 and 2: it changed"):
+    with pytest.raises(DataError, match=r"has [\d,]+ bytes, its manifest says 10: it changed since the run"):
         build_index([good], expected={good: (10, 2)})
+    assert build_index([good, odd], expected={odd: (os.path.getsize(odd), 4)}).total == 2  # fewer pairs than records
     # a DataError raised in a DataLoader worker: its last line is the message
     wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
-                        "last):\n  File ...\ntrainers.data.DataError: 100 draws in a row could not be used")
-    assert one_line(wrapped) == "100 draws in a row could not be used"
+                        "last):\n  File ...\ntrainers.data.DataError: 100 draws in a row could not be used (last: "
+                        "k: error_ValueError line one\nline two)")
+    assert one_line(wrapped) == "100 draws in a row could not be used (last: k: error_ValueError line one line two)"
 
 
 def test_a_copy_of_the_training_run_is_recognised_as_training_data(pool_dir, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
@@ -171,13 +172,17 @@ def load_checkpoint(path: Path, module: torch.nn.Module, optimizer, scheduler) -
                 and isinstance(state.get("nonfinite_steps", 0), int)):
             raise ValueError("step, skipped and nonfinite_steps must be integers")
         return state
-    except Exception as err:
+    except pickle.UnpicklingError as err:
         # Never torch's own advice for a refused pickle ("re-run with weights_only=False"): a file that
         # weights_only refuses was not written by this trainer, and unpickling it could run its code.
         raise CheckpointError(f"{path}: {name} cannot be loaded ({type(err).__name__}); it was not written by "
                               "this trainer, or was changed since: resume from another checkpoint") from None
+    except Exception as err:  # a file of another shape, or state this machine cannot take (fewer GPUs)
+        raise CheckpointError(f"{path}: {name} cannot be loaded ({_first_line(err)})") from None
 
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
+    if "weights_only" in text:  # torch's message for a refused pickle suggests turning the safety off
+        return type(err).__name__
     return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__

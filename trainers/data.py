@@ -28,6 +28,7 @@ import logging
 import os
 import random
 import stat
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,10 +103,10 @@ class DataError(ValueError):
 
 def one_line(err: BaseException) -> str:
     """A DataError raised in a DataLoader worker arrives with the worker's traceback in its message:
-    its own last line is the message."""
+    the message is what follows its last `DataError: `."""
     text = str(err).strip()
-    last = text.splitlines()[-1] if text else text
-    return last.split(": ", 1)[1] if last.startswith(("trainers.data.DataError: ", "DataError: ")) else last
+    marker = text.rfind("DataError: ")
+    return " ".join((text[marker + len("DataError: "):] if marker >= 0 else text).split())
 
 
 def manifest_shards(spec: str) -> dict[str, tuple[int, int]]:
@@ -120,38 +121,45 @@ def manifest_shards(spec: str) -> dict[str, tuple[int, int]]:
     return {f"{root}/{s.name}": (s.bytes, s.samples) for s in manifest.shards if s.kind == "sample"}
 
 
-def build_index(urls: list[str], key: str = "data.shards",
-                expected: dict[str, tuple[int, int]] | None = None) -> PairShardIndex:
+def build_index(urls: list[str], key: str = "data.shards", expected: dict[str, tuple[int, int]] | None = None,
+                warn: bool = True) -> PairShardIndex:
     """The pairs of every shard. A shard that is not a readable tar, or (`expected`, from a manifest)
-    whose size or pair count is not what its run wrote, stops with one line: training on a changed
-    or cut shard would go on with less data, or other data, than the run says."""
+    whose size is not what its run wrote, stops with one line: training on a changed or cut shard
+    would go on with less data, or other data, than the run says. (Its pair count may be lower than
+    the manifest's records: a run without caption rules keeps images without captions.)
+    `warn`: log the records left out (rank 0 only, under DDP)."""
     entries, starts, left_out = [], [0], {}
     for url in urls:
         _refuse_special_file(url, key)
         try:
             with fsspec.open(url, "rb") as f:
                 found = index_pairs(f, left_out=left_out)
-                size = f.seek(0, 2)
+                size = (getattr(f, "size", None) or f.seek(0, 2)) if expected and url in expected else None
         except (FileNotFoundError, IsADirectoryError) as err:  # a listed shard that is not there
             raise FileNotFoundError(f"{key}: shard {err.filename or url} does not exist") from None
-        except Exception as err:  # cut short, gzip'd, empty, not a tar: tarfile's errors and ours
-            raise DataError(f"{key}: shard {url} cannot be read as a tar ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:200] if str(err) else ''}); `vlcurate verify` on its "
-                            "run says what changed") from None
-        if expected and url in expected and (size, len(found)) != expected[url]:
-            raise DataError(f"{key}: shard {url} has {size:,} bytes and {len(found):,} pairs, its manifest says "
-                            f"{expected[url][0]:,} and {expected[url][1]:,}: it changed since the run "
-                            "(`vlcurate verify` on the run checks every file)")
+        except (tarfile.TarError, EOFError, ValueError) as err:  # cut short, gzip'd, empty, not a tar
+            raise DataError(f"{key}: shard {url} cannot be read as a tar ({_first_line(err)}); `vlcurate verify` "
+                            "on its run says what changed") from None
+        except Exception as err:  # refused access, a network error: the store's, not the shard's
+            raise DataError(f"{key}: shard {url} cannot be read ({_first_line(err)})") from None
+        if size is not None and size != expected[url][0]:
+            raise DataError(f"{key}: shard {url} has {size:,} bytes, its manifest says {expected[url][0]:,}: it "
+                            "changed since the run (`vlcurate verify` on the run checks every file)")
         entries.append(found)
         starts.append(starts[-1] + len(found))
     index = PairShardIndex(urls, entries, starts, left_out)
     if index.total == 0:
         raise DataError(f"{key}: the shards hold no image+caption sample" +
                         (f" ({_counts(left_out)} left out)" if left_out else ""))
-    if left_out:
+    if left_out and warn:
         log.warning("%s: %d record(s) of the shards are not image+caption pairs and are left out (%s)", key,
                     sum(left_out.values()), _counts(left_out))
     return index
+
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())  # one line whatever the library put in it
+    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
 
 
 def _counts(by_reason: dict[str, int]) -> str:
@@ -320,4 +328,4 @@ class TaskBatches(IterableDataset):
         except UnicodeDecodeError as err:
             return Skip("caption_not_utf8", f"{entry.key}: caption_not_utf8 ({err})")
         except Exception as err:  # an image the transform refuses, a shard cut since: skipped, never fatal
-            return Skip(f"error_{type(err).__name__}", f"{entry.key}: {type(err).__name__}: {err}")
+            return Skip(f"error_{type(err).__name__}", f"{entry.key}: {_first_line(err)}")

@@ -17,7 +17,9 @@ import json
 from pathlib import Path
 
 import yaml
-from PIL import Image
+
+from filters.image_checks import ImageProblem
+from manifests.shard_format import decode_image
 
 MAX_ROWS = 48
 THUMB = 160
@@ -46,11 +48,12 @@ def read_jsonl(path: Path) -> list[dict]:
 def thumbnail(data: bytes) -> str | None:
     """A JPEG thumbnail as a data: URI, or None for bytes PIL cannot read."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("RGB")
-            image.thumbnail((THUMB, THUMB))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=80)
+        image = decode_image(data)  # as training saw it: upright, 16-bit greys scaled, pixel count checked
+        if isinstance(image, ImageProblem):
+            return None
+        image.thumbnail((THUMB, THUMB))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=80)
     except Exception:  # the sample decoded for training, but a page must not fail on one image
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

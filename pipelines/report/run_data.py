@@ -89,7 +89,7 @@ def images_from_tar(url: str, keys: list[str]) -> dict[str, tuple[Any, str]]:
     wanted = set(keys)
     try:
         with fsspec.open(url, "rb") as f:
-            for entry in [e for e in index_pairs(f, require_caption=False) if e.key in wanted]:
+            for entry in [e for e in index_pairs(f, require_caption=False, keep_repeated=True) if e.key in wanted]:
                 decoded = decode_image(read_span(f, entry.image))
                 image = decoded if not isinstance(decoded, ImageProblem) else f"({decoded.reason})"
                 caption = read_span(f, entry.caption).decode("utf-8", "replace") if entry.caption else "(no caption)"
