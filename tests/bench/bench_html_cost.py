@@ -46,7 +46,7 @@ def main() -> None:
 
     paths = sorted(PAGES.glob("*.htm*"))
     if not paths:
-        print(f"skipped: no pages in {PAGES}")
+        print(f"SKIP: no pages in {PAGES} (benchmarks use ../shared/data; tests never do)")
         return
     pages = [p.read_text(encoding="utf-8", errors="replace") for p in paths]
     ratios = [parse_cost(h, 10 ** 9) / elements(h) for h in pages]
