@@ -136,7 +136,7 @@ def test_old_checkpoint_configs_still_load_and_round_trip():
                              "compile_mode": "reduce-overhead"},
                      "llm": {**OLD_CHECKPOINT_CONFIG["llm"], "random_init": False},
                      "data": {**OLD_CHECKPOINT_CONFIG["data"], "task": "captioning", "storage_options": {},
-                              "pad_to": "max", "prefetch": 4},
+                              "pad_to": "max", "prefetch": 4, "verify_shards": False},
                      "optim": {**OLD_CHECKPOINT_CONFIG["optim"], "skip_nonfinite": False}}
     assert config_from_dict(saved) == config
     with pytest.raises(ConfigError, match=r"config: 1 problem\(s\)\n  optim.warmup: unknown key"):

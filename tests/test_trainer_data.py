@@ -162,8 +162,11 @@ def test_shards_that_are_not_pairs_or_not_readable_are_named(tmp_path, tokenizer
         assert "\n" not in str(caught.value) and one_line(caught.value) == str(caught.value)
     # a manifest's shard that changed since its run
     with pytest.raises(DataError, match=r"has [\d,]+ bytes, its manifest says 10: it changed since the run"):
-        build_index([good], expected={good: (10, 2)})
-    assert build_index([good, odd], expected={odd: (os.path.getsize(odd), 4)}).total == 2  # fewer pairs than records
+        build_index([good], expected={good: (10, "0" * 64)})
+    same_size = {good: (os.path.getsize(good), "0" * 64), odd: (os.path.getsize(odd), "0" * 64)}
+    assert build_index([good, odd], expected=same_size).total == 2  # the size matches; fewer pairs than records
+    with pytest.raises(DataError, match="does not match its manifest's sha256 .data.verify_shards."):
+        build_index([good], expected=same_size, verify=True)  # data.verify_shards: the bytes themselves
     # a DataError raised in a DataLoader worker: its last line is the message
     wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
                         "last):\n  File ...\ntrainers.data.DataError: 100 draws in a row could not be used (last: "

@@ -69,6 +69,10 @@ class DataConfig(Strict):
     # AWS_ENDPOINT_URL, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS); any given here are written as
     # "<redacted>" in checkpoints, config.json and the eval page (config_to_dict).
     storage_options: dict[str, Any] = {}
+    # With data.shards a run's manifest.json, each shard's size is always checked against it; true also
+    # hashes every shard against its sha256 before training (one full read of the data: for a copy
+    # whose bytes may have changed at the same length, e.g. a published set on another store).
+    verify_shards: bool = False
     task: Literal["captioning"] = "captioning"  # trainers/tasks/: record -> model inputs and loss mask
     samples_per_epoch: int = Field(10_000, ge=1)
     batch_size: int = Field(32, ge=1)

@@ -42,7 +42,7 @@ from filters.record_checks import DEFAULT_MAX_CAPTION_CHARS
 from manifests.manifest import MANIFEST_NAME, read_manifest
 from manifests.shard_format import (METADATA_EXT, PairEntry, PairShardIndex, Span, all_members, decode_image,
                                     index_pairs, open_tar, read_span, split_member_name)
-from manifests.storage import glob_files, is_local, use_storage_options
+from manifests.storage import glob_files, is_local, sha256_of, use_storage_options
 from trainers.tasks.base import Record, Task
 
 log = logging.getLogger("vlcurate")
@@ -109,8 +109,8 @@ def one_line(err: BaseException) -> str:
     return " ".join((text[marker + len("DataError: "):] if marker >= 0 else text).split())
 
 
-def manifest_shards(spec: str) -> dict[str, tuple[int, int]]:
-    """shard URL -> (bytes, samples) as a run's manifest.json lists them; {} for a pattern."""
+def manifest_shards(spec: str) -> dict[str, tuple[int, str]]:
+    """shard URL -> (bytes, sha256) as a run's manifest.json lists them; {} for a pattern."""
     if not spec.endswith(MANIFEST_NAME):
         return {}
     root = spec.rsplit("/", 1)[0]
@@ -118,16 +118,17 @@ def manifest_shards(spec: str) -> dict[str, tuple[int, int]]:
         manifest = read_manifest(root)
     except (FileNotFoundError, NotADirectoryError):
         return {}
-    return {f"{root}/{s.name}": (s.bytes, s.samples) for s in manifest.shards if s.kind == "sample"}
+    return {f"{root}/{s.name}": (s.bytes, s.sha256) for s in manifest.shards if s.kind == "sample"}
 
 
-def build_index(urls: list[str], key: str = "data.shards", expected: dict[str, tuple[int, int]] | None = None,
-                warn: bool = True) -> PairShardIndex:
+def build_index(urls: list[str], key: str = "data.shards", expected: dict[str, tuple[int, str]] | None = None,
+                warn: bool = True, verify: bool = False) -> PairShardIndex:
     """The pairs of every shard. A shard that is not a readable tar, or (`expected`, from a manifest)
     whose size is not what its run wrote, stops with one line: training on a changed or cut shard
     would go on with less data, or other data, than the run says. (Its pair count may be lower than
     the manifest's records: a run without caption rules keeps images without captions.)
-    `warn`: log the records left out (rank 0 only, under DDP)."""
+    `warn`: log the records left out (rank 0 only, under DDP). `verify` (data.verify_shards): also hash
+    each shard `expected` lists against its sha256."""
     entries, starts, left_out = [], [0], {}
     for url in urls:
         _refuse_special_file(url, key)
@@ -145,6 +146,9 @@ def build_index(urls: list[str], key: str = "data.shards", expected: dict[str, t
         if size is not None and size != expected[url][0]:
             raise DataError(f"{key}: shard {url} has {size:,} bytes, its manifest says {expected[url][0]:,}: it "
                             "changed since the run (`vlcurate verify` on the run checks every file)")
+        if verify and expected and url in expected and sha256_of(url) != expected[url][1]:
+            raise DataError(f"{key}: shard {url} does not match its manifest's sha256 (data.verify_shards): it "
+                            "changed since the run")
         entries.append(found)
         starts.append(starts[-1] + len(found))
     index = PairShardIndex(urls, entries, starts, left_out)

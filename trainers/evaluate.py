@@ -138,7 +138,7 @@ def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None,
     if warning:
         log.warning("%s", warning)
     index = build_index(urls, "run.eval_shards" if shards == config.run.eval_shards else "data.shards",
-                        expected=manifest_shards(shards))
+                        expected=manifest_shards(shards), verify=config.data.verify_shards)
     references = index_references(urls)
     model, trainable, tokenizer, preprocess = build_model(config)
     load_weights(path, trainable)

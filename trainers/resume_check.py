@@ -20,7 +20,7 @@ log = logging.getLogger("vlcurate")
 MAY_CHANGE = {
     "run.out_dir", "run.device", "run.compile", "run.compile_mode", "run.activation_checkpointing",
     "run.checkpoint_every", "run.log_every", "run.eval_shards", "run.eval_whole_split", "run.tensorboard",
-    "run.threads", "data.workers", "data.prefetch", "data.storage_options", "data.pad_to",
+    "run.threads", "data.workers", "data.prefetch", "data.storage_options", "data.pad_to", "data.verify_shards",
     "optim.steps", "optim.skip_nonfinite",
 }
 # Where something is read from: a run resumed after its data or weights moved (to a bucket, another

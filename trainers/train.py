@@ -130,7 +130,8 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
         check_resume(checkpoint, config)  # before the models load: a changed setting fails in a second
     apply_storage_options([config.data.shards], config.data.storage_options)
     # Before the models: a bad path or a changed shard fails in seconds.
-    index = build_index(shard_urls(config.data.shards), expected=manifest_shards(config.data.shards), warn=rank == 0)
+    index = build_index(shard_urls(config.data.shards), expected=manifest_shards(config.data.shards), warn=rank == 0,
+                        verify=config.data.verify_shards)
     model, trainable, tokenizer, preprocess = build_model(config)
     task = build_task(config, tokenizer, preprocess)
     model.to(device)
