@@ -52,6 +52,8 @@ class GroundingAnnotator:
             if isinstance(image, Rejection):
                 outcomes[i] = image
                 continue
+            if max(image.size) > self.config.max_side:  # boxes are normalized by the size the detector saw
+                image.thumbnail((self.config.max_side, self.config.max_side))
             chunks = noun_chunks(doc, self.is_abstract, self.stop_nouns)[: self.config.max_phrases]
             work.append((i, sample, image, chunks))
         found = self.detector.detect([w[2] for w in work], [[c.text for c, _ in w[3]] for w in work], self.threshold)

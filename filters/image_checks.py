@@ -19,6 +19,10 @@ _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 MAX_CLAIMED_SIDE = 1 << 20  # no real image is a million pixels on a side
 
 
+# What decoding an image for a model can say (decode_rgb): model stages list these among their reasons.
+DECODE_REASONS = ("image_missing", "image_empty", "image_undecodable", "image_truncated", "image_too_many_pixels")
+
+
 @dataclass(frozen=True, slots=True)
 class ImageHeader:
     format: str  # PIL's name: JPEG, PNG, WEBP, ...

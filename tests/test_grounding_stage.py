@@ -102,6 +102,22 @@ def test_exif_rotated_images_are_boxed_as_displayed(run):
     assert green["boxes"] == [[0.1, 0.75, 0.5, 0.95, 0.95]]  # displayed 100x200, shape at (10,150)-(50,190)
 
 
+def test_long_images_are_downscaled_before_detection_and_boxed_the_same(wordnet_dir, tmp_path):
+    """Detectors pad to a square at full size (a 1x20000 image took 22 GB in OWLv2's processor); the
+    stage hands them at most max_side, and the normalized boxes do not change."""
+    samples = [Sample("long", "t", scene(1600, 100, [("red", (160, 10, 480, 50))]), "png", "a red bar", None)]
+    with open(tmp_path / "00000.tar", "wb") as out:
+        write_pair_tar(out, samples, pair_rows(samples))
+    boxes = {}
+    for side in (4096, 400):
+        result = curate(recipe(wordnet_dir, max_side=side), str(tmp_path / "00000.tar"), str(tmp_path / f"o{side}"))
+        with tarfile.open(tmp_path / f"o{side}" / result.manifest.shards[0].name) as tar:
+            layout = json.loads(tar.extractfile("long.json").read())
+        boxes[side] = [g["boxes"] for g in layout["grounding"] if g["kind"] == "chunk"][0][0]
+    assert boxes[4096][:4] == [0.1, 0.1, 0.3, 0.5]
+    assert all(abs(a - b) <= 0.03 for a, b in zip(boxes[400][:4], boxes[4096][:4])), boxes  # pixel rounding at 400x25
+
+
 def test_renderings_are_members_and_parse_back(run):
     from transformers.models.kosmos2.processing_kosmos2 import clean_text_and_extract_entities_with_bboxes
 

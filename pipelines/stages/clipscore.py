@@ -14,6 +14,7 @@ import apache_beam as beam
 from pydantic import Field, model_validator
 
 from filters.clipscore import IMAGE_VECTOR, SCORE, STAGE, TEXT_VECTOR, ClipScorer
+from filters.image_checks import DECODE_REASONS
 from manifests.recipe_paths import RecipePath, RecipePathOrName
 from manifests.schema import Strict
 from pipelines.beam.inference import InferSamples
@@ -101,8 +102,7 @@ SPEC = StageSpec(
     config=ClipScoreConfig,
     build=lambda config, context: ClipScoreStage(config),
     provides=(SCORE, IMAGE_VECTOR, TEXT_VECTOR),
-    reasons=("caption_missing", "image_missing", "image_empty", "image_undecodable", "image_too_many_pixels",
-             "score_not_finite", "below_threshold", "not_in_top_fraction"),
+    reasons=("caption_missing", *DECODE_REASONS, "score_not_finite", "below_threshold", "not_in_top_fraction"),
     preflight=lambda config: check_clip_model(config.model, STAGE),
     cutoffs=lambda config: (
         [Cutoff(SCORE, config.threshold, "above", "threshold")] if config.threshold is not None else

