@@ -26,6 +26,25 @@ def _misspelt_option(args: list[str], own: list[str]) -> str | None:
     return None
 
 
+def _config(ctx: typer.Context, path: Path, own_options: list[str], quiet: bool, verbose: bool):
+    """What train and eval do first: logging, a misspelt option of their own named, bars off with
+    --quiet, the config with its --section.key=value overrides; any problem is one line."""
+    from pipelines.cli import _fail, _setup_logging
+
+    _setup_logging(verbose)
+    from trainers.config import ConfigError, load_config
+    from trainers.llm import silence_progress_bars
+
+    if (problem := _misspelt_option(ctx.args, own_options)) is not None:
+        _fail(problem)
+    if quiet:
+        silence_progress_bars()
+    try:
+        return load_config(path, ctx.args)
+    except ConfigError as err:
+        _fail(str(err))
+
+
 def train(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="training config YAML (trainers/config.py documents every key)"),
@@ -45,22 +64,16 @@ def train(
     Example: vlcurate train trainers/configs/smoke_smollm2.yaml --optim.steps=200 --run.out_dir=runs/smoke
     (under torchrun for DDP: torchrun --nproc_per_node=2 -m pipelines.cli train CONFIG.yaml)
     """
-    from pipelines.cli import _fail, _setup_logging
+    from pipelines.cli import _fail
 
-    _setup_logging(verbose)
+    cfg = _config(ctx, config, TRAIN_OPTIONS, quiet, verbose)
     from trainers.checkpoint import CheckpointError
-    from trainers.config import ConfigError, load_config
+    from trainers.config import ConfigError
     from trainers.data import DataError, one_line
-    from trainers.llm import silence_progress_bars
     from trainers.run_dir import RunDirError
     from trainers.train import TrainingError, train as run_training
 
-    if (problem := _misspelt_option(ctx.args, TRAIN_OPTIONS)) is not None:
-        _fail(problem)
-    if quiet:
-        silence_progress_bars()
     try:
-        cfg = load_config(config, ctx.args)
         last = run_training(cfg, resume=resume, overwrite=overwrite, progress=not quiet)
     except DataError as err:  # raised in a DataLoader worker it carries the worker's traceback
         _fail(one_line(err))
@@ -91,21 +104,15 @@ def eval_command(
 
     Example: vlcurate eval runs/tiny.yaml --beams 3 --run.eval_shards='heldout/shards/*.tar'
     """
-    from pipelines.cli import _fail, _setup_logging
+    from pipelines.cli import _fail
 
-    _setup_logging(verbose)
+    cfg = _config(ctx, config, EVAL_OPTIONS, quiet, verbose)
     from trainers.checkpoint import CheckpointError
-    from trainers.config import ConfigError, load_config
+    from trainers.config import ConfigError
     from trainers.data import DataError, one_line
     from trainers.evaluate import evaluate
-    from trainers.llm import silence_progress_bars
 
-    if (problem := _misspelt_option(ctx.args, EVAL_OPTIONS)) is not None:
-        _fail(problem)
-    if quiet:
-        silence_progress_bars()
     try:
-        cfg = load_config(config, ctx.args)
         result = evaluate(cfg, checkpoint, batches, beams, out, progress=not quiet)
     except DataError as err:
         _fail(one_line(err))

@@ -154,10 +154,10 @@ def build_index(urls: list[str], key: str = "data.shards", expected: dict[str, t
     index = PairShardIndex(urls, entries, starts, left_out)
     if index.total == 0:
         raise DataError(f"{key}: the shards hold no image+caption sample" +
-                        (f" ({_counts(left_out)} left out)" if left_out else ""))
+                        (f" ({counts_text(left_out)} left out)" if left_out else ""))
     if left_out and warn:
         log.warning("%s: %d record(s) of the shards are not image+caption pairs and are left out (%s)", key,
-                    sum(left_out.values()), _counts(left_out))
+                    sum(left_out.values()), counts_text(left_out))
     return index
 
 
@@ -166,7 +166,8 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
 
 
-def _counts(by_reason: dict[str, int]) -> str:
+def counts_text(by_reason: dict[str, int]) -> str:
+    """`reason n, reason n` in descending counts, for log lines and errors."""
     return ", ".join(f"{reason} {n:,}" for reason, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
 
 
@@ -277,7 +278,7 @@ class TaskBatches(IterableDataset):
                 first = first or drawn.text
             else:  # draws depend on (seed, step, slot) alone: a resume would stop here again
                 raise DataError(f"{self.max_redraws} draws in a row could not be used at micro-step {micro_step} "
-                                f"({_counts(reasons)} in this batch; last: {drawn}): too few usable samples in "
+                                f"({counts_text(reasons)} in this batch; last: {drawn}): too few usable samples in "
                                 "the shards; `vlcurate verify --deep` on their run finds the bad ones")
             examples.append(drawn[0])
             if self.keep_raw:  # full-size decoded images: ~270 MB each at 9000x9000, kept only for eval
@@ -293,21 +294,23 @@ class TaskBatches(IterableDataset):
     def in_order(self) -> Iterator[dict]:
         """Every sample once, shard by shard in index order, batch_size positions at a time (the last
         chunk may be shorter): evaluation of a whole split, the same batches on every call. A sample
-        that cannot be used is left out and counted (`skipped`, `problems`); a chunk with none left
-        has inputs None. Always keeps records and where."""
+        that cannot be used is left out and counted as batch() counts its redraws (`skipped`,
+        `skipped_reasons`, `first_skip`); a chunk with none left has inputs None. Always keeps records
+        and where."""
         positions = [(s, i) for s, entries in enumerate(self.index.entries) for i in range(len(entries))]
         for start in range(0, len(positions), self.batch_size):
-            examples, records, where, problems = [], [], [], []
+            examples, records, where, reasons, first = [], [], [], {}, None
             for position in positions[start:start + self.batch_size]:
                 drawn = self._encode(*position)
                 if isinstance(drawn, Skip):
-                    problems.append(drawn)
+                    reasons[drawn.reason] = reasons.get(drawn.reason, 0) + 1
+                    first = first or drawn.text
                     continue
                 examples.append(drawn[0])
                 records.append(drawn[1])
                 where.append(position)
-            yield {"inputs": self.task.collate(examples) if examples else None, "skipped": len(problems),
-                   "problems": problems, "records": records, "where": where}
+            yield {"inputs": self.task.collate(examples) if examples else None, "skipped": sum(reasons.values()),
+                   "skipped_reasons": reasons, "first_skip": first, "records": records, "where": where}
 
     def _encode(self, shard: int, i: int):
         """(Example, Record), or the Skip saying why the sample cannot be used."""

@@ -30,8 +30,8 @@ from trainers.captioner import Captioner
 from trainers.checkpoint import CheckpointError, checkpoint_problem, latest_checkpoint, load_weights
 from trainers.cider import cider_d, tokenize
 from trainers.config import TrainConfig, config_to_dict
-from trainers.data import (TaskBatches, apply_storage_options, build_index, index_references, manifest_shards,
-                           shard_urls)
+from trainers.data import (TaskBatches, apply_storage_options, build_index, counts_text, index_references,
+                           manifest_shards, shard_urls)
 from trainers.eval_page import MAX_ROWS, read_jsonl, render
 from trainers.inputs import ModelInputs
 from trainers.run_dir import EVAL, EVAL_HISTORY, METRICS
@@ -152,16 +152,13 @@ def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None,
         chunks, total = data.in_order(), -(-index.total // config.data.batch_size)
     else:
         chunks, total = (data.batch(b) for b in range(batches)), batches
-    loss_sum, loss_tokens, skipped, problems, reasons = 0.0, 0, 0, [], {}
+    loss_sum, loss_tokens, skipped, first_skip, reasons = 0.0, 0, 0, None, {}
     refs, cands, rows, predictions = {}, {}, [], []
     for b, batch in enumerate(tqdm(chunks, total=total, desc="eval", unit="batch", disable=not progress,
                                    dynamic_ncols=True)):
         skipped += batch["skipped"]
-        drawn = batch.get("problems") or ([batch["first_skip"]] if batch.get("first_skip") else [])
-        problems += [str(p) for p in drawn]
-        for problem in batch.get("problems", []):
-            reasons[problem.reason] = reasons.get(problem.reason, 0) + 1
-        for reason, n in batch.get("skipped_reasons", {}).items():
+        first_skip = first_skip or batch["first_skip"]
+        for reason, n in batch["skipped_reasons"].items():
             reasons[reason] = reasons.get(reason, 0) + n
         if batch["inputs"] is None:  # every sample of this chunk was unusable
             continue
@@ -181,11 +178,10 @@ def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None,
             rows.append({"key": sample_id, "generated": caption, "references": references_,
                          "image": record.image_bytes[0] if len(rows) < MAX_ROWS else b""})
     if not rows:
-        raise ValueError(f"no sample of {shards} could be scored ({skipped} skipped; first: "
-                         f"{problems[0] if problems else 'none'})")
+        raise ValueError(f"no sample of {shards} could be scored ({skipped} skipped; first: {first_skip or 'none'})")
     if skipped:
         log.warning("eval: %d sample(s) could not be used and were left out (%s; first: %s)", skipped,
-                    ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())), problems[0] if problems else "?")
+                    counts_text(reasons), first_skip)
     cider, per = cider_d(refs, cands)
     loss = loss_sum / max(loss_tokens, 1)
     result = {"checkpoint": str(path), "step": state["step"], "split": split, "shards": shards,

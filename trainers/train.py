@@ -36,7 +36,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from trainers.build import build_model
 from trainers.checkpoint import STEP_DIR, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.config import TrainConfig, config_to_dict
-from trainers.data import TaskBatches, apply_storage_options, build_index, manifest_shards, shard_urls
+from trainers.data import TaskBatches, apply_storage_options, build_index, counts_text, manifest_shards, shard_urls
 from trainers.run_dir import last_metrics, prepare_out_dir, truncate_metrics
 from trainers.resume_check import check_resume
 from trainers.schedule import (count_params, estimate_flops_per_sample, peak_flops, peak_spec, refit_schedule,
@@ -217,7 +217,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
                 if rank == 0 and not skips_warned and window.skipped_share() >= 0.1:
                     log.warning("%.0f%% of the samples drawn in steps %d-%d could not be used and were redrawn (%s; "
                                 "first: %s); metrics.jsonl has the reasons per window", 100 * window.skipped_share(),
-                                step - window.steps + 1, step, _counts(window.skipped), window.first_skip)
+                                step - window.steps + 1, step, counts_text(window.skipped), window.first_skip)
                     skips_warned = True
                 if rank == 0 and windows_logged >= 2 and not starved_warned:  # the first window holds start-up
                     hint = starved_hint(last, workers, world)
@@ -257,10 +257,6 @@ def starved_hint(record: dict, workers: int, world: int, threshold: float = 0.1)
             f"builds {per_worker * max(workers, 1):.0f} samples/s per rank with data.workers {workers}, the step "
             f"alone would take {step_alone:.0f}; data.workers: {needed} would keep up "
             f"({cpus} CPUs here{'; over them, decoding is the limit: shrink images before training' if needed > cpus else ''})")
-
-
-def _counts(by_reason: dict[str, int]) -> str:
-    return ", ".join(f"{reason} {n:,}" for reason, n in sorted(by_reason.items(), key=lambda kv: -kv[1]))
 
 
 class _Window:
