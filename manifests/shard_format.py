@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from filters.image_decode import DEFAULT_MAX_PIXELS, decode_rgb
 from filters.image_format import extension_for, format_name
 from filters.sample import Sample
-from manifests.field_columns import field_columns
+from manifests.field_columns import FIELD_COLUMNS_KEY, JSON_ONLY_KEY, field_columns
 
 # 3: one image member name (KEY.jpg by default) with the format in KEY.json; parquets in metadata/;
 #    image_byte_count (was image_bytes); KEY.json's scalar fields as columns. 2: keys are full member
@@ -267,8 +267,13 @@ def pair_parquet(samples: list[Sample], rows: list[dict[str, Any]]) -> bytes:
         if any(name in s.annotations for s in samples):
             values = [s.annotations.get(name) for s in samples]
             table = table.append_column(name, pa.array(values, type=pa.list_(pa.list_(pa.float64()))))
-    for name, column in field_columns([r["fields"] for r in rows], set(table.column_names)).items():
+    columns, json_only = field_columns([r["fields"] for r in rows], set(table.column_names))
+    for name, column in columns.items():
         table = table.append_column(name, column)
+    # which columns are KEY.json fields, and which fields stay in `json`: table_union.py reads these
+    # to give every shard of a run one schema
+    table = table.replace_schema_metadata({FIELD_COLUMNS_KEY: json.dumps(sorted(columns)),
+                                           JSON_ONLY_KEY: json.dumps(json_only)})
     buffer = io.BytesIO()  # metadata is small; buffering keeps pyarrow away from the atomic writer
     pq.write_table(table, buffer)
     return buffer.getvalue()

@@ -130,3 +130,51 @@ def test_columns_users_bring_arrive_under_their_own_names(tmp_path):
 def test_image_member_must_be_an_image_extension():
     with pytest.raises(ValueError, match="image_member must be 'original' or one of"):
         parse_recipe({"name": "x", "output": {"image_member": "exe"}})
+
+
+def test_metadata_tables_share_one_schema_across_shards(tmp_path):
+    """Each shard's parquet is typed from its own rows; the run settles one schema before the
+    manifest, so a field missing from some shards, null in one and int in another, int here and float
+    there, or a list somewhere, still reads as one table in HF, pyarrow.dataset (in any file order)
+    and duckdb. Rewritten tables keep the manifest's checksums true."""
+    import datasets
+    import duckdb
+    import pyarrow.dataset as ds
+
+    from manifests.verify import verify_dataset
+    from tests.test_readers import write_tar
+
+    def fields(i):
+        shard = i // 6
+        return ({"rare": True} if i == 13 else {}) | {
+            "late": None if shard == 0 else i,
+            "num": i if shard == 0 else i + 0.5,
+            "huge": (1 << 60) + i if shard == 0 else 0.25,
+            "listy": [i] if shard == 2 else i,
+        }
+
+    members = []
+    for i in range(20):
+        members += [(f"s{i:03d}.jpg", make_image(64, 48)), (f"s{i:03d}.txt", f"a red square number {i}".encode()),
+                    (f"s{i:03d}.json", json.dumps(fields(i)).encode())]
+    write_tar(tmp_path / "in.tar", members)
+    recipe = parse_recipe({"name": "schemas", "stages": [], "output": {"samples_per_shard": 6}})
+    out = tmp_path / "out"
+    curate(recipe, str(tmp_path / "in.tar"), str(out))
+
+    files = sorted(str(p) for p in (out / "metadata").glob("*.parquet"))
+    assert len(files) == 4
+    schemas = {pq.read_schema(f) for f in files}
+    assert len(schemas) == 1
+    (schema,) = schemas
+    assert {f.name: str(f.type) for f in schema if f.name in ("rare", "late", "num", "huge")} == \
+        {"rare": "bool", "late": "int64", "num": "double", "huge": "string"}
+    assert "listy" not in schema.names  # a list in one shard: `json` only, in every shard
+    for order in (files, files[::-1]):
+        table = ds.dataset(order, format="parquet").to_table()
+        assert table.num_rows == 20 and sorted(table.column("rare").to_pylist(), key=str) == [None] * 19 + [True]
+    got = duckdb.sql(f"select sum(late), count(rare), min(num) from '{out}/metadata/*.parquet'").fetchall()
+    assert got == [(sum(range(6, 20)), 1, 0.0)]
+    table = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
+    assert str(1 << 60) in table["huge"] and "0.25" in table["huge"]  # exact, as JSON text
+    assert verify_dataset(str(out)) == []

@@ -24,6 +24,7 @@ from manifests.manifest import Manifest, build_funnel, counts_by_kind, total_cou
 from manifests.recipe import Recipe, output_kind
 from manifests.shard_format import FORMAT_VERSION as SHARD_FORMAT_VERSION
 from manifests.storage import atomic_write_bytes, glob_files
+from manifests.table_union import unify_tables
 from pipelines.beam.routing import BUSY_US, Tally, all_rejections
 from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
 from pipelines.beam.sources import COUNTED, REJECTED, ReadRecords
@@ -261,6 +262,8 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     reasons = {(stage, kind, reason): n for stage, kind, reason, n in summary["reasons"]}
     tallies = {(stage, kind, event, reason): n for stage, kind, event, reason, n in summary["tallies"]}
     reports, report_files = _stage_reports(root)
+    if unify_tables(root, summary["shards"]):  # one schema for metadata/*.parquet, before checksums are final
+        log.info("metadata tables given one schema across shards")
     index_files = write_shard_index(root, summary["shards"])
     stage_order = [READ_STAGE, *(e.name for e in recipe.stages), SINK_STAGE]
     kept = {output_kind(recipe): sum(s["samples"] for s in summary["shards"])}
