@@ -43,8 +43,24 @@ _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _SPACES = re.compile(r"[^\S\n]+")
 _SRCSET_GAP = re.compile(r"[\s,]*")
 _SRCSET_URL = re.compile(r"\S+")
-_SIDE = re.compile(r"[0-9]{1,6}")
+_QUOTES = re.compile('[”"<>]')
+_PIXELS = re.compile(r"([0-9]{1,6})(?:\s*px;?|\.[0-9]*)?")  # 6 digits: far past any max_side
+_PERCENT = re.compile(r"([0-9]{1,3})%")
 _LAZY_SOURCES = ("data-src", "data-lazy-src", "data-original")  # lazy loaders keep the real src here
+
+
+def declared_size(attributes) -> dict[str, int]:
+    """The <img>'s width/height attributes as OBELICS reads them (`format_image_size`,
+    simplification_utils.py:101-115): "60", "60px" and "60.7" are pixels, {"width": 60}; an integer
+    percentage is {"width_percent": p}; "auto", "full-width" and anything else, no size."""
+    out = {}
+    for side in ("width", "height"):
+        value = _QUOTES.sub("", attributes.get(side) or "").strip()
+        if m := _PIXELS.fullmatch(value):
+            out[side] = int(m.group(1))
+        elif m := _PERCENT.fullmatch(value):
+            out[f"{side}_percent"] = int(m.group(1))
+    return out
 
 
 @dataclass(slots=True)
@@ -284,11 +300,7 @@ def _image(node, base: str | None, srcset_extra: list[str] | None = None) -> Ima
     url = next((r for r in (_resolve(c, base) for c in candidates if c) if r), None)
     if url is None:
         return None
-    meta = {}
-    for name in ("width", "height"):
-        value = (attrs.get(name) or "").strip().removesuffix("px")
-        if _SIDE.fullmatch(value):  # str.isdigit() also takes "²", which int() refuses
-            meta[name] = int(value)
+    meta = declared_size(attrs)
     alt = _SPACES.sub(" ", attrs.get("alt") or "").strip() or None
     return ImageNode(url, alt_text=alt, meta=meta)
 

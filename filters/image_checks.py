@@ -83,7 +83,10 @@ def size_problem(
         return ImageProblem("image_too_small", f"{width}x{height}, min side < {min_side}")
     if max_aspect is not None and max(width, height) / min(width, height) > max_aspect:
         ratio = max(width, height) / min(width, height)
-        return ImageProblem("image_aspect_too_extreme", f"{width}x{height}, aspect {ratio:.2f} > {max_aspect}")
+        shown = f"{ratio:.4g}"  # 601x200 reads "3.005 > 3" (it read "3.00 > 3.0"); all digits if needed
+        if float(shown) <= max_aspect:
+            shown = repr(ratio)
+        return ImageProblem("image_aspect_too_extreme", f"{width}x{height}, aspect {shown} > {max_aspect:g}")
     return None
 
 

@@ -205,3 +205,29 @@ def test_recipe_images_fetch_false_keeps_urls_only(crawl, tmp_path, server):
     assert parsed.stages[0].config.fetch is False
     result = curate(parsed, str(crawl), str(tmp_path / "out"))
     assert result.manifest.counts.kept == 3 and len(server.requests) == before
+
+
+def test_images_a_page_shows_small_are_dropped_as_obelics_does(tmp_path, server):
+    """OBELICS' rendered-size rule: <img width/height> in [150, 20000]. A size in pixels is judged
+    before fetching (the server never sees that request); a percentage, of the fetched size."""
+    body = (f'<html><body><p>{TEXT}</p>'
+            f'<img src="{server.base}/img/5.jpg" width="60" height="60px">'  # a 320x240 file shown as an icon
+            f'<img src="{server.base}/img/6.jpg" width="40%">'  # 40% of 320 = 128 < 150
+            f'<img src="{server.base}/img/7.jpg" width="100%" height="auto">'  # 320x240 as it is
+            f'<img src="{server.base}/img/8.jpg" width="300.5" height="200">'
+            f'<p>{TEXT} Later, it rained.</p></body></html>').encode()
+    write_warc(tmp_path / "crawl.warc.gz", [("https://site.example/d", body)])
+    before = len(server.requests)
+    result = curate(parse_recipe(recipe(allow_private_networks=True)), str(tmp_path / "crawl.warc.gz"),
+                    str(tmp_path / "out"))
+    stage = next(f for f in result.manifest.funnel if f.stage == "fetch_images")
+    assert stage.edits == {"image_rendered_too_small": 2} and stage.kept == 1
+    assert "/img/5.jpg" not in server.requests[before:] and "/img/6.jpg" in server.requests[before:]
+    with open(tmp_path / "out" / result.manifest.shards[0].name, "rb") as f:
+        (doc,) = iter_documents(f, "shard")
+    assert [n.meta for n in doc.nodes if hasattr(n, "image")] == [
+        {"width_percent": 100, "original_width": 320, "original_height": 240, "format": "JPEG"},
+        {"width": 300, "height": 200, "original_width": 320, "original_height": 240, "format": "JPEG"}]
+    relaxed = curate(parse_recipe(recipe(allow_private_networks=True, min_rendered_side=None)),
+                     str(tmp_path / "crawl.warc.gz"), str(tmp_path / "relaxed"))
+    assert next(f for f in relaxed.manifest.funnel if f.stage == "fetch_images").edits == {}

@@ -167,3 +167,14 @@ def test_a_page_that_would_build_millions_of_elements_is_rejected_before_parsing
     assert "over 1,000,000 elements" in rejected.detail
     kept = document_from_html("k", "crawl.warc", "https://example.com/", "<p>a paragraph of text</p>", {})
     assert not isinstance(kept, Rejection)
+
+
+def test_declared_sizes_are_read_as_obelics_reads_them():
+    from filters.html_extract import declared_size
+
+    cases = {"60": {"width": 60}, "60px": {"width": 60}, " 60 px;": {"width": 60}, "60.7": {"width": 60},
+             '"60"': {"width": 60}, "50%": {"width_percent": 50}, "12.5%": {}, "auto": {}, "full-width": {},
+             "60PX": {}, "²": {}, "9" * 20: {}, "": {}}
+    for value, meta in cases.items():
+        assert declared_size({"width": value}) == meta, value
+    assert declared_size({"width": "300", "height": "25%"}) == {"width": 300, "height_percent": 25}

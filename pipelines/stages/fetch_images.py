@@ -3,7 +3,7 @@
 Documents travel in batches; each batch's image URLs are fetched on a thread pool with per-host
 politeness (pipelines/io/image_fetch.py). An image that cannot be fetched or fails a rule is
 removed from its document: an edit counted under its reason (http_404, robots_opt_out,
-image_too_small, ...). A document left with fewer than `min_images` images is rejected.
+image_too_small, image_rendered_too_small: shown small by the page's width/height, ...). A document left with fewer than `min_images` images is rejected.
 With `fetch: false` the stage keeps documents with image URLs only, to fetch later.
 """
 
@@ -16,7 +16,7 @@ import apache_beam as beam
 from pydantic import Field
 
 from filters.document import Document, ImageNode
-from filters.document_images import image_problem
+from filters.document_images import image_problem, rendered_size_problem
 from filters.image_format import extension_for
 from filters.records import DOCUMENT, edit
 from filters.sample import Rejection
@@ -45,6 +45,11 @@ class FetchImagesConfig(Strict):
     min_side: int | None = Field(150, ge=1, description="OBELICS: each side >= 150")
     max_side: int | None = Field(20_000, ge=1, description="OBELICS: each side <= 20000")
     max_aspect: float | None = Field(2.0, ge=1.0, description="OBELICS: w/h within [1/2, 2]")
+    min_rendered_side: int | None = Field(150, ge=1, description="OBELICS: the <img> width/height attributes "
+                                          ">= 150 (in pixels: judged before fetching; percentages: of the "
+                                          "fetched size)")
+    max_rendered_side: int | None = Field(20_000, ge=1, description="OBELICS: the <img> width/height "
+                                          "attributes <= 20000")
     min_images: int = Field(1, ge=0, description="documents left with fewer fetched images are rejected")
     batch_size: int = Field(16, ge=1, description="documents whose images are fetched together")
     resume: bool = Field(True, description="keep fetched images in the run's scratch directory, so a run "
@@ -80,8 +85,14 @@ class _FetchFn(RoutedDoFn):
     def teardown(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
+    def _shown_problem(self, node: ImageNode, width: int | None = None, height: int | None = None):
+        c = self.config
+        return rendered_size_problem(node.meta, width, height, min_side=c.min_rendered_side,
+                                     max_side=c.max_rendered_side)
+
     def handle(self, docs: list[Document]):
-        urls = sorted({n.url for d in docs for n in d.nodes if isinstance(n, ImageNode) and n.image is None and n.url})
+        urls = sorted({n.url for d in docs for n in d.nodes if isinstance(n, ImageNode) and n.image is None
+                       and n.url and self._shown_problem(n) is None})
         fetched = dict(zip(urls, self.pool.map(self._fetch, urls)))
         # Decide for every document before changing any: if one raises, the guard retries the batch
         # record by record, and the others must still hold their failed images to count them again.
@@ -102,7 +113,8 @@ class _FetchFn(RoutedDoFn):
         kept, attached, edits = [], [], {}
         for node in doc.nodes:
             if isinstance(node, ImageNode) and node.image is None:
-                reason, image = self._attach(node, fetched.get(node.url))
+                shown = self._shown_problem(node)  # shown too small in pixels: never fetched
+                reason, image = (shown.reason, None) if shown else self._attach(node, fetched.get(node.url))
                 if reason is not None:
                     edits[reason] = edits.get(reason, 0) + 1
                     continue
@@ -117,6 +129,8 @@ class _FetchFn(RoutedDoFn):
         if result.data is None:
             return result.reason, None
         problem, header = image_problem(result.data, self.config)
+        if problem is None:  # percentages of the fetched size
+            problem = self._shown_problem(node, header.width, header.height)
         if problem is not None:
             return problem.reason, None
         return None, (result.data, {"original_width": header.width, "original_height": header.height,
@@ -155,5 +169,5 @@ SPEC = StageSpec(
            "redirect_loop", "redirect_scheme_not_allowed", "url_malformed", "url_has_credentials",
            "url_scheme_not_allowed", "url_private_address", "private_address", "robots_opt_out", "response_too_large", "image_too_many_pixels",
            "image_format_not_allowed", "image_too_small", "image_too_large", "image_aspect_too_extreme",
-           "image_truncated", "image_undecodable", "image_url_missing", "download_failed"),
+           "image_rendered_too_small", "image_rendered_too_large", "image_truncated", "image_undecodable", "image_url_missing", "download_failed"),
 )
