@@ -171,3 +171,15 @@ def test_perplexity_is_obelics_formula(tmp_path):
     assert rule.perplexity("the river rose slowly") == pytest.approx(10 ** 0.8)
     doc = Document("k", "s", None, nodes=[TextNode("zebra quantum fox 1999")])
     assert rule.failure(doc, 100)[0] == "document_perplexity_too_high" and doc.annotations["perplexity"] > 100
+
+
+def test_word_lists_and_character_classes_are_obelics_own(words):
+    """The stop words are OBELICS' published 301 (spaCy's list differs by a third); the special
+    characters include those of their hand-kept list that Unicode's classes miss; a text with no
+    token has punctuation ratio 0, as in their code."""
+    assert len(words.stop) == 301 and {"b/c", "amidst", "y'all", "the"} <= words.stop
+    assert not {"fifteen", "afterwards", "'ll"} & words.stop  # spaCy's, not OBELICS'
+    assert special_character_ratio("\u200b\ufeff²½ab") == 4 / 6
+    assert words_of("\u200bword²") == ["word"]
+    assert punctuation_ratio("") == 0.0 and punctuation_ratio("--") == 0.0
+    assert punctuation_ratio("one two.", min_tokens=12) == 1.0
