@@ -78,9 +78,8 @@ def extract(html: str, page_url: str | None) -> ExtractedPage:
     tree = LexborHTMLParser(html)
     page = ExtractedPage()
     base = page_url
-    head = tree.head
-    if head is not None:
-        base, page.canonical_url, page.title = _head_facts(head, page_url)
+    if tree.root is not None:
+        base, page.canonical_url, page.title = _page_facts(tree.root, page_url)
     root = tree.root
     if root is not None and root.attributes.get("lang"):
         page.lang = root.attributes["lang"]
@@ -90,9 +89,13 @@ def extract(html: str, page_url: str | None) -> ExtractedPage:
     return page
 
 
-def _head_facts(head, page_url: str | None) -> tuple[str | None, str | None, str | None]:
+def _page_facts(root, page_url: str | None) -> tuple[str | None, str | None, str | None]:
+    """(base URL, canonical URL, title). Searched in the whole document, not <head> alone: an
+    element the parser does not allow in <head> (a tracking pixel's <noscript><img>) ends it, and
+    the <link rel=canonical> and <title> after it land in <body>, as in browsers. The first of each
+    counts; an <svg>'s <title> (an icon's tooltip) is not the page's."""
     base, canonical, og_url, title = page_url, None, None, None
-    for element in head.css("base[href], link[rel][href], meta[property][content], title"):
+    for element in root.css("base[href], link[rel][href], meta[property][content], title"):
         attrs = element.attributes
         if element.tag == "base" and base == page_url:
             try:
@@ -103,9 +106,18 @@ def _head_facts(head, page_url: str | None) -> tuple[str | None, str | None, str
             canonical = canonical or attrs.get("href")
         elif element.tag == "meta" and (attrs.get("property") or "").lower() == "og:url":
             og_url = og_url or attrs.get("content")
-        elif element.tag == "title":
+        elif element.tag == "title" and title is None and not _inside_svg(element):
             title = _SPACES.sub(" ", element.text(deep=True) or "").strip() or None
     return base, canonical or og_url, title
+
+
+def _inside_svg(element) -> bool:
+    parent = element.parent
+    while parent is not None:
+        if parent.tag == "svg":
+            return True
+        parent = parent.parent
+    return False
 
 
 def _walk(body, base: str | None, guard: _ProseGuard) -> list[Node]:

@@ -178,3 +178,15 @@ def test_declared_sizes_are_read_as_obelics_reads_them():
     for value, meta in cases.items():
         assert declared_size({"width": value}) == meta, value
     assert declared_size({"width": "300", "height": "25%"}) == {"width": 300, "height_percent": 25}
+
+
+def test_canonical_url_and_title_survive_a_head_the_parser_ends_early():
+    """A tracking pixel's <noscript><img> in <head> ends the head (HTML5 parsing): the canonical
+    link and title after it land in <body>, where they are still the page's. An <svg>'s <title> is not."""
+    html = ('<html><head><meta charset="utf-8"><noscript><img src="https://px.example/p.gif"></noscript>'
+            '<link rel="canonical" href="https://news.example/story"><title>The  story</title></head>'
+            '<body><svg><title>share icon</title></svg><p>Text of the story.</p></body></html>')
+    page = extract(html, None)
+    assert (page.canonical_url, page.title) == ("https://news.example/story", "The story")
+    svg_first = '<html><body><svg><title>menu</title></svg><title>Real</title><p>x</p></body></html>'
+    assert extract(svg_first, None).title == "Real"
