@@ -4,6 +4,11 @@ Both start from k-means centroids of CLIP image embeddings:
 - SemDeDup: inside each cluster, order samples by (higher CLIPScore, smaller key) and walk that
   order; a sample whose cosine similarity to an already kept one is >= 1 - epsilon is dropped, and
   the first such kept sample is named as its survivor. The order makes the result deterministic.
+  This differs from the paper's code on purpose (facebookresearch/SemDeDup: members sorted by
+  distance to the centroid, farthest first, and a member dropped when its similarity to *any*
+  earlier member is above 1 - epsilon): of a duplicate pair we keep the better-captioned one, not
+  the one farther from the centroid, and in a chain A~B~C with A not ~ C we keep A and C (C's only
+  duplicate was dropped) where the paper drops B and C.
   Epsilon can instead be chosen from a retention target, as the SemDeDup paper reports its runs
   (keep 50%, 80%, ...): each member's highest similarity to a member before it in that order is its
   "earlier max" M; the keep_fraction quantile of M over the whole dataset is the threshold. The

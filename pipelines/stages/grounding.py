@@ -29,7 +29,7 @@ class DetectorConfig(Strict):
 
 class GroundingConfig(Strict):
     detector: DetectorConfig
-    box_threshold: float | None = Field(None, gt=0, lt=1, description="keep boxes scoring above it; null: the "
+    box_threshold: float | None = Field(None, ge=0, lt=1, description="keep boxes scoring above it; null: the "
                                         "detector family's default (owlvit 0.1, owlv2 0.2, grounding-dino 0.35; "
                                         "GRIT used 0.65 with GLIP)")
     nms_iou: float = Field(0.5, gt=0, le=1, description="boxes of any phrases overlapping more are suppressed")
