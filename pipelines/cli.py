@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from pipelines.cli_help import reflow_help
+from pipelines.storage_errors import storage_failure
 from pipelines.experiment.cli import experiment_app
 from pipelines.train_cli import EXTRA_ARGS, eval_command, train
 
@@ -347,7 +348,18 @@ reflow_help(app)
 def main() -> None:
     # img2dataset (used by later stages) phones home for albumentations updates on import.
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    app()
+    if "-v" not in sys.argv and "--verbose" not in sys.argv:
+        # Beam logs each failed bundle attempt's traceback before raising the last one: for a full
+        # disk that was 200 lines before the one that says so.
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    try:
+        app()
+    except Exception as err:  # noqa: BLE001: only storage failures are reworded; anything else is raised
+        line = storage_failure(err)
+        if line is None:
+            raise
+        typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

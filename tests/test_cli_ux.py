@@ -158,3 +158,40 @@ def test_a_misspelt_train_or_eval_option_is_named_not_read_as_an_override(tmp_pa
     assert resume.returncode == 2 and "unknown option --resum: did you mean --resume?" in resume.stderr
     beams = vlcurate("eval", str(config), "--beam=3")
     assert beams.returncode == 2 and "unknown option --beam: did you mean --beams?" in beams.stderr
+
+
+def test_a_full_disk_mid_run_is_one_line_not_beams_tracebacks(pool_dir, tmp_path):
+    """A file-size limit (what a full disk does to the next write) hits the shard writer inside Beam,
+    which logs every retry's traceback and re-raises a RuntimeError. The user sees one line with
+    the cause, exit code 2, and no manifest."""
+    import resource
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    limited = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "curate", str(ROOT / "manifests/recipes/quickstart.yaml"),
+         "-i", f"{pool_dir}/shards/*.tar", "-o", str(out), "-q"], capture_output=True, text=True, cwd=ROOT,
+        timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, resource.RLIM_INFINITY)))
+    assert limited.returncode == 2, limited.stderr
+    assert limited.stderr.strip().splitlines() == [
+        "error: the run stopped: File too large. Free space or fix the permissions, then run it again"]
+    assert not (out / "manifest.json").exists()
+
+
+def test_storage_failures_are_found_through_wrapping():
+    from pipelines.storage_errors import storage_failure
+
+    try:
+        try:
+            raise PermissionError(13, "Permission denied", "/data/out/shards/.00001.tar.tmp")
+        except PermissionError as inner:
+            raise RuntimeError("PermissionError: [Errno 13] Permission denied [while running 'WriteShards']") from inner
+    except RuntimeError as err:
+        assert storage_failure(err).startswith("the run stopped: Permission denied writing /data/out/shards/")
+    beam_text = RuntimeError("OSError: [Errno 28] No space left on device: '/d/x.tar' [while running 'W']")
+    assert "No space left on device writing /d/x.tar" in storage_failure(beam_text)
+    rust = Exception("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert storage_failure(rust).startswith("the run stopped: No space left on device. Free space")
+    assert storage_failure(ValueError("a bug")) is None
+    assert storage_failure(RuntimeError("OSError: [Errno 2] No such file or directory")) is None
