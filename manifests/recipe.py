@@ -54,6 +54,8 @@ class DownloadConfig(Strict):
     honor_robots_tag: bool = Field(True, description="skip images whose X-Robots-Tag opts out")
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     incremental: bool = Field(True, description="a rerun resumes an interrupted download, skipping finished shards")
+    allow_incomplete: bool = Field(False, description="record shards img2dataset gave up on as download_incomplete "
+                                   "rows and finish; default: stop, so the rerun resumes them")
     distributor: Literal["multiprocessing", "pyspark", "ray"] = "multiprocessing"
     allow_private_networks: bool = Field(False, description="fetch loopback/private/link-local addresses")
 

@@ -389,3 +389,31 @@ def test_quiet_keeps_img2dataset_chatter_out_of_the_terminal(tmp_path, capfd):
             logger.setLevel(before)
     assert quiet.manifest.counts.kept == 4
     assert "success:" not in hushed.out + hushed.err and "success:" in loud.out + loud.err
+
+
+def test_a_shard_img2dataset_gave_up_on_stops_the_run_so_the_rerun_resumes(tmp_path):
+    """A file-size limit (as a full disk would) fails the one shard whose tar outgrows it: img2dataset
+    finishes the others and returns normally. That is infrastructure, not a verdict on the URLs: one
+    line, no manifest, and the same command afterwards fetches only that shard."""
+    import resource
+
+    out = tmp_path / "dl"
+    with ImageServer() as server:
+        urls = write_urls(tmp_path / "u.parquet", [f"{server.base}/img/{i}.jpg" for i in range(4)] +
+                          [f"{server.base}/huge.jpg", f"{server.base}/img/9.jpg"])
+        spec = {"name": "t", "download": {**FAST, "samples_per_shard": 2, "max_image_bytes": 8_000_000,
+                                          "image_size": 1200}}
+        (tmp_path / "r.yaml").write_text(json.dumps(spec))
+        limited = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "download", str(tmp_path / "r.yaml"), "-i", urls, "-o", str(out),
+             "--allow-private-networks", "-q"], capture_output=True, text=True, cwd=ROOT, timeout=180,
+            env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, resource.RLIM_INFINITY)))
+        assert limited.returncode == 2, limited.stderr
+        assert "error: img2dataset finished 2 of 3 shard(s)" in limited.stderr and "2 URL(s) not fetched" in limited.stderr
+        assert "Traceback" not in limited.stderr.splitlines()[-1] and not (out / "manifest.json").exists()
+        before = len(server.requests)
+        again = download(parse_recipe(spec), urls, str(out), allow_private_networks=True)
+        assert sorted(server.requests[before:]) == ["/huge.jpg", "/img/9.jpg"]
+    assert again.manifest.inputs["resumed"] and again.manifest.counts.kept == 6
+    assert again.manifest.funnel[0].reasons == {}

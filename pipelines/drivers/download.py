@@ -147,7 +147,15 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
     fetched = time.perf_counter()
     shards, fetched_rejections, seen = _account_shards(root, url_list)
     missing = sorted(set(safe_rows) - seen)
-    # Shards img2dataset gave up on, beside finished ones: recorded, so the rerun needs --overwrite.
+    if missing and not config.allow_incomplete:
+        # img2dataset catches each URL's errors; a shard it gave up on whole met a full disk, a killed
+        # worker, a lost bucket: infrastructure. Recording it as finished would make a rerun refuse.
+        planned = math.ceil(len(safe_rows) / config.samples_per_shard)
+        raise DownloadError(
+            f"img2dataset finished {len(shards)} of {planned} shard(s) of {root}: {len(missing):,} URL(s) not "
+            "fetched (its output above says why, e.g. a full disk); fix that and rerun the same command to "
+            "resume, or set download.allow_incomplete to record them as download_incomplete")
+    # Shards img2dataset gave up on (download.allow_incomplete): recorded, so the rerun needs --overwrite.
     incomplete = [Rejection(f"row{r:09d}", url_list, urls[r], STAGE, "download_incomplete",
                             "img2dataset did not finish this URL's shard; --overwrite downloads the list again")
                   for r in missing]
