@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := demo
+# albumentations (imported by img2dataset) checks PyPI for a newer version on import unless this is set
+export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: setup demo test bench bench-gpu bench-gpu-dry gpu-check clean
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from filters.heuristics import HeuristicFilter
 from filters.sample import Sample
 from pipelines.stages.heuristics import HeuristicsConfig
 from pipelines.drivers.sample_data import write_pool
+
+# Tests reach loopback only: albumentations (imported by img2dataset) checks PyPI for updates on
+# import unless this is set; the CLI and download_guard set it too, this covers any other import.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 POOL_RECORDS = 150
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import importlib
 import os
+import signal
 import socket
 import ssl
 import threading
@@ -200,7 +201,22 @@ def guarded_img2dataset(allow_private: bool, max_bytes: int, max_pixels: int | N
     GuardedDownloader.guard = {"allow_private": allow_private, "max_bytes": max_bytes, "max_pixels": max_pixels,
                                "deadline": deadline}
     img2dataset_main.Downloader = GuardedDownloader
+    previous = signal.getsignal(signal.SIGINT)
+
+    def download(*args, **kwargs):
+        # img2dataset installs a SIGINT handler that calls sys.exit(0) and leaves it installed: Ctrl-C
+        # during (or after) a download exited 0, as if it had finished. It is an interrupt.
+        try:
+            return img2dataset_main.download(*args, **kwargs)
+        except SystemExit as exit_:
+            if exit_.code in (0, None):
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, previous)
+
     try:
-        yield img2dataset_main.download
+        yield download
     finally:
         img2dataset_main.Downloader = original
