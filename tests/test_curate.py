@@ -84,7 +84,7 @@ def test_each_kind_of_record_ends_where_it_should(run, pool_dir):
 
 def test_rejection_rows_carry_source_url_and_detail(run):
     rows = {r["reason"]: r for r in rejection_rows(run)}
-    assert rows["image_aspect_too_extreme"]["detail"].endswith("> 3.0")
+    assert rows["image_aspect_too_extreme"]["detail"].endswith("> 3")
     assert rows["caption_not_utf8"]["stage"] == "read" and rows["caption_not_utf8"]["source"].endswith(".tar")
     assert rows["duplicate_image"]["url"].startswith("http://")
 
@@ -235,6 +235,15 @@ def test_overwrite_never_deletes_what_vlcurate_did_not_write(run, pool_dir, tmp_
     with pytest.raises(CurateError, match="holds files vlcurate did not write \\(shards/my_notes.txt\\)"):
         curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(copy), overwrite=True)
     assert (copy / "shards" / "my_notes.txt").exists() and (copy / "manifest.json").exists()
+    # In a finished run only what its manifest lists is ours, whatever a file is named.
+    (copy / "shards" / "my_notes.txt").unlink()
+    for name in ("reports/my_analysis.ipynb", "shards/00099.tar", "metadata/00777.parquet"):
+        (copy / name).parent.mkdir(exist_ok=True)
+        (copy / name).write_text("mine")
+        with pytest.raises(CurateError, match=f"holds files vlcurate did not write \\({name}\\)"):
+            curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(copy), overwrite=True)
+        assert (copy / name).exists() and (copy / "manifest.json").exists()
+        (copy / name).unlink()
     # Inputs inside the output would be deleted by --overwrite (and read as their own output): refused.
     with pytest.raises(CurateError, match="--input matches files inside --output"):
         curate(QUICKSTART, f"{copy}/shards/*.tar", str(copy), overwrite=True)

@@ -2,9 +2,10 @@
 
 A directory with a manifest holds a finished run: replaced only with --overwrite. One without a
 manifest but with our files holds an interrupted run: replaced with --overwrite, or resumed where
-the command can resume. vlcurate deletes only files it wrote: those the previous manifest lists,
-and files whose names only vlcurate produces (an interrupted run has no manifest). Any other file
-anywhere below the directory stops the run with its name, even with --overwrite.
+the command can resume. vlcurate deletes only files it wrote: in a finished run those its manifest
+lists (and the manifest, a download's URL table and per-shard stats); in an interrupted run (no
+manifest) files whose names only vlcurate produces. Any other file anywhere below the directory
+stops the run with its name, even with --overwrite.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ _ALWAYS = (re.escape(MANIFEST_NAME), re.escape(LOCK_NAME), rf"{re.escape(LOCK_NA
            rf"(.+/)?\.[^/]+{re.escape(TEMP_MARKER)}[0-9a-f]+")
 
 
+# What a finished run leaves beside the files its manifest lists: the manifest, and a download's
+# URL table and img2dataset's per-shard stats.
+_FINISHED_EXTRAS = (r"_input/urls\.parquet", r"shards/\d{5,}_stats\.json")
+
+
 def ours_matcher(patterns: tuple[str, ...], nested: dict[str, tuple[str, ...]] | None = None):
     """name -> whether vlcurate writes files of that name (relative to the run directory)."""
     rules = [*patterns, *_ALWAYS]
@@ -73,12 +79,18 @@ def inspect_run_dir(root: str, ours) -> RunDirState:
     if not names:
         return RunDirState.FRESH
     listed: set[str] = set()
+    prefixes = []
     for name in names:
-        if name.endswith(MANIFEST_NAME):
+        if name == MANIFEST_NAME or name.endswith(f"/{MANIFEST_NAME}"):
             try:
                 listed |= _listed(root, name)
+                prefixes.append(name[: -len(MANIFEST_NAME)])
             except Exception:  # an unreadable manifest lists nothing; the name rules still apply
                 pass
+    if "" in prefixes:
+        # A finished run says what it wrote: a user's notebook in reports/ or a shard of their own
+        # named like ours is not ours, however its name looks.
+        ours = ours_matcher(_FINISHED_EXTRAS, {p.rstrip("/"): _FINISHED_EXTRAS for p in prefixes if p})
     foreign = [n for n in names if n not in listed and not ours(n)]
     if foreign:
         raise RunDirError(f"{root} holds files vlcurate did not write ({', '.join(foreign[:5])}"
@@ -90,7 +102,8 @@ def clear_run_dir(root: str, ours, keep_prefixes: tuple[str, ...] = ()) -> None:
     """Delete the files vlcurate wrote below root (never anything else), except under keep_prefixes."""
     inspect_run_dir(root, ours)  # refuses before deleting anything when a foreign file is there
     fs, base, names = _files(root)
-    for name in names:
+    # manifests first: for the moment of deleting, readers find no run rather than a run missing files
+    for name in sorted(names, key=lambda n: not (n == MANIFEST_NAME or n.endswith(f"/{MANIFEST_NAME}"))):
         if name == LOCK_NAME or any(name.startswith(p) for p in keep_prefixes):
             continue
         fs.rm(f"{base}/{name}")
