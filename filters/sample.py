@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -120,6 +121,9 @@ def printable(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+
+
 @dataclass(slots=True, frozen=True)
 class Rejection:
     """A record that did not make it, and why. One row of the rejection table.
@@ -145,6 +149,8 @@ class Rejection:
             value = getattr(self, name)
             if isinstance(value, str) and not value.isascii():
                 object.__setattr__(self, name, printable(value))
+        if isinstance(self.detail, str) and " at 0x" in self.detail:  # "<_io.BytesIO object at 0x7f..>" (PIL's errors): the same input
+            object.__setattr__(self, "detail", _ADDRESS.sub(">", self.detail))  # gives the same detail
 
     __reduce_ex__ = refuse_pickle
 

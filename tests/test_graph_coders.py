@@ -106,3 +106,14 @@ def test_document_and_tagged_encodings_round_trip():
     for tagged in (Tagged(doc), Tagged(Sample("k", "s", b"\x00img", "jpg", "cap")), Tagged(value=[3, None, "x"]),
                    Tagged(Rejection("k", "s", None, "read", "r", "d", "document"))):
         assert coder.decode(coder.encode(tagged)) == tagged
+
+
+def test_rejection_details_carry_no_memory_addresses():
+    """PIL's "cannot identify image file <_io.BytesIO object at 0x7f..>" changed on every run, so
+    two runs over the same input wrote different rejection tables (and manifest checksums)."""
+    from filters.image_checks import read_header
+
+    problem = read_header(b"not an image")
+    assert " at 0x" in problem.detail  # PIL's own text
+    detail = Rejection("k", "s.tar", None, "heuristics", problem.reason, problem.detail).detail
+    assert detail == "UnidentifiedImageError: cannot identify image file <_io.BytesIO object>"
