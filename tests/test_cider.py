@@ -48,4 +48,38 @@ def test_hand_computed_two_images():
 
 
 def test_tokenizer_lowercases_and_drops_punctuation():
-    assert tokenize("A Red, circle -- on the (blue) background!") == "a red circle on the blue background"
+    # brackets stay, as PTB's -lrb- -rrb- (coco-caption's removal list has them upper-case only)
+    assert tokenize("A Red, circle -- on the (blue) background!") == "a red circle on the -lrb- blue -rrb- background"
+
+
+PTB_CASES = {  # caption -> what coco-caption's PTBTokenizer (Java) + punctuation removal give
+    "A red-orange circle on a blue background.": "a red-orange circle on a blue background",
+    "50% off: $5 deal & more #sale @shop": "50 % off $ 5 deal & more #sale @shop",
+    "a cat [left] and a dog/wolf": "a cat -lsb- left -rsb- and a dog/wolf",
+    "Don't stop, it's a man's hat": "do n't stop it 's a man 's hat",
+    "I can't believe they're here!": "i ca n't believe they 're here",
+    "\"Quoted\" text -- with dashes... and (parens) {braces}":
+        "quoted text with dashes and -lrb- parens -rrb- -lcb- braces -rcb-",
+    "It's 5:30 p.m. in the U.S. now": "it 's 5:30 p.m. in the u.s. now",
+    "Poetry Salon 2011\u2014Regie Cabico and George W. Holden": "poetry salon 2011 regie cabico and george w. holden",
+    "O'Neill Epic 3/2 mm Men's Full Suit, Black": "o'neill epic 3/2 mm men 's full suit black",
+    "Us Open - #18 at Chambers Bay<br><b>City:</b>": "us open # 18 at chambers bay <br> <b> city </b>",
+}
+
+
+def test_tokenizer_follows_coco_captions_ptb_tokenizer():
+    """The cases were written from the Java tokenizer's output (pycocoevalcap 1.2's jar): clitics
+    split, hyphenated and slashed words whole, symbols and brackets as PTB writes them."""
+    for caption, expected in PTB_CASES.items():
+        assert tokenize(caption) == expected, caption
+
+
+def test_tokenizer_equals_the_java_tokenizer_where_java_runs():
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("java is not installed: pycocoevalcap's PTBTokenizer needs it (the cases above hold its output)")
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    theirs = PTBTokenizer().tokenize({str(i): [{"caption": c}] for i, c in enumerate(PTB_CASES)})
+    assert [tokenize(c) for c in PTB_CASES] == [theirs[str(i)][0] for i in range(len(PTB_CASES))]
