@@ -113,8 +113,11 @@ def test_attention_widths_must_divide_into_their_heads(setup):  # noqa: F811
     with pytest.raises(ConfigError, match=r"^adapter.width=100 does not divide into adapter.heads=8 attention "
                                           r"heads: make adapter.width a multiple of adapter.heads$"):
         load_config(path)
-    with pytest.raises(ConfigError, match=r"^adapter.tiny_lm.width=36 does not divide into adapter.heads=8"):
-        load_config(path, ["--adapter.kind=vadapter", "--adapter.queries=8", "--adapter.tiny_lm.width=36"])
+    # vadapter's pooler and 1-layer resampler run with the tiny LM's heads; adapter.heads is the perceiver's
+    with pytest.raises(ConfigError, match=r"^adapter.tiny_lm.width=34 does not divide into adapter.tiny_lm.heads=4"):
+        load_config(path, ["--adapter.kind=vadapter", "--adapter.queries=8", "--adapter.tiny_lm.width=34"])
+    assert load_config(path, ["--adapter.kind=vadapter", "--adapter.queries=8", "--adapter.tiny_lm.width=36",
+                              "--adapter.heads=5"]).adapter.heads == 5
 
 
 def _strings(node: ast.AST) -> list[str]:

@@ -94,6 +94,11 @@ def test_sigkill_then_resume_gives_the_same_losses(setup):
     for step in range(killed_at + 1, 11):
         assert got[step] == pytest.approx(expected[step], abs=1e-6), step
     assert not list((out / "checkpoints").glob(".tmp-*"))
+    # every generator starts from the seed (python's was never seeded), so both runs saved the same states
+    states = [torch.load(run / "checkpoints" / "step-00000003" / "rng.pt", weights_only=True)
+              for run in (Path(reference.run.out_dir), out)]
+    assert states[0]["python"] == states[1]["python"] and states[0]["numpy"] == states[1]["numpy"]
+    assert torch.equal(states[0]["torch"], states[1]["torch"])
 
 
 def test_config_errors_name_the_key(setup, tmp_path):

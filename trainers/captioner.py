@@ -13,7 +13,9 @@ from trainers.tiny_lm import TinyLM
 
 
 class AttentionalPooler(nn.Module):
-    """Learned queries cross-attend to the vision tokens (CoCa's pooler): (B, N, Dv) -> (B, Q, width)."""
+    """Learned queries cross-attend to the vision tokens, CoCa-style: (B, N, Dv) -> (B, Q, width).
+    Unlike open_clip's AttentionalPooler the queries are not normed and are added back (a residual)
+    before the final LayerNorm."""
 
     def __init__(self, vision_width: int, width: int, queries: int, heads: int):
         super().__init__()

@@ -56,7 +56,7 @@ class AdapterConfig(Strict):
     width: int = Field(512, ge=1)  # perceiver width
     layers: int = Field(6, ge=1)  # perceiver depth (vadapter always uses 1)
     queries: int = Field(256, ge=1)  # visual tokens out of the perceiver / vadapter / stage-1 pooler
-    heads: int = Field(8, ge=1)
+    heads: int = Field(8, ge=1)  # perceiver heads (vadapter's pooler and resampler use tiny_lm.heads)
     tiny_lm: TinyLMConfig = TinyLMConfig()
     init_from: str | None = None  # vadapter: a stage-1 (captioner) checkpoint directory
 
@@ -158,10 +158,8 @@ class TrainConfig(Strict):
         """Attention splits its width into heads: each width must divide by the heads it is used with."""
         a, t = self.adapter, self.adapter.tiny_lm
         pairs = []
-        if self.run.stage == "captioner" or a.kind == "vadapter":
+        if self.run.stage == "captioner" or a.kind == "vadapter":  # its pooler and 1-layer resampler too
             pairs.append(("adapter.tiny_lm.width", t.width, "adapter.tiny_lm.heads", t.heads))
-        if self.run.stage == "vlm" and a.kind == "vadapter":  # its 1-layer perceiver runs at the tiny LM's width
-            pairs.append(("adapter.tiny_lm.width", t.width, "adapter.heads", a.heads))
         if self.run.stage == "vlm" and a.kind == "perceiver":
             pairs.append(("adapter.width", a.width, "adapter.heads", a.heads))
         for width_key, width, heads_key, heads in pairs:

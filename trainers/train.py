@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -119,7 +121,10 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
         dist.barrier()
     cuda = config.run.device == "cuda" or (config.run.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    # every generator a checkpoint saves (rng.pt) starts from the seed: two runs write the same files
     torch.manual_seed(config.run.seed)
+    np.random.seed(config.run.seed % 2**32)
+    random.seed(config.run.seed)
     checkpoint = latest_checkpoint(str(out)) if resume else None  # CheckpointError: some, none usable
     done = int(STEP_DIR.fullmatch(checkpoint.name).group(1)) if checkpoint is not None else 0
     if done >= config.optim.steps:  # before the models load: there is nothing to train

@@ -49,7 +49,8 @@ class CaptioningTask(Task):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def caption_ids(self, caption: str) -> list[int]:
-        """The caption and EOS (the model learns to stop), truncated to max_caption_tokens."""
+        """The caption and EOS (the model learns to stop), truncated to max_caption_tokens: a caption
+        cut there loses its EOS, so the model is never taught to stop mid-sentence."""
         return self.tokenizer(caption + (self.tokenizer.eos_token or ""), truncation=True,
                               max_length=self.max_caption_tokens, add_special_tokens=False)["input_ids"]
 
