@@ -328,7 +328,41 @@ def test_a_publish_killed_mid_upload_resumes_with_what_is_missing(run, s3):
         held.stop()
     fs = remote_fs(s3)
     before = {p.split("/sets/killed/", 1)[1] for p in fs.find(f"{BUCKET}/sets/killed")}
-    assert before == {"shards/00000.tar"}  # the one upload that finished, and no manifest
+    # the one upload that finished, no manifest, and the killed publish's lock (this machine, its pid
+    # gone: the next publish here takes it over; from elsewhere it names it, to delete by hand)
+    assert before == {"shards/00000.tar", ".vlcurate.lock"}
     resumed = publish(run, dest, storage_options=s3, threads=1, progress=False)
     assert resumed.skipped == ["shards/00000.tar"] and "shards/00001.tar" in resumed.uploaded
+    assert not fs.exists(f"{BUCKET}/sets/killed/.vlcurate.lock")
     assert verify_dataset(dest) == []
+
+
+def test_a_second_publish_to_the_same_destination_waits_its_turn(run, tmp_path):
+    """Two publishes into one destination overwrote each other's files under one manifest (verify
+    then failed). The destination holds a lock while a publish runs: the second stops naming it."""
+    import json
+    import socket
+
+    from pipelines.io.run_lock import LOCK_NAME
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    holder = {"host": "publisher-2", "pid": 77, "since_utc": "2026-11-28T00:00:00+00:00", "command": "vlcurate publish"}
+    (dest / LOCK_NAME).write_text(json.dumps(holder))
+    with pytest.raises(PublishError, match="is being published to by another run: pid 77 on publisher-2"):
+        publish(run, str(dest), progress=False)
+    assert sorted(p.name for p in dest.iterdir()) == [LOCK_NAME]
+    # a lock left on this machine by a publish that died is taken over
+    (dest / LOCK_NAME).write_text(json.dumps({**holder, "host": socket.gethostname(), "pid": 2 ** 22 + 3}))
+    publish(run, str(dest), progress=False)
+    assert verify_dataset(str(dest)) == [] and not (dest / LOCK_NAME).exists()
+
+
+def test_a_cut_manifest_at_the_destination_is_one_line(run, tmp_path):
+    dest = tmp_path / "dest"
+    publish(run, str(dest), progress=False)
+    manifest = dest / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes()[:100])  # what a publish stopped while writing it left
+    for replace in (False, True):
+        with pytest.raises(PublishError, match="manifest.json is not a readable manifest .* delete it and publish again"):
+            publish(run, str(dest), replace=replace, progress=False)

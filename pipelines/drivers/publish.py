@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from manifests.manifest import MANIFEST_NAME, Manifest, read_manifest
 from manifests.storage import is_local, use_storage_options
+from pipelines.io.run_lock import RunLockedError, create_exclusive, run_lock
 
 log = logging.getLogger("vlcurate")
 
@@ -76,6 +77,16 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
                 from None
         except Exception as err:
             raise PublishError(one_line(err, dest)) from None
+    try:  # one publish per destination: two at once overwrote each other's files under one manifest
+        with run_lock(dest):
+            return _publish_to(run, dest, manifest, fs, base, local_store, replace, threads, progress)
+    except RunLockedError as err:
+        raise PublishError(str(err).replace("being written by another run", "being published to by another run")
+                           .replace("choose another --output", "choose another destination")) from None
+
+
+def _publish_to(run: str, dest: str, manifest: Manifest, fs, base: str, local_store: bool, replace: bool,
+                threads: int, progress: bool) -> PublishResult:
     previous = _existing_manifest(fs, base)
     if previous is not None and not replace:
         raise PublishError(f"{dest} already holds a published set ({MANIFEST_NAME}); pass --replace to publish a "
@@ -119,14 +130,13 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
                            "run?); no manifest was published, rerun the run and publish again")
     with local_fs.open(f"{local_base}/{MANIFEST_NAME}", "rb") as f:
         manifest_bytes = f.read()
-    try:
-        with fs.open(f"{base}/{MANIFEST_NAME}", "xb") as out:
-            out.write(manifest_bytes)
-    except FileExistsError:
-        raise PublishError(f"{dest} got a manifest from another publish while this one ran; nothing was "
-                           "overwritten") from None
+    try:  # create-only and whole: on a local disk "xb" made the name visible, empty, at open
+        created = create_exclusive(fs, f"{base}/{MANIFEST_NAME}", manifest_bytes)
     except Exception as err:
         raise PublishError(one_line(err, dest)) from None
+    if not created:
+        raise PublishError(f"{dest} got a manifest from another publish while this one ran; this one's was not "
+                           "written")
     # What only the replaced version listed is in _versions/ now. A replace stopped after it removed the
     # live manifest resumes as a first publish: the newest kept version says what it replaced.
     superseded = previous if previous is not None else _newest_kept(fs, base, there, dest)
@@ -215,7 +225,16 @@ def _existing_manifest(fs, base: str) -> Manifest | None:
     exists = _call(lambda: fs.exists(path), base)
     if not exists:
         return None
-    return Manifest.model_validate_json(_read(fs, path))
+    try:
+        return Manifest.model_validate_json(_read(fs, path))
+    except ValueError:  # pydantic's ValidationError: empty, cut or not ours
+        raise PublishError(f"{_display(fs, path)} is not a readable manifest (empty or cut short: a publish that "
+                           "stopped while writing it?); delete it and publish again") from None
+
+
+def _display(fs, path: str) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else f"{protocol}://{path}"
 
 
 def _read(fs, path: str) -> bytes:

@@ -37,7 +37,8 @@ CURATE_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"metadata/\d{5,}\.parquet",  #
 DOWNLOAD_FILES = (r"shards/\d{5,}\.(tar|parquet)", r"shards/\d{5,}_stats\.json", r"shards/_tmp/.+",
                   r"_input/urls\.parquet", r"rejected/download-\d{5,}\.parquet", r"README\.md",
                   r"report\.html")
-_ALWAYS = (re.escape(MANIFEST_NAME), re.escape(LOCK_NAME), rf"{re.escape(LOCK_NAME)}\.\d+\.[0-9a-f]+\.tmp",
+_ALWAYS = (re.escape(MANIFEST_NAME), re.escape(LOCK_NAME), rf"{re.escape(LOCK_NAME)}(\.takeover)?\.\d+\.[0-9a-f]+\.tmp",
+           rf"{re.escape(LOCK_NAME)}\.takeover",
            rf"(.+/)?\.[^/]+{re.escape(TEMP_MARKER)}[0-9a-f]+")
 
 

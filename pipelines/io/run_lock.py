@@ -22,6 +22,7 @@ import fsspec
 
 log = logging.getLogger("vlcurate")
 LOCK_NAME = ".vlcurate.lock"
+TAKEOVER_SUFFIX = ".takeover"
 
 
 class RunLockedError(RuntimeError):
@@ -56,7 +57,7 @@ def _dead_here(holder: dict) -> bool:
     return False
 
 
-def _create(fs, path: str, data: bytes) -> bool:
+def create_exclusive(fs, path: str, data: bytes) -> bool:
     """Create path holding data, only if absent, so that no reader ever sees it empty: on a local
     disk a complete temporary file is hard-linked into place (link fails if the name exists); on
     object stores a create-only put makes the object appear whole or not at all."""
@@ -91,7 +92,7 @@ def run_lock(root: str):
     data = json.dumps(mine).encode("utf-8")
     try:
         fs.makedirs(base, exist_ok=True)
-        created = _create(fs, path, data)
+        created = create_exclusive(fs, path, data)
     except OSError as err:  # PermissionError, a read-only file system, a file where the folder should be
         raise _unwritable(root, err) from None
     if not created:
@@ -101,10 +102,7 @@ def run_lock(root: str):
         except Exception:  # unreadable or half-written: still someone's lock
             holder = {}
         if _dead_here(holder):
-            log.warning("taking over %s/%s: pid %s on this machine is gone", root, LOCK_NAME, holder.get("pid"))
-            fs.rm(path)
-            if not _create(fs, path, data):
-                raise RunLockedError(f"{root} was locked again by another run while taking over a stale lock")
+            _take_over(fs, path, holder, data, root)
         else:
             who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since_utc')} "
                    f"({holder.get('command', '?')})") if holder else "an unknown holder"
@@ -113,7 +111,36 @@ def run_lock(root: str):
     try:
         yield mine
     finally:
-        try:
-            fs.rm(path)
+        try:  # only our own lock: a run that took over a lock it judged stale must keep it
+            with fs.open(path, "rb") as f:
+                if f.read() == data:
+                    fs.rm(path)
         except FileNotFoundError:
             pass
+
+
+def _take_over(fs, path: str, stale: dict, data: bytes, root: str) -> None:
+    """Replace a dead run's lock with ours. Two runs may find the same stale lock at once: deleting it
+    and creating ours let both succeed (one deleted the other's fresh lock). So the takeover is
+    itself taken with a create-only PATH.takeover, the lock is re-read under it, and replaced whole."""
+    guard = f"{path}{TAKEOVER_SUFFIX}"
+    if not create_exclusive(fs, guard, data):
+        raise RunLockedError(f"{root} is being taken over by another run (a stale lock); if none is running, "
+                             f"delete {guard}")
+    try:
+        try:
+            with fs.open(path, "rb") as f:
+                current = json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            current = None
+        except Exception:
+            current = {}
+        if current is not None and current != stale:
+            raise RunLockedError(f"{root} was locked again by another run while taking over a stale lock")
+        log.warning("taking over %s/%s: pid %s on this machine is gone", root, LOCK_NAME, stale.get("pid"))
+        if current is not None:
+            fs.rm(path)
+        if not create_exclusive(fs, path, data):
+            raise RunLockedError(f"{root} was locked again by another run while taking over a stale lock")
+    finally:
+        fs.rm(guard)
