@@ -42,6 +42,15 @@ def test_results_json_has_every_recipe_metric_and_filter(experiment):
         assert all(0.0 <= v["precision"] <= 1.0 and 0.0 <= v["recall"] <= 1.0 for v in by_noise.values())
         removed = sum(v["removed"] for v in by_noise.values())
         assert removed == sum(f.rejected for f in read_manifest(out / "runs" / "tmars").funnel if f.stage == stage)
+    # recall is of what reached the stage: the pool less what the stages before it removed
+    order = list(results["filters"])
+    for before, after in zip(order, order[1:]):
+        for noise in noises:
+            b, a = results["filters"][before][noise], results["filters"][after][noise]
+            assert a["reached"] == b["reached"] - b["removed"]
+            assert a["recall"] == (round(a["removed"] / a["reached"], 4) if a["reached"] else 0.0)
+    page = (out / "index.html").read_text()
+    assert "The filtering CLIP" in page and "zero_shot" in page
     broken = results["filters"]["heuristics"]["broken_image"]
     assert broken["recall"] == 1.0  # what the reader lets through, the basic filter's decode check catches
     assert "zero_shot" in results["filter_clip"] and (out / "index.html").exists()

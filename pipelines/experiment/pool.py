@@ -97,7 +97,8 @@ def _plan(n: int, seed: int) -> list[_Planned]:
         caption = r.choices(captions(scene), weights=TEMPLATE_WEIGHTS)[0]
         plan.append(_Planned(i, labels[i], scene, size, fmt, caption))
     clean_so_far: list[int] = []
-    for p in plan:  # near duplicates copy an *earlier* clean image: dedup keeps the original (smaller key)
+    for p in plan:  # near duplicates copy an *earlier* clean image (dedup keeps whichever of the two
+        # scores higher with CLIP, so it may drop the original: results.dedup_pairs counts either way)
         r = _rng("pool", seed, p.index, "link")
         if p.noise == "near_duplicate":
             if not clean_so_far:  # only possible for the first few samples

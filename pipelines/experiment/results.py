@@ -1,11 +1,13 @@
 """What the experiment found: OUT/results.json (names read by outside checks) and OUT/index.html.
 
 results.json: {"recipes": {NAME: {"samples_kept": N, "metrics": {METRIC: [one value per seed]}}},
-               "filters": {STAGE: {NOISE: {"precision": P, "recall": R, "removed": n, "of": m}}}, ...}
+               "filters": {STAGE: {NOISE: {"precision": P, "recall": R, "removed": n, "reached": r,
+                                           "of": m, "recall_of_pool": n / m}}}, ...}
 A filter's numbers come from the full recipe's run (every stage, in order) against the pool's
-truth: recall = the share of that noise type's samples this stage removed; precision = the share
-of this stage's removals that were of that type. Stages run in sequence, so a later stage only
-sees what the earlier ones left (its recall is of the whole pool, not of what reached it).
+truth. Stages run in sequence, so a stage only sees what the earlier ones left: recall = the share
+of that noise type's samples *reaching the stage* that it removed (0 when none reached it:
+`reached` says so, and the page shows "-"); precision = the share of the stage's removals that
+were of that type; recall_of_pool = removed / all of that type in the pool.
 "dedup_pairs" says how many of semantic dedup's removals were a true pair: the sample and the
 survivor it was matched to are an image and its planted near-duplicate (either way round: keeping
 the copy and dropping the original is as right as the reverse, but the table counts the original
@@ -41,14 +43,23 @@ def filter_table(run_dir: Path, truth: list[dict[str, Any]]) -> dict[str, dict[s
             noise = noise_of.get(row["key"])
             if noise is not None:  # a file-level rejection (a truncated tar) has no pool key
                 removed.setdefault(row["stage"], Counter())[noise] += 1
-    stages = [f.stage for f in manifest.funnel if f.stage in removed]
-    out = {}
-    for stage in dict.fromkeys(stages):
+    order = [stage for stage in dict.fromkeys(f.stage for f in manifest.funnel) if stage in removed]
+    return stage_table(order, removed, totals)
+
+
+def stage_table(order: list[str], removed: dict[str, Counter], totals: Counter) -> dict[str, dict[str, dict]]:
+    """The per-stage table from removal counts, stages in run order (what reached a stage is the
+    pool less what the stages before it removed)."""
+    out, gone = {}, Counter()
+    for stage in order:
         by_noise, total = removed[stage], sum(removed[stage].values())
+        reached = {noise: totals[noise] - gone[noise] for noise in totals}
         out[stage] = {noise: {"precision": round(by_noise[noise] / total, 4) if total else 0.0,
-                              "recall": round(by_noise[noise] / totals[noise], 4) if totals[noise] else 0.0,
-                              "removed": by_noise[noise], "of": totals[noise]}
+                              "recall": round(by_noise[noise] / reached[noise], 4) if reached[noise] else 0.0,
+                              "removed": by_noise[noise], "reached": reached[noise], "of": totals[noise],
+                              "recall_of_pool": round(by_noise[noise] / totals[noise], 4) if totals[noise] else 0.0}
                       for noise in sorted(totals)}
+        gone += by_noise
     return out
 
 
@@ -91,6 +102,14 @@ def write_results(out: Path, results: dict[str, Any]) -> None:
     atomic_write_bytes(str(out / "index.html"), _page(results).encode())
 
 
+def _filter_cell(entry: dict[str, Any]) -> str:
+    """"P / R (removed of reached)"; "-" where none of the type reached the stage."""
+    reached = entry.get("reached", entry.get("of", 0))
+    if not reached:
+        return "-"
+    return f"P {entry['precision']:.2f} / R {entry['recall']:.2f} ({entry['removed']} of {reached})"
+
+
 def _plot(results: dict[str, Any], metric: str) -> str:
     import matplotlib
 
@@ -127,15 +146,16 @@ def _page(results: dict[str, Any]) -> str:
     page.add("recipes", "Recipes (mean ± half the seed range)",
              table(["recipe", "kept", *METRICS], rows, numeric={1, 2, 3, 4}) + f'<div class="plots">{plots}</div>')
     noise_types = sorted({n for stage in results["filters"].values() for n in stage})
-    filter_rows = [[stage] + [f"P {v[n]['precision']:.2f} / R {v[n]['recall']:.2f}" for n in noise_types]
-                   for stage, v in results["filters"].items()]
-    page.add("filters", "What each filter removed, by injected noise type (full recipe)",
-             table(["stage", *noise_types], filter_rows))
+    filter_rows = [[stage] + [_filter_cell(v[n]) for n in noise_types] for stage, v in results["filters"].items()]
+    page.add("filters", "What each filter removed, by injected noise type (full recipe, stages in order; "
+             "recall of what reached the stage)", table(["stage", *noise_types], filter_rows))
     if results.get("dedup_pairs", {}).get("removed"):
         pairs = results["dedup_pairs"]
         page.add("dedup", "Semantic dedup: what its removals were matched to",
                  table(["removed", "its own planted copy/original", "another scene, same colour + shape", "other"],
                        [[str(pairs["removed"]), str(pairs["true_pair"]), str(pairs["same_concept"]),
                          str(pairs["other"])]], numeric={0, 1, 2, 3}))
+    if results.get("filter_clip"):
+        page.add("filter_clip", "The filtering CLIP", f"<pre>{esc(json.dumps(results['filter_clip'], indent=2))}</pre>")
     page.add("setup", "Setup", f"<pre>{esc(json.dumps(results.get('setup', {}), indent=2))}</pre>")
     return page.render(results.get("summary", ""))
