@@ -6,6 +6,7 @@ when its upload completes, so a reader never sees a partial file under the final
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
@@ -84,6 +85,12 @@ def atomic_write_bytes(url: str, data: bytes) -> dict[str, Any]:
     with atomic_open(url) as out:
         out.write(data)
     return {"bytes": out.bytes, "sha256": out.sha256.hexdigest()}
+
+
+def glob_under(fs, directory: str, pattern: str) -> list[str]:
+    """fs.glob(pattern) inside `directory`, whose own name is taken literally: an output called
+    "run [a]" is not the character class [a] (a download there finished no shard, by its own glob)."""
+    return fs.glob(f"{glob.escape(directory.rstrip('/'))}/{pattern}")
 
 
 def glob_files(pattern: str) -> list[str]:

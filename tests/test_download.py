@@ -417,3 +417,16 @@ def test_a_shard_img2dataset_gave_up_on_stops_the_run_so_the_rerun_resumes(tmp_p
         assert sorted(server.requests[before:]) == ["/huge.jpg", "/img/9.jpg"]
     assert again.manifest.inputs["resumed"] and again.manifest.counts.kept == 6
     assert again.manifest.funnel[0].reasons == {}
+
+
+def test_an_output_named_with_brackets_is_taken_literally(tmp_path):
+    """'dl [a]' is a folder name, not the character class [a]: the download's own globs found no
+    finished shard there and failed after fetching everything."""
+    from manifests.verify import verify_dataset
+
+    out = tmp_path / "dl [a]"
+    with ImageServer() as server:
+        urls = write_urls(tmp_path / "u.parquet", [f"{server.base}/img/{i}.jpg" for i in range(3)])
+        result = download(recipe(samples_per_shard=2), urls, str(out), allow_private_networks=True)
+    assert result.manifest.counts.kept == 3 and len(result.manifest.shards) == 2
+    assert verify_dataset(str(out)) == []

@@ -23,7 +23,7 @@ from filters.sample import Sample, printable
 from manifests.manifest import Manifest, build_funnel, counts_by_kind, total_counts
 from manifests.recipe import Recipe, output_kind
 from manifests.shard_format import FORMAT_VERSION as SHARD_FORMAT_VERSION
-from manifests.storage import atomic_write_bytes, glob_files
+from manifests.storage import atomic_write_bytes, glob_files, glob_under
 from manifests.table_union import unify_tables
 from pipelines.beam.routing import BUSY_US, Tally, all_rejections
 from pipelines.beam.sink import SINK_STAGE, WriteRejections, WriteShards
@@ -65,6 +65,8 @@ def expand_inputs(pattern: str, kind: str = Sample.KIND) -> list[str]:
         fs, path = fsspec.core.url_to_fs(pattern)
         example = f"{pattern.rstrip('/')}/*.{'warc.gz' if kind == DOCUMENT else 'tar'}"
         hint = f" (a folder: --input is a glob of files, e.g. '{example}')" if fs.isdir(path) else ""
+        if not hint and "[" in pattern:
+            hint = " ([...] in a glob is a set of characters: write [[] for a literal '[', e.g. 'in [[]x]/*.tar')"
         raise CurateError(f"--input {pattern!r} matches no files{hint}")
     web = [p for p in matched if p.lower().endswith(WEB_ONLY_SUFFIXES)]
     if web and kind != DOCUMENT:
@@ -134,7 +136,7 @@ def _stage_reports(root: str) -> tuple[dict, list[dict]]:
     """Summaries stages left in _run/reports/STAGE.json, and the files they wrote under reports/."""
     fs, path = fsspec.core.url_to_fs(root)
     reports, files = {}, []
-    for found in sorted(fs.glob(f"{path}/{STAGE_REPORTS}/*.json")):
+    for found in sorted(glob_under(fs, f"{path}/{STAGE_REPORTS}", "*.json")):
         with fs.open(found, "rt") as f:
             report = json.load(f)
         reports[found.rsplit("/", 1)[-1][: -len(".json")]] = report["summary"]

@@ -36,7 +36,7 @@ from filters.sample import Rejection
 from filters.url_safety import redact_credentials, request_url, url_problem
 from manifests.manifest import Counts, Manifest, build_funnel, read_manifest
 from manifests.recipe import DownloadConfig, Recipe
-from manifests.storage import atomic_write_bytes, sha256_of
+from manifests.storage import atomic_write_bytes, glob_under, sha256_of
 from pipelines.drivers.finish import build_manifest, finish
 from pipelines.drivers.progress import download_progress, output_to_file
 from pipelines.io.rejection_files import write_rejection_files
@@ -279,7 +279,7 @@ def _require_a_finished_shard(root: str, urls: int, per_shard: int) -> None:
     nothing. Recording that as a finished download of `download_incomplete` rows would make the
     directory one that a rerun refuses; stopping leaves it interrupted, so the rerun resumes."""
     fs, base = fsspec.core.url_to_fs(f"{root}/{SHARDS}")
-    if not fs.glob(f"{base}/*_stats.json"):
+    if not glob_under(fs, base, "*_stats.json"):
         raise DownloadError(f"img2dataset finished none of the {math.ceil(urls / per_shard)} shard(s) of {root} "
                             "(its output above says why); fix that and rerun the same command to resume")
 
@@ -288,7 +288,7 @@ def _account_shards(root: str, url_list: str) -> tuple[list[dict], list[Rejectio
     """Shard entries for finished shards, rejections for their failed rows, and the rows they cover."""
     fs, base = fsspec.core.url_to_fs(f"{root}/{SHARDS}")
     shards, rejections, seen = [], [], set()
-    for stats in sorted(fs.glob(f"{base}/*_stats.json")):
+    for stats in sorted(glob_under(fs, base, "*_stats.json")):
         stem = PurePosixPath(stats).name.removesuffix("_stats.json")
         with fs.open(f"{base}/{stem}.parquet", "rb") as f:
             rows = pq.read_table(f, columns=["key", "url", "status", "error_message", ROW]).to_pylist()
@@ -307,7 +307,7 @@ def _account_shards(root: str, url_list: str) -> tuple[list[dict], list[Rejectio
         })
     # A tar without its stats file is a shard img2dataset did not finish: not part of the dataset.
     done = {PurePosixPath(s["name"]).stem for s in shards}
-    for partial in fs.glob(f"{base}/*.tar") + fs.glob(f"{base}/*.parquet"):
+    for partial in glob_under(fs, base, "*.tar") + glob_under(fs, base, "*.parquet"):
         if PurePosixPath(partial).stem not in done:
             fs.rm(partial)
     return shards, rejections, seen

@@ -22,6 +22,7 @@ from typing import IO
 
 import fsspec
 
+from manifests.storage import glob_under
 from pipelines.io.progress_markers import PROGRESS_DIR, PROGRESS_ENV
 
 log = logging.getLogger("vlcurate")
@@ -72,11 +73,11 @@ class PolledBars:
                     bars.update(ids[name], completed=completed, detail=detail)
 
 
-def _marks(fs, pattern: str) -> Iterator[tuple[str, dict]]:
-    """(path, content) of the JSON files matching `pattern`; one being rewritten right now is read
-    at the next poll."""
+def _marks(fs, directory: str, pattern: str) -> Iterator[tuple[str, dict]]:
+    """(path, content) of the JSON files matching `pattern` in `directory`; one being rewritten right
+    now is read at the next poll."""
     fs.invalidate_cache()
-    for path in fs.glob(pattern):
+    for path in glob_under(fs, directory, pattern):
         try:
             with fs.open(path, "rt") as f:
                 yield path, json.load(f)
@@ -84,9 +85,9 @@ def _marks(fs, pattern: str) -> Iterator[tuple[str, dict]]:
             continue
 
 
-def _totals(fs, pattern: str, *fields: str) -> list[int]:
+def _totals(fs, directory: str, pattern: str, *fields: str) -> list[int]:
     totals = [0] * len(fields)
-    for _, found in _marks(fs, pattern):
+    for _, found in _marks(fs, directory, pattern):
         totals = [t + int(found.get(name, 0)) for t, name in zip(totals, fields)]
     return totals
 
@@ -98,7 +99,7 @@ def _rate(n: int, started: float) -> str:
 def _stage_records(fs, base: str) -> dict[str, int]:
     """stage -> records its busiest step handled (summed over workers)."""
     per_step: dict[tuple[str, str], int] = {}
-    for path, found in _marks(fs, f"{base}/{PROGRESS_DIR}/stage-*.json"):
+    for path, found in _marks(fs, f"{base}/{PROGRESS_DIR}", "stage-*.json"):
         stage, step = path.rsplit("/", 1)[-1].split("-")[1:3]
         per_step[(stage, step)] = per_step.get((stage, step), 0) + int(found.get("records", 0))
     stages: dict[str, int] = {}
@@ -115,12 +116,12 @@ def run_progress(root: str, files: int, stages: list[str], enabled: bool = True)
     started = time.monotonic()
 
     def poll() -> dict[str, tuple[int, str]]:
-        done, records = _totals(fs, f"{base}/{PROGRESS_DIR}/read-*.json", "done", "records")
+        done, records = _totals(fs, f"{base}/{PROGRESS_DIR}", "read-*.json", "done", "records")
         state = {"read files": (done, f"{records:,} records, {_rate(records, started)}")}
         for stage, n in _stage_records(fs, base).items():
             if stage in stages:
                 state[stage] = (n, f"{_rate(n, started)}")
-        state["write shards"] = (len(fs.glob(f"{base}/shards/[0-9]*.tar")), "")
+        state["write shards"] = (len(glob_under(fs, f"{base}/shards", "[0-9]*.tar")), "")
         return state
 
     tasks = {"read files": files, **{stage: None for stage in stages}, "write shards": None}
@@ -143,7 +144,7 @@ def download_progress(shards_url: str, urls: int, enabled: bool = True, stream: 
     started = time.monotonic()
 
     def poll() -> dict[str, tuple[int, str]]:
-        tried, kept = _totals(fs, f"{base}/*_stats.json", "count", "successes")
+        tried, kept = _totals(fs, base, "*_stats.json", "count", "successes")
         return {"download": (tried, f"{kept:,} images kept, {_rate(tried, started)} URLs")}
 
     return PolledBars({"download": urls}, poll, enabled, stream=stream)
