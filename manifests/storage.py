@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 import os
 import uuid
@@ -119,19 +120,26 @@ def sha256_of(url: str) -> str:
 
 def use_storage_options(url: str, options: dict[str, Any]) -> None:
     """Make `options` (endpoint, credentials, ...) the defaults of every fsspec filesystem of url's
-    protocol in this process, so every reader and writer of a run (manifest, verify, publish) uses
-    them without passing them around. They stay in memory: never printed, logged or written."""
+    protocol in this process and the processes it starts (Beam's multi_processing workers,
+    img2dataset's, DataLoader workers: fsspec reads FSSPEC_<PROTOCOL> from the environment), so
+    every reader and writer of a run uses them without passing them around. They stay in memory:
+    never printed, logged or written. (Dataflow's workers do not inherit them: there the workers'
+    own credentials apply.)"""
     if not options:
         return
     protocol = fsspec.utils.get_protocol(url)
+    if protocol in ("file", "local"):
+        return
     fsspec.config.conf.setdefault(protocol, {}).update(options)
+    try:
+        os.environ[f"FSSPEC_{protocol.upper()}"] = json.dumps(fsspec.config.conf[protocol])
+    except TypeError:  # options given in code that are not JSON (objects): this process only
+        pass
 
 
 def parse_storage_options(items: list[str]) -> dict[str, Any]:
     """`key=value` pairs from the command line; a value that parses as JSON is taken as JSON
     (numbers, booleans, {"endpoint_url": ...} for client_kwargs), else as a string."""
-    import json
-
     options: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")

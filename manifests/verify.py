@@ -97,18 +97,19 @@ def verify_dataset(root: str, deep: bool = False) -> list[str]:
         elif sha256 != entry.sha256:
             problems.append(f"{entry.name}: sha256 differs from the manifest")
         problems += found
-    problems += _unlisted(fs, base.rstrip("/"), manifest, {e.name for e in entries})
+    problems += _unlisted(fs, base.rstrip("/"), root.rstrip("/"), manifest, {e.name for e in entries})
     return problems
 
 
-def _unlisted(fs, base: str, manifest, listed: set[str]) -> list[str]:
+def _unlisted(fs, base: str, root: str, manifest, listed: set[str]) -> list[str]:
     """Files in the run directory that the manifest does not list (another run's, or a stray one).
-    A chained run's raw/ download is checked against its own manifest."""
+    A chained run's raw/ download is checked against its own manifest (found from the URL `root`:
+    `base` has lost the protocol, and read as a local path it named a folder under the cwd)."""
     raw = manifest.inputs.get("raw_manifest")
     raw_dir = raw.rsplit("/", 1)[0] + "/" if raw else None
     problems = []
     if raw_dir:
-        problems += [f"{raw_dir}{p}" for p in verify_dataset(f"{base}/{raw_dir.rstrip('/')}")
+        problems += [f"{raw_dir}{p}" for p in verify_dataset(f"{root}/{raw_dir.rstrip('/')}")
                      if not p.startswith("rejected/")]  # raw's rejection files are also listed here
     for path in sorted(fs.find(base, withdirs=False)):
         name = path[len(base) + 1:]

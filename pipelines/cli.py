@@ -70,7 +70,21 @@ def sample_data(
 
 
 CURATE_OPTIONS = ["--input", "--output", "--overwrite", "--allow-private-networks", "--limit", "--dry-run",
-                  "--fail-on-empty", "--quiet", "--verbose", "--help"]
+                  "--fail-on-empty", "--storage-option", "--quiet", "--verbose", "--help"]
+STORAGE_HELP = "fsspec option key=value for the input's and output's store, e.g. endpoint_url=... (repeatable)"
+
+
+def _use_storage(items: list[str], *urls: str | None) -> None:
+    """-S options for every remote URL the command reads or writes (one line if one is malformed)."""
+    from manifests.storage import parse_storage_options, use_storage_options
+
+    try:
+        options = parse_storage_options(items)
+    except ValueError as err:
+        _fail(str(err))
+    for url in urls:
+        if url:
+            use_storage_options(url, options)
 
 
 @app.command(context_settings=EXTRA_ARGS)
@@ -92,6 +106,7 @@ def curate(
     dry_run: bool = typer.Option(False, "--dry-run", help="check the recipe, inputs, models and output; print the "
                                  "plan; write nothing"),
     fail_on_empty: bool = typer.Option(False, "--fail-on-empty", help="exit non-zero when the run keeps nothing"),
+    storage_option: list[str] = typer.Option([], "--storage-option", "-S", help=STORAGE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars, warnings and errors only (CI logs)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
@@ -114,6 +129,7 @@ def curate(
     from pipelines.io.url_lists import UrlListError
 
     _setup_logging(verbose, quiet)
+    _use_storage(storage_option, input, output)
     try:
         check_beam_args(list(ctx.args), CURATE_OPTIONS)
         _require(input=input, output=output)
@@ -157,6 +173,7 @@ def _check_kept(manifest, fail_on_empty: bool) -> None:
 @app.command()
 def report(
     run: str = typer.Argument(..., help="a finished run directory (any fsspec URL)"),
+    storage_option: list[str] = typer.Option([], "--storage-option", "-S", help=STORAGE_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
     """Rebuild RUN/report.html from the run's manifest, rejection table and shard parquets.
@@ -169,6 +186,7 @@ def report(
     from pipelines.report.build import ReportError, rebuild_report
 
     _setup_logging(verbose)
+    _use_storage(storage_option, run)
     try:
         written = rebuild_report(_run_dir(run))
     except ReportError as err:
@@ -186,6 +204,7 @@ def download(
         False, "--allow-private-networks", help="fetch loopback/private/link-local addresses (refused by default)"),
     limit: int = typer.Option(None, "--limit", min=1, help="only the list's first N URLs"),
     fail_on_empty: bool = typer.Option(False, "--fail-on-empty", help="exit non-zero when no image is kept"),
+    storage_option: list[str] = typer.Option([], "--storage-option", "-S", help=STORAGE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings and errors only"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
@@ -204,6 +223,7 @@ def download(
     from pipelines.io.url_lists import UrlListError
 
     _setup_logging(verbose, quiet)
+    _use_storage(storage_option, input, output)
     try:
         parsed = load_recipe(recipe)
         if parsed.download is None:

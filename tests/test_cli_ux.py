@@ -11,7 +11,7 @@ import pytest
 
 from manifests.manifest import read_manifest
 from manifests.recipe import load_recipe, parse_recipe
-from pipelines.drivers.curate import curate
+from pipelines.drivers.curate import CurateError, curate
 from tests.test_cli import ROOT, vlcurate
 
 QUICKSTART = str(ROOT / "manifests/recipes/quickstart.yaml")
@@ -195,3 +195,23 @@ def test_storage_failures_are_found_through_wrapping():
     assert storage_failure(rust).startswith("the run stopped: No space left on device. Free space")
     assert storage_failure(ValueError("a bug")) is None
     assert storage_failure(RuntimeError("OSError: [Errno 2] No such file or directory")) is None
+
+
+def test_a_runner_on_other_machines_refuses_local_paths_before_anything_runs(pool_dir, tmp_path):
+    """Dataflow's workers cannot open the driver's files: the shipped metaclip recipe's metadata
+    (resolved to this checkout), a local input or output would fail in every worker after the job
+    started. Refused in one line, before anything is read or written (and nothing reaches a cloud)."""
+    recipe = load_recipe(ROOT / "manifests/recipes/metaclip_balance.yaml")
+    out = tmp_path / "out"
+    with pytest.raises(CurateError) as err:
+        curate(recipe, f"{pool_dir}/shards/*.tar", str(out), beam_args=["--runner=DataflowRunner"])
+    message = str(err.value)
+    assert message.startswith("the DataflowRunner runs workers on other machines, which cannot open local paths: ")
+    assert f"--input: {pool_dir}/shards/*.tar" in message and f"--output: {out}" in message
+    assert "metaclip.metadata: " in message and "metaclip_wordnet.json.gz" in message
+    assert not out.exists()
+    from pipelines.drivers.remote_runner import local_paths, runs_elsewhere
+
+    assert local_paths(recipe, "gs://b/in/*.tar", "gs://b/out") == [
+        f"metaclip.metadata: {recipe.stages[1].config.metadata}"]
+    assert not runs_elsewhere("DirectRunner") and runs_elsewhere("FlinkRunner")

@@ -4,6 +4,8 @@ bucket and bad credentials as one line each, a file corrupted on the server foun
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from manifests.recipe import load_recipe
@@ -366,3 +368,17 @@ def test_a_cut_manifest_at_the_destination_is_one_line(run, tmp_path):
     for replace in (False, True):
         with pytest.raises(PublishError, match="manifest.json is not a readable manifest .* delete it and publish again"):
             publish(run, str(dest), replace=replace, progress=False)
+
+
+def test_cli_curate_into_s3_with_storage_options_and_worker_processes(pool_dir, s3):
+    """`curate -S` (it had no such option: only the environment could point it at an endpoint), with
+    Beam's multi_processing workers, which get the options through fsspec's FSSPEC_S3 variable."""
+    out = f"s3://{BUCKET}/runs/cli-mp"
+    options = [x for key, value in s3.items() for x in ("-S", f"{key}={value if isinstance(value, str) else json.dumps(value)}")]
+    result = vlcurate("curate", str(ROOT / "manifests/recipes/quickstart.yaml"), "-i", f"{pool_dir}/shards/00000.tar",
+                      "-o", out, "-q", *options, "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    checked = vlcurate("verify", out, *options)
+    assert checked.returncode == 0 and checked.stdout.startswith("ok:"), checked.stdout + checked.stderr
+    rebuilt = vlcurate("report", out, *options)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]

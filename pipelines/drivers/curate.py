@@ -31,6 +31,7 @@ from pipelines.beam.sources import COUNTED, REJECTED, ReadRecords
 from pipelines.drivers.download import DownloadResult, check_download, download
 from pipelines.drivers.finish import RUN_DIR, build_manifest, finish
 from pipelines.drivers.progress import run_progress
+from pipelines.drivers.remote_runner import remote_runner_problem
 from pipelines.drivers.shard_index import write_shard_index
 from pipelines.io.readers import STAGE as READ_STAGE
 from pipelines.io.run_dir import (CURATE_FILES, DOWNLOAD_FILES, RunDirError, RunDirState, clear_run_dir,
@@ -210,6 +211,13 @@ def preflight_stages(recipe: Recipe) -> Preflight:
     return found
 
 
+def _pipeline_options(beam_args: list[str] | None) -> PipelineOptions:
+    options = PipelineOptions(beam_args or [])
+    if options.view_as(StandardOptions).runner is None:
+        options.view_as(StandardOptions).runner = "DirectRunner"
+    return options
+
+
 def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str] | None = None,
            overwrite: bool = False, allow_private_networks: bool | None = None, limit: int | None = None,
            progress: bool = False) -> CurateResult:
@@ -218,6 +226,9 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
     directory is locked for the whole run (a second run into it stops, naming the holder).
     `limit`: only the first N input records, in input file order; `progress`: bars on the terminal."""
     root = output.rstrip("/")
+    problem = remote_runner_problem(recipe, input_pattern, root, _pipeline_options(beam_args).view_as(StandardOptions).runner)
+    if problem:  # before anything is read, written or downloaded: every worker would fail in its setup
+        raise CurateError(problem)
     paths = None if recipe.download is not None else expand_inputs(input_pattern, recipe.input.kind)
     if paths is not None:
         refuse_inputs_inside_output(paths, root)
@@ -235,6 +246,7 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
             overwrite: bool, allow_private_networks: bool | None, limit: int | None = None,
             progress: bool = False) -> CurateResult:
     started = time.perf_counter()
+    options = _pipeline_options(beam_args)
     raw: DownloadResult | None = None
     if paths is None:
         prepare_output(root, overwrite, _resumable(recipe))
@@ -250,14 +262,14 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     checked = preflight_stages(recipe)
     preflight_s = time.perf_counter() - started
 
-    options = PipelineOptions(beam_args or [])
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = "DirectRunner"
     pipeline_started = time.perf_counter()
     with private_tempdir("vlcurate-beam-"), run_progress(root, len(paths), [e.name for e in recipe.stages], enabled=progress), beam.Pipeline(options=options) as p:
         build_pipeline(p, recipe, paths, root, bool(allow_private_networks), limit, progress)
     pipeline_s = time.perf_counter() - pipeline_started
     stage_s = stage_busy_seconds(p.result)
+    # Workers in other processes wrote what the driver reads next; gcsfs answers from the listing it
+    # cached before the pipeline (the run directory's check), which does not hold _run/summary.json.
+    fsspec.core.url_to_fs(root)[0].invalidate_cache()
 
     with fsspec.open(f"{root}/{SUMMARY}", "rt") as f:
         summary = json.load(f)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import importlib
+import logging
 import os
 import signal
 import socket
@@ -39,6 +40,7 @@ from filters.image_checks import ImageHeader, read_header  # noqa: E402
 from filters.url_safety import ALLOWED_SCHEMES, is_private_address  # noqa: E402
 
 
+log = logging.getLogger("vlcurate")
 _request = threading.local()  # this thread's request: img2dataset opens and reads in the same thread
 
 
@@ -208,6 +210,13 @@ def guarded_img2dataset(allow_private: bool, max_bytes: int, max_pixels: int | N
         # during (or after) a download exited 0, as if it had finished. It is an interrupt.
         try:
             return img2dataset_main.download(*args, **kwargs)
+        except FileNotFoundError as err:
+            # Its last line removes its _tmp folder; on object stores other than S3 (GCS) an emptied
+            # folder no longer exists, and rm raises after every shard is written. Nothing is lost.
+            if "_tmp" not in str(err):
+                raise
+            log.debug("img2dataset's _tmp folder was already gone: %s", err)
+            return None
         except SystemExit as exit_:
             if exit_.code in (0, None):
                 raise KeyboardInterrupt from None
