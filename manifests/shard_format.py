@@ -30,10 +30,12 @@ from filters.image_format import extension_for, format_name
 from filters.sample import Sample
 from manifests.field_columns import FIELD_COLUMNS_KEY, JSON_ONLY_KEY, field_columns
 
-# 3: one image member name (KEY.jpg by default) with the format in KEY.json; parquets in metadata/;
-#    image_byte_count (was image_bytes); KEY.json's scalar fields as columns. 2: keys are full member
-#    paths in every reader (1: the trainer keyed by basename). docs/SHARD_FORMAT.md has the table.
-FORMAT_VERSION = 3
+# 4: embedding columns are list<float16> (fixed-size lists with a null were unreadable in pyarrow),
+#    one parquet schema for the whole run. 3: one image member name (KEY.jpg by default) with the
+#    format in KEY.json; parquets in metadata/; image_byte_count (was image_bytes); KEY.json's scalar
+#    fields as columns. 2: keys are full member paths in every reader (1: the trainer keyed by
+#    basename). docs/SHARD_FORMAT.md has the table.
+FORMAT_VERSION = 4
 SHARDS_DIR = "shards"  # the tars, with sizes.json and NNNNN_stats.json
 TABLES_DIR = "metadata"  # one parquet per shard, alone in its directory so the directory opens as a dataset
 ORIGINAL_IMAGE_MEMBER = "original"  # output.image_member: each image under its own format's extension
@@ -310,18 +312,21 @@ def write_pair_shard(root: str, index: int, samples: list[Sample],
 
 
 def _vector_columns(samples: list[Sample]) -> dict[str, pa.Array]:
-    """Embeddings as fixed-size float16 list columns (null where a sample has none)."""
+    """Embeddings as list<float16> columns, null where a sample has none. Not fixed-size lists:
+    pyarrow before 26 cannot read back a fixed-size list column holding a null (apache/arrow#35692:
+    "Expected all lists to be of size=N but index 1 had size=0"), so one sample without an
+    embedding, or a shard without any beside shards with them, made the table unreadable."""
     columns = {}
     for name in sorted({n for s in samples for n in s.vectors}):
         dims = {len(s.vectors[name]) // 2 for s in samples if name in s.vectors}
         if len(dims) != 1:
             raise ValueError(f"vector {name!r} has mixed lengths {sorted(dims)} within one shard")
-        (dim,) = dims
-        zero = np.zeros(dim, dtype="<f2")
-        flat = np.concatenate([np.frombuffer(s.vectors[name], "<f2") if name in s.vectors else zero for s in samples])
+        present = [s.vectors[name] for s in samples if name in s.vectors]
+        values = pa.array(np.frombuffer(b"".join(present), "<f2"), type=pa.float16())
+        lengths = np.cumsum([0] + [len(s.vectors[name]) // 2 if name in s.vectors else 0 for s in samples])
+        offsets = pa.array(lengths.astype(np.int32))
         mask = pa.array([name not in s.vectors for s in samples])
-        values = pa.array(flat, type=pa.float16())
-        columns[name] = pa.FixedSizeListArray.from_arrays(values, dim, mask=mask)
+        columns[name] = pa.ListArray.from_arrays(offsets, values, mask=mask)
     return columns
 
 

@@ -10,10 +10,13 @@ lacks. So the curate driver calls `unify_tables` before the manifest: it reads e
 types, null counts, int ranges; no rows), decides one schema, and rewrites only the tables that
 differ (atomically, a few ms for 1,000 rows), returning their new sizes and checksums.
 
-The rules are field_columns.py's, over the union of the rows: a field that was a list or object in
-any shard stays in `json` only everywhere; a field column's type is common_type() of the shards'
-types (int64 with float64 -> float64 unless an int is past 2**53, then string); a missing column is
-all null.
+The rules follow field_columns.py's, from the shards' types (the rows are not re-read): a field that
+was a list or object in any shard stays in `json` only everywhere, and so does one named like
+another shard's own column (a vector, GRIT's); a field column's type is common_type() of the
+shards' types (int64 with float64 -> float64 unless an int is past 2**53, then string; a shard's
+float64 values become "1.0" there, where the union's rows would have given "1"); a missing column
+is all null. Vectors of different lengths in two shards (two models: the sink allows one length per
+shard) cannot be one column: those tables keep their schema, with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -64,10 +68,6 @@ def _footer(url: str) -> dict[str, Any] | None:
 
 
 def _target(footers: list[dict[str, Any]]) -> pa.Schema:
-    json_only = sorted({n for f in footers for n in f["json_only"]})
-    names = sorted({n for f in footers for n in f["fields"]} - set(json_only))
-    json_only = sorted({*json_only, *names[MAX_FIELD_COLUMNS:]})
-    names = names[:MAX_FIELD_COLUMNS]
     # the shard format's own columns, vectors, GRIT: in first-seen order, typed by a shard with values
     fixed: dict[str, pa.DataType] = {}
     typed: set[str] = set()
@@ -80,6 +80,12 @@ def _target(footers: list[dict[str, Any]]) -> pa.Schema:
                 fixed[field.name] = field.type  # an update keeps the name's first position
             if has_values:
                 typed.add(field.name)
+    # A KEY.json field named like another shard's own column (an input's `noun_chunks: null` beside
+    # grounded shards) stays in `json`: one name, one column.
+    json_only = sorted({n for f in footers for n in f["json_only"]} | ({n for f in footers for n in f["fields"]} & set(fixed)))
+    names = sorted({n for f in footers for n in f["fields"]} - set(json_only))
+    json_only = sorted({*json_only, *names[MAX_FIELD_COLUMNS:]})
+    names = names[:MAX_FIELD_COLUMNS]
     columns = []
     for name in names:
         kinds = [(f["schema"].field(name).type, name in f["all_null"]) for f in footers if name in f["fields"]]
@@ -91,13 +97,24 @@ def _target(footers: list[dict[str, Any]]) -> pa.Schema:
     return pa.schema([pa.field(n, t) for n, t in fixed.items()] + columns, metadata=metadata)
 
 
-def _conform(data: bytes, target: pa.Schema) -> bytes:
+def _nulls(n: int, kind: pa.DataType) -> pa.Array:
+    """n nulls of `kind`. A fixed-size list needs its n * size child values even where null:
+    pa.nulls gives it none, and the table it is written into cannot be read back."""
+    if pa.types.is_fixed_size_list(kind):
+        values = pa.array(np.zeros(n * kind.list_size), type=kind.value_type)
+        return pa.FixedSizeListArray.from_arrays(values, kind.list_size, mask=pa.array([True] * n))
+    return pa.nulls(n, type=kind)
+
+
+def _conform(data: bytes, target: pa.Schema, own_fields: list[str]) -> bytes:
     table = pq.read_table(io.BytesIO(data))
     fields = set(json.loads(target.metadata[FIELD_COLUMNS_KEY.encode()]))
     columns = []
     for field in target:
-        if field.name not in table.column_names:
-            columns.append(pa.nulls(table.num_rows, type=field.type))
+        if field.name not in table.column_names or (field.name in own_fields and field.name not in fields):
+            # absent here, or here a KEY.json field where the run has a column of that name: its
+            # values are still in `json`
+            columns.append(_nulls(table.num_rows, field.type))
         elif table.schema.field(field.name).type == field.type:
             columns.append(table.column(field.name))
         elif field.name in fields:  # the values again, typed as the run's column
@@ -127,18 +144,18 @@ def unify_tables(root: str, shards: list[dict[str, Any]], threads: int = 8) -> i
         return 0
     target = _target([f for _, f in ours])
 
-    def rewrite(entry: dict[str, Any]) -> bool:
+    def rewrite(entry: dict[str, Any], footer: dict[str, Any]) -> bool:
         url = f"{root}/{entry['name']}"
         with fsspec.open(url, "rb") as f:
             data = f.read()
         try:
-            conformed = _conform(data, target)
+            conformed = _conform(data, target, footer["fields"])
         except ValueError as e:
             log.warning("%s keeps its own schema: %s", entry["name"], e)
             return False
         entry.update(atomic_write_bytes(url, conformed))
         return True
 
-    todo = [e for e, f in ours if not _same(f["schema"], target)]
+    todo = [(e, f) for e, f in ours if not _same(f["schema"], target)]
     with ThreadPoolExecutor(threads, thread_name_prefix="unify_tables") as pool:
-        return sum(pool.map(rewrite, todo))
+        return sum(pool.map(lambda pair: rewrite(*pair), todo))
