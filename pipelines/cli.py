@@ -368,7 +368,8 @@ reflow_help(app)
 def main() -> None:
     # img2dataset (used by later stages) phones home for albumentations updates on import.
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    if "-v" not in sys.argv and "--verbose" not in sys.argv:
+    verbose = "-v" in sys.argv or "--verbose" in sys.argv
+    if not verbose:
         # Beam logs each failed bundle attempt's traceback before raising the last one: for a full
         # disk that was 200 lines before the one that says so.
         logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
@@ -376,7 +377,7 @@ def main() -> None:
         app()
     except Exception as err:  # noqa: BLE001: only storage failures are reworded; anything else is raised
         line = storage_failure(err)
-        if line is None:
+        if line is None or verbose:  # -v: the whole traceback, whatever it is
             raise
         typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
         sys.exit(2)

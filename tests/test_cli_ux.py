@@ -12,6 +12,7 @@ import pytest
 from manifests.manifest import read_manifest
 from manifests.recipe import load_recipe, parse_recipe
 from pipelines.drivers.curate import CurateError, curate
+from tests.conftest import make_sample
 from tests.test_cli import ROOT, vlcurate
 
 QUICKSTART = str(ROOT / "manifests/recipes/quickstart.yaml")
@@ -179,22 +180,47 @@ def test_a_full_disk_mid_run_is_one_line_not_beams_tracebacks(pool_dir, tmp_path
     assert not (out / "manifest.json").exists()
 
 
-def test_storage_failures_are_found_through_wrapping():
+def test_storage_failures_are_found_through_wrapping_but_bugs_stay_bugs():
     from pipelines.storage_errors import storage_failure
 
     try:
         try:
             raise PermissionError(13, "Permission denied", "/data/out/shards/.00001.tar.tmp")
         except PermissionError as inner:
-            raise RuntimeError("PermissionError: [Errno 13] Permission denied [while running 'WriteShards']") from inner
+            raise RuntimeError("could not write the shard") from inner  # raised *from* it: its cause
     except RuntimeError as err:
-        assert storage_failure(err).startswith("the run stopped: Permission denied writing /data/out/shards/")
+        assert storage_failure(err) == ("the run stopped: Permission denied (/data/out/shards/.00001.tar.tmp). Free "
+                                        "space or fix the permissions, then run it again")
     beam_text = RuntimeError("OSError: [Errno 28] No space left on device: '/d/x.tar' [while running 'W']")
-    assert "No space left on device writing /d/x.tar" in storage_failure(beam_text)
+    assert "No space left on device (/d/x.tar)" in storage_failure(beam_text)
     rust = Exception("Error while serializing: I/O error: No space left on device (os error 28)")
     assert storage_failure(rust).startswith("the run stopped: No space left on device. Free space")
+    try:  # a bug met while handling a PermissionError is a bug, not a storage failure
+        try:
+            raise PermissionError(13, "Permission denied", "/home/u/.cache/x")
+        except PermissionError:
+            raise TypeError("unsupported operand")
+    except TypeError as err:
+        assert storage_failure(err) is None
     assert storage_failure(ValueError("a bug")) is None
     assert storage_failure(RuntimeError("OSError: [Errno 2] No such file or directory")) is None
+
+
+def test_a_full_disk_inside_a_stage_stops_the_run_instead_of_rejecting_every_record():
+    import errno
+
+    from pipelines.beam.routing import guarded_call
+
+    def full(record):
+        raise OSError(errno.ENOSPC, "No space left on device", "/out/_run/images/ab.jpg")
+
+    def broken(record):
+        raise OSError(errno.EIO if record else errno.ENOENT, "bad record")
+
+    with pytest.raises(OSError, match="No space left"):
+        guarded_call(full, make_sample("k1"), "fetch_images")
+    (rejection,) = guarded_call(broken, make_sample("k2"), "fetch_images")
+    assert rejection.reason == "error_OSError"
 
 
 def test_a_runner_on_other_machines_refuses_local_paths_before_anything_runs(pool_dir, tmp_path):

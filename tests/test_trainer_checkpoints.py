@@ -104,3 +104,23 @@ def test_a_checkpoint_file_that_weights_only_refuses_is_one_line_without_unpickl
                                               r"written by this trainer") as caught:
         train(config, resume=True)
     assert "weights_only" not in str(caught.value) and "this ran" not in capsys.readouterr().out
+
+
+def test_a_checkpoint_torch_cannot_write_is_one_line(tmp_path, monkeypatch):
+    """On a full disk torch's zip writer raises "unexpected pos" with no errno: a CheckpointError
+    (one line from `train`) that says what to do, not 47 lines of torch frames."""
+    import torch
+
+    from trainers import checkpoint
+
+    module = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(module.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4416 vs 4310")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match="torch's writer failed with .* MB free there .* --resume"):
+        checkpoint.save_checkpoint(str(tmp_path), 3, module, optimizer, scheduler, {})
+    assert not (tmp_path / "checkpoints" / "step-00000003").exists()

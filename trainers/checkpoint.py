@@ -59,8 +59,16 @@ def save_checkpoint(out_dir: str, step: int, module: torch.nn.Module, optimizer,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(trainable_state(module), str(tmp / "trainable.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    try:
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    except RuntimeError as err:  # torch's zip writer on a full disk: "unexpected pos", no errno
+        if "PytorchStreamWriter" not in str(err) and "unexpected pos" not in str(err):
+            raise
+        free = shutil.disk_usage(root).free
+        raise CheckpointError(f"could not write the checkpoint {tmp}: torch's writer failed with "
+                              f"{free / 1e6:,.0f} MB free there (a full disk, or a file-size limit); free "
+                              "space, then --resume from the last checkpoint") from None
     _, keys, pos, has_gauss, cached = np.random.get_state()
     rng = {"torch": torch.get_rng_state(), "numpy": [keys.tolist(), int(pos), int(has_gauss), float(cached)],
            "python": list(random.getstate()[1])}

@@ -20,6 +20,7 @@ from filters.records import Event
 from filters.sample import Rejection, Sample
 from pipelines.beam.coders import Tagged  # importing coders registers them wherever stages run
 from pipelines.io.progress_markers import StageCounter
+from pipelines.storage_errors import is_disk_full
 
 REJECTED = "rejected"
 TALLIES = "tallies"
@@ -88,6 +89,8 @@ def guarded_call(fn: Callable, element: Any, stage: str, *args, **kwargs) -> lis
     try:
         return _as_list(fn(element, *args, **kwargs))
     except Exception as err:
+        if is_disk_full(err):  # the disk, not the record: stop the run (one line, storage_errors.py)
+            raise
         if isinstance(element, list):
             if len(element) == 1:
                 return [error_rejection(element[0], stage, err)]
