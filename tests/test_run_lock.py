@@ -55,3 +55,25 @@ def test_a_run_releases_only_its_own_lock(tmp_path):
         (tmp_path / LOCK_NAME).write_text(json.dumps(other))  # another run judged ours stale
     assert json.loads((tmp_path / LOCK_NAME).read_text()) == other
     os.unlink(tmp_path / LOCK_NAME)
+
+
+def test_locks_work_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    """FUSE bucket mounts (gcsfuse, s3fs-fuse), vfat and some SMB shares refuse os.link: the lock
+    (and publish's create-only manifest) fall back to an O_EXCL create there."""
+    import errno
+
+    from pipelines.io.run_lock import create_exclusive
+
+    def no_link(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted", src, None, dst)
+
+    monkeypatch.setattr(os, "link", no_link)
+    with run_lock(str(tmp_path / "out")):
+        assert (tmp_path / "out" / LOCK_NAME).exists()
+    assert not (tmp_path / "out" / LOCK_NAME).exists()
+    import fsspec
+
+    fs = fsspec.filesystem("file")
+    assert create_exclusive(fs, str(tmp_path / "m.json"), b"{}") is True
+    assert create_exclusive(fs, str(tmp_path / "m.json"), b"[]") is False and (tmp_path / "m.json").read_bytes() == b"{}"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -26,14 +26,16 @@ from collections import Counter
 
 _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 _TOKEN = re.compile(r"""
-    (?P<word>\w+(?:[-/]\w+)*?)(?=n't\b)   # the stem before n't ("do" of "don't", "ca" of "can't")
-  | n't\b
-  | '(?:s|re|ve|ll|d|m)\b                  # clitics
-  | [\w.+-]+@\w+(?:\.\w+)+                  # e-mail addresses
+    (?P<word>\w+(?:[-/]\w+)*?)(?=n['’]t\b)  # the stem before n't ("do" of "don't", "ca" of "can't")
+  | n['’]t\b
+  | ['’](?:s|re|ve|ll|d|m)\b               # clitics, with a straight or a curly apostrophe
+  | can(?=not\b)                          # "cannot" -> "can not", as PTB splits it
+  | (?<![\w.+-])[\w.+-]{1,64}@\w+(?:\.\w+)+  # e-mail addresses (tried at a run's start only, and
+                                          # bounded: a long run of [\w.+-] stays linear)
   | (?:[a-z]\.){2,}                        # abbreviations keep their periods: "u.s.", "p.m."
   | (?:mrs?|ms|dr|st|jr|sr|co|ltd|inc|no|vs|etc|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec|[a-z])\.(?=\s+\S)
   | </?[a-z]+>                             # markup left in alt text: "<br>", "</b>"
-  | \w+(?:'(?!(?:s|re|ve|ll|d|m)\b)\w+)+   # "o'neill", "l'objet" (not a clitic)
+  | \w+(?:['’](?!(?:s|re|ve|ll|d|m)\b)\w+)+  # "o'neill", "l'objet" (not a clitic)
   | \d+(?::\d+)+                           # times: "5:30"
   | [#@][^\W\d]\w*                          # #tag, @name stay whole ("#18" is "# 18")
   | \w+(?:&\w+)+                           # "at&t", "bb&n"

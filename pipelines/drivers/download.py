@@ -153,8 +153,10 @@ def _download(recipe: Recipe, url_list: str, root: str, overwrite: bool, allow_p
         planned = math.ceil(len(safe_rows) / config.samples_per_shard)
         raise DownloadError(
             f"img2dataset finished {len(shards)} of {planned} shard(s) of {root}: {len(missing):,} URL(s) not "
-            "fetched (its output above says why, e.g. a full disk); fix that and rerun the same command to "
-            "resume, or set download.allow_incomplete to record them as download_incomplete")
+            "fetched (its output above says why, e.g. a full disk); fix that and "
+            + ("rerun the same command to resume" if config.incremental else
+               "rerun with --overwrite (download.incremental is off, so it cannot resume)")
+            + ", or set download.allow_incomplete to record them as download_incomplete")
     # Shards img2dataset gave up on (download.allow_incomplete): recorded, so the rerun needs --overwrite.
     incomplete = [Rejection(f"row{r:09d}", url_list, urls[r], STAGE, "download_incomplete",
                             "img2dataset did not finish this URL's shard; --overwrite downloads the list again")

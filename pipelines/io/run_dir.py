@@ -17,7 +17,7 @@ import fsspec
 
 from manifests.manifest import MANIFEST_NAME, read_manifest
 from manifests.storage import TEMP_MARKER
-from pipelines.io.run_lock import LOCK_NAME
+from pipelines.io.run_lock import LOCK_NAME, TAKEOVER_SUFFIX
 
 
 class RunDirError(RuntimeError):
@@ -105,7 +105,7 @@ def clear_run_dir(root: str, ours, keep_prefixes: tuple[str, ...] = ()) -> None:
     fs, base, names = _files(root)
     # manifests first: for the moment of deleting, readers find no run rather than a run missing files
     for name in sorted(names, key=lambda n: not (n == MANIFEST_NAME or n.endswith(f"/{MANIFEST_NAME}"))):
-        if name == LOCK_NAME or any(name.startswith(p) for p in keep_prefixes):
+        if name in (LOCK_NAME, f"{LOCK_NAME}{TAKEOVER_SUFFIX}") or any(name.startswith(p) for p in keep_prefixes):
             continue
         fs.rm(f"{base}/{name}")
     parents = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}

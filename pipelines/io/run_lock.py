@@ -9,6 +9,7 @@ on this machine (its pid is gone) is taken over with a warning; any other lock i
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import fsspec
 log = logging.getLogger("vlcurate")
 LOCK_NAME = ".vlcurate.lock"
 TAKEOVER_SUFFIX = ".takeover"
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
 
 
 class RunLockedError(RuntimeError):
@@ -73,6 +75,15 @@ def create_exclusive(fs, path: str, data: bytes) -> bool:
             return True
         except FileExistsError:
             return False
+        except OSError as err:  # no hard links here (FUSE bucket mounts, vfat, some SMB): O_EXCL create,
+            if err.errno not in _NO_LINKS:  # visible a moment before its bytes are, the best these offer
+                raise
+            try:
+                with open(path, "xb") as f:
+                    f.write(data)
+                return True
+            except FileExistsError:
+                return False
         finally:
             os.unlink(temp)
     try:
@@ -143,4 +154,7 @@ def _take_over(fs, path: str, stale: dict, data: bytes, root: str) -> None:
         if not create_exclusive(fs, path, data):
             raise RunLockedError(f"{root} was locked again by another run while taking over a stale lock")
     finally:
-        fs.rm(guard)
+        try:
+            fs.rm(guard)
+        except FileNotFoundError:  # removed meanwhile: nothing to release
+            pass
