@@ -20,7 +20,9 @@ DEFAULT_STOP_NOUNS = ("image", "images", "picture", "pictures", "photo", "photos
                       "foreground", "side", "front", "back", "top", "bottom", "left", "right", "middle", "center",
                       "centre", "part", "lot", "kind", "type", "sort", "stock", "illustration", "close-up", "closeup",
                       "shot", "scene", "frame", "copy", "space", "vector", "thing", "things", "way", "one", "ones")
-_NOT_FOLLOWED = frozenset({"cc", "conj", "preconj", "punct"})  # GRIT: conjunctions end an expression
+# GRIT: conjunctions end an expression. Punctuation is followed: spaCy splits "well-lit" and `"red"`
+# into tokens whose hyphen and quotes are `punct`, and cutting there gave "a dog in a well".
+_NOT_FOLLOWED = frozenset({"cc", "conj", "preconj"})
 
 
 @dataclass

@@ -38,14 +38,22 @@ def patch_indices(box, grid: int = GRID) -> tuple[int, int]:
     return ul_y * grid + ul_x, lr_y * grid + lr_x
 
 
+def _cuts(expression: Phrase, chunk: Phrase) -> bool:
+    """The expression overlaps the chunk without holding all of it (it would cut it in two)."""
+    overlaps = expression.start < chunk.end and chunk.start < expression.end
+    return overlaps and not (expression.start <= chunk.start and chunk.end <= expression.end)
+
+
 def rendered_phrases(phrases: list[Phrase]) -> list[Phrase]:
     """Non-overlapping grounded phrases, the longest first claimed, returned in caption order. A
     referring expression holding another grounded chunk besides its own ("a blue box on a green
-    mat") is not rendered: the chunks are, so no grounded object loses its boxes to nesting."""
+    mat"), or cutting one in two, is not rendered: the chunks are, so no grounded object loses its
+    boxes to nesting."""
     grounded = [p for p in phrases if p.boxes]
     chunks = [p for p in grounded if p.kind == "chunk"]
     eligible = [p for p in grounded if p.kind == "chunk"
-                or sum(1 for c in chunks if p.start <= c.start and c.end <= p.end) <= 1]
+                or (sum(1 for c in chunks if p.start <= c.start and c.end <= p.end) <= 1
+                    and not any(_cuts(p, c) for c in chunks))]
     chosen: list[Phrase] = []
     for phrase in sorted(eligible, key=lambda p: (-(p.end - p.start), p.start)):
         if all(phrase.end <= c.start or phrase.start >= c.end for c in chosen):

@@ -87,6 +87,27 @@ def test_referring_expressions_follow_the_head_subtree_but_not_conjunctions(nlp,
         ("a small blue square on a wooden table", "ref_exp", [[0.1, 0.1, 0.5, 0.5, 0.9]])]
 
 
+def test_punctuation_inside_an_expression_does_not_cut_it(nlp, tiny_wordnet):
+    """spaCy tags the hyphen of "well-lit" and the quotes of "red" as punct: cutting the subtree
+    there gave "a dog in a well", rendered over half of "a well-lit room"."""
+    for caption in ("a dog in a well-lit room", 'a man wearing a "red" hat sitting on a bench'):
+        chunks, refs = phrases(nlp, tiny_wordnet, caption)
+        assert [r.text for r in refs] == [caption], caption
+        rendered = kosmos2(caption, [c for c, _ in chunks] + refs)
+        assert "well-lit room</phrase>" in rendered or '"red" hat</phrase>' in rendered
+    _, refs = phrases(nlp, tiny_wordnet, "a dog on the grass, and a cat")  # the comma still ends it
+    assert [r.text for r in refs] == ["a dog on the grass"]
+
+
+def test_an_expression_cutting_a_grounded_chunk_in_two_is_not_rendered():
+    caption = "a dog in a well-lit room"
+    dog = Phrase("a dog", 0, 5, "chunk", "dog", [[0.1, 0.1, 0.4, 0.4, 0.9]])
+    room = Phrase("a well-lit room", 9, 24, "chunk", "room", [[0.0, 0.0, 1.0, 1.0, 0.9]])
+    cut = Phrase("a dog in a well", 0, 15, "ref_exp", "dog", list(dog.boxes))
+    rendered = kosmos2(caption, [dog, room, cut])
+    assert "<phrase>a well-lit room</phrase>" in rendered and "a dog in a well<" not in rendered
+
+
 def test_nms_across_phrases_and_normalization():
     a, b, c = [0.1, 0.1, 0.5, 0.5, 0.9], [0.12, 0.1, 0.5, 0.52, 0.8], [0.6, 0.6, 0.9, 0.9, 0.7]
     assert iou(a, a) == 1.0 and iou(a, c) == 0.0
