@@ -113,6 +113,8 @@ class HeuristicFilter:
             width, height, ignored = original_size(sample.meta, header, rules.min_download_side)
             if ignored:  # both sizes recorded: the decoded one decided
                 sample.annotations["image_claimed_size_ignored"] = ignored
+            elif (width, height) != (header.width, header.height):  # the original decided: say which
+                sample.annotations.update(image_judged_width=width, image_judged_height=height)
         if problem := size_problem(width, height, min_side=rules.min_side, max_aspect=rules.max_aspect,
                                    max_pixels=None):
             return Rejection.of(sample, STAGE, problem.reason, problem.detail)

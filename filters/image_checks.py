@@ -7,6 +7,7 @@ it without allocating its pixels. Full decoding comes last and only for images t
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +52,12 @@ def read_header(image: bytes | None) -> ImageHeader | ImageProblem:
                 fmt = img.format or "UNKNOWN"
                 orientation = _exif_orientation(img)
     except Image.DecompressionBombError as err:
-        return ImageProblem("image_too_many_pixels", str(err))
+        # Pillow's own guard refuses it at open, before any size rule of ours: a recipe's max_pixels
+        # can lower the limit but not raise it past Pillow's (2 x Image.MAX_IMAGE_PIXELS).
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        said = f"{int(pixels.group(1)):,} pixels" if pixels else "its size"
+        return ImageProblem("image_too_many_pixels", f"{said} > {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
+                            "Pillow's own limit (max_pixels cannot raise it)")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         return ImageProblem("image_undecodable", f"{type(err).__name__}: {err}")
     transposed = orientation in _TRANSPOSED_ORIENTATIONS

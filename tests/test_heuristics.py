@@ -118,6 +118,22 @@ def test_size_rules(default_filter, size, meta, expected):
     assert reason(outcome) == expected
 
 
+def test_the_size_the_rules_judged_is_recorded_for_the_report(default_filter):
+    """A 1200x300 banner resized to 256x256 is rejected on its original aspect: the report must
+    plot it at 4, not at the decoded 1.0 (on the kept side of the cut, coloured rejected)."""
+    import json
+
+    from pipelines.report.sections import _with_derived
+
+    rejected = only(default_filter, make_sample(image=make_image(256, 256),
+                                                meta={"original_width": 1200, "original_height": 300}))
+    scores = json.loads(rejected.scores)
+    assert (scores["image_judged_width"], scores["image_judged_height"]) == (1200, 300)
+    assert _with_derived(scores)["image_aspect"] == 4.0 and _with_derived(scores)["image_min_side"] == 300
+    kept = only(default_filter, make_sample(image=make_image(256, 256)))
+    assert "image_judged_width" not in kept.annotations  # judged as decoded: nothing more to say
+
+
 def test_original_size_can_be_ignored():
     flt = HeuristicFilter(config(image={"use_original_size": False}, complexity={"enabled": False}))
     sample = make_sample(image=make_image(256, 256), meta={"original_width": 1200, "original_height": 300})

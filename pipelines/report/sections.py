@@ -132,8 +132,10 @@ def _cell(found: tuple[Any, str] | None, key: str, detail: str | None = None) ->
 
 
 def _with_derived(values: dict[str, Any]) -> dict[str, Any]:
-    """Image sides and aspect, which the size rules cut on, from the measured width and height."""
-    w, h = values.get("image_width"), values.get("image_height")
+    """Image sides and aspect, which the size rules cut on: from the size they judged (the original
+    size img2dataset recorded, image_judged_*, when it differs from the decoded one), else the decoded."""
+    w, h = values.get("image_judged_width", values.get("image_width")), \
+        values.get("image_judged_height", values.get("image_height"))
     if isinstance(w, (int, float)) and isinstance(h, (int, float)) and min(w, h) > 0:
         values = {**values, "image_min_side": min(w, h), "image_aspect": max(w, h) / min(w, h)}
     return values

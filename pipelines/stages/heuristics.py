@@ -72,7 +72,8 @@ class LanguageRule(Strict):
 class ImageRules(Strict):
     enabled: bool = True
     allowed_formats: tuple[Literal["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"], ...] = ("JPEG", "PNG", "WEBP")
-    max_pixels: int | None = Field(89_478_485, gt=0, description="decompression-bomb guard (PIL's default)")
+    max_pixels: int | None = Field(89_478_485, gt=0, description="decompression-bomb guard (PIL's default; "
+                                   "Pillow itself refuses past 178,956,970 whatever this says)")
     min_side: int | None = Field(200, ge=1, description="DataComp: min(original w, h) >= 200")
     max_aspect: float | None = Field(3.0, ge=1.0, description="DataComp: max/min <= 3.0")
     use_original_size: bool = Field(True, description="size rules read img2dataset's original_width/height")
@@ -195,7 +196,7 @@ SPEC = StageSpec(
     build=lambda config, context: HeuristicsStage(config),
     provides=("caption_lang", "caption_lang_score", "caption_words", "caption_raw", FTFY_REPAIRED, "caption_objects",
               "caption_attributes", "caption_actions", "image_format", "image_width", "image_height",
-              "image_sha256"),
+              "image_judged_width", "image_judged_height", "image_sha256"),
     reasons=("caption_missing", "caption_too_few_words", "caption_too_short", "caption_boilerplate",
              "language_not_allowed", "language_low_confidence", "image_missing", "image_empty",
              "image_undecodable", "image_format_not_allowed", "image_too_many_pixels", "image_too_small",
