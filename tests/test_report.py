@@ -94,7 +94,7 @@ def test_a_record_without_a_caption_gets_its_thumbnail_too(tmp_path):
             tar.addfile(info, io.BytesIO(data))
     curate(parse_recipe({"name": "nocap", "stages": [{"heuristics": {}}]}), str(tar_path), str(tmp_path / "out"))
     text = (tmp_path / "out" / "report.html").read_text()
-    section = text.split("caption_missing</h3>", 1)[1].split("</h3>", 1)[0]  # its grid, up to the next heading
+    section = text.split("caption_missing (1 of 1)</h3>", 1)[1].split("</h3>", 1)[0]  # its grid, to the next heading
     assert '<img src="data:image/jpeg' in section and "(no caption)" in section
 
 

@@ -116,13 +116,26 @@ def rejections(manifest: Manifest, rejected: Rejected, seed: int) -> str:
     for (stage, reason), keys in chosen.items():
         cells = [_cell(found.get(k), k, detail_of.get(k)) for k in keys if k in found]
         if cells:
-            parts.append(f"<h3>{esc(stage)}: {esc(reason)}</h3>" + grid(cells))
+            of = len(by_reason[(stage, reason)])
+            parts.append(f"<h3>{esc(stage)}: {esc(reason)} ({len(cells)} of {of:,})</h3>" + grid(cells))
+    left = [r for (s, k, r), _ in top if k == "sample" and (s, r) in by_reason][REASONS_WITH_THUMBS:]
+    if left:
+        parts.append(f'<p class="note">Examples are shown for the {REASONS_WITH_THUMBS} most frequent reasons; '
+                     f"not for {', '.join(esc(r) for r in left)}.</p>")
     return "".join(parts)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut + "…"
 
 
 def _cell(found: tuple[Any, str] | None, key: str, detail: str | None = None) -> tuple[str | None, str]:
     """A thumbnail and its text: the caption, after why the record was dropped when it was."""
-    why = f"[{detail[:80]}] " if detail else ""
+    why = f"[{_shorten(detail, 80)}] " if detail else ""
     if found is None:
         return None, why + key
     image, caption = found
