@@ -9,13 +9,17 @@ arrival order).
 
 from __future__ import annotations
 
+import math
+
 Box = list[float]
 
 
 def normalized(box_px: tuple[float, float, float, float], score: float, width: int, height: int) -> Box | None:
     """Pixel box -> [x1, y1, x2, y2, score] clipped to [0, 1]; None when less than a pixel of it is
-    left inside the image (a detector may box the padding around it)."""
+    left inside the image (a detector may box the padding around it) or a value is NaN/infinite."""
     x1, y1, x2, y2 = box_px
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2, score)):  # min/max would make NaN a full side
+        return None
     x1, x2 = max(0.0, min(x1, x2) / width), min(1.0, max(x1, x2) / width)
     y1, y2 = max(0.0, min(y1, y2) / height), min(1.0, max(y1, y2) / height)
     if (x2 - x1) * width < 1 or (y2 - y1) * height < 1:

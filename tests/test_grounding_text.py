@@ -108,6 +108,12 @@ def test_an_expression_cutting_a_grounded_chunk_in_two_is_not_rendered():
     assert "<phrase>a well-lit room</phrase>" in rendered and "a dog in a well<" not in rendered
 
 
+def test_a_box_with_a_nan_coordinate_is_dropped_not_widened():
+    assert normalized((float("nan"), 10, 50, 60), 0.9, 100, 100) is None
+    assert normalized((10, 10, 50, 60), float("nan"), 100, 100) is None
+    assert normalized((10, 10, 50, 60), 0.9, 100, 100) == [0.1, 0.1, 0.5, 0.6, 0.9]
+
+
 def test_nms_across_phrases_and_normalization():
     a, b, c = [0.1, 0.1, 0.5, 0.5, 0.9], [0.12, 0.1, 0.5, 0.52, 0.8], [0.6, 0.6, 0.9, 0.9, 0.7]
     assert iou(a, a) == 1.0 and iou(a, c) == 0.0
