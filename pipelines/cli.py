@@ -137,7 +137,7 @@ def curate(
         if dry_run:
             from pipelines.drivers.plan import describe_plan
 
-            typer.echo("\n".join(describe_plan(parsed, input, output, limit)))
+            typer.echo("\n".join(describe_plan(parsed, input, output, limit, beam_args=list(ctx.args))))
             return
         result = run_curate(parsed, input, output, beam_args=list(ctx.args), overwrite=overwrite,
                             allow_private_networks=True if allow_private_networks else None, limit=limit,

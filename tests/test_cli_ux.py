@@ -241,3 +241,8 @@ def test_a_runner_on_other_machines_refuses_local_paths_before_anything_runs(poo
     assert local_paths(recipe, "gs://b/in/*.tar", "gs://b/out") == [
         f"metaclip.metadata: {recipe.stages[1].config.metadata}"]
     assert not runs_elsewhere("DirectRunner") and runs_elsewhere("FlinkRunner")
+    # --dry-run says the same, before its plan
+    tried = vlcurate("curate", str(ROOT / "manifests/recipes/quickstart.yaml"), "-i", f"{pool_dir}/shards/*.tar",
+                     "-o", str(out), "--dry-run", "--runner=DataflowRunner")
+    assert tried.returncode == 2 and tried.stderr.startswith("error: the DataflowRunner runs workers on other machines")
+    assert not out.exists()

@@ -211,7 +211,7 @@ def preflight_stages(recipe: Recipe) -> Preflight:
     return found
 
 
-def _pipeline_options(beam_args: list[str] | None) -> PipelineOptions:
+def pipeline_options(beam_args: list[str] | None) -> PipelineOptions:
     options = PipelineOptions(beam_args or [])
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = "DirectRunner"
@@ -226,7 +226,7 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
     directory is locked for the whole run (a second run into it stops, naming the holder).
     `limit`: only the first N input records, in input file order; `progress`: bars on the terminal."""
     root = output.rstrip("/")
-    problem = remote_runner_problem(recipe, input_pattern, root, _pipeline_options(beam_args).view_as(StandardOptions).runner)
+    problem = remote_runner_problem(recipe, input_pattern, root, pipeline_options(beam_args).view_as(StandardOptions).runner)
     if problem:  # before anything is read, written or downloaded: every worker would fail in its setup
         raise CurateError(problem)
     paths = None if recipe.download is not None else expand_inputs(input_pattern, recipe.input.kind)
@@ -246,7 +246,7 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
             overwrite: bool, allow_private_networks: bool | None, limit: int | None = None,
             progress: bool = False) -> CurateResult:
     started = time.perf_counter()
-    options = _pipeline_options(beam_args)
+    options = pipeline_options(beam_args)
     raw: DownloadResult | None = None
     if paths is None:
         prepare_output(root, overwrite, _resumable(recipe))

@@ -24,8 +24,16 @@ def _device(config: Any) -> str:
     return "cpu"
 
 
-def describe_plan(recipe: Recipe, input_pattern: str, output: str, limit: int | None = None) -> list[str]:
-    from pipelines.drivers.curate import OURS, RAW_DIR, expand_inputs, preflight_stages
+def describe_plan(recipe: Recipe, input_pattern: str, output: str, limit: int | None = None,
+                  beam_args: list[str] | None = None) -> list[str]:
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from pipelines.drivers.curate import OURS, RAW_DIR, CurateError, expand_inputs, pipeline_options, preflight_stages
+    from pipelines.drivers.remote_runner import remote_runner_problem
+
+    runner = pipeline_options(beam_args).view_as(StandardOptions).runner
+    if problem := remote_runner_problem(recipe, input_pattern, output, runner):  # as the run would refuse it
+        raise CurateError(problem)
 
     lines = [f"recipe {recipe.name!r}: {recipe.input.kind} records in, {output_kind(recipe)} records out"]
     if recipe.download is not None:
