@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -97,15 +96,6 @@ def _target(footers: list[dict[str, Any]]) -> pa.Schema:
     return pa.schema([pa.field(n, t) for n, t in fixed.items()] + columns, metadata=metadata)
 
 
-def _nulls(n: int, kind: pa.DataType) -> pa.Array:
-    """n nulls of `kind`. A fixed-size list needs its n * size child values even where null:
-    pa.nulls gives it none, and the table it is written into cannot be read back."""
-    if pa.types.is_fixed_size_list(kind):
-        values = pa.array(np.zeros(n * kind.list_size), type=kind.value_type)
-        return pa.FixedSizeListArray.from_arrays(values, kind.list_size, mask=pa.array([True] * n))
-    return pa.nulls(n, type=kind)
-
-
 def _conform(data: bytes, target: pa.Schema, own_fields: list[str]) -> bytes:
     table = pq.read_table(io.BytesIO(data))
     fields = set(json.loads(target.metadata[FIELD_COLUMNS_KEY.encode()]))
@@ -114,7 +104,7 @@ def _conform(data: bytes, target: pa.Schema, own_fields: list[str]) -> bytes:
         if field.name not in table.column_names or (field.name in own_fields and field.name not in fields):
             # absent here, or here a KEY.json field where the run has a column of that name: its
             # values are still in `json`
-            columns.append(_nulls(table.num_rows, field.type))
+            columns.append(pa.nulls(table.num_rows, type=field.type))
         elif table.schema.field(field.name).type == field.type:
             columns.append(table.column(field.name))
         elif field.name in fields:  # the values again, typed as the run's column

@@ -226,7 +226,8 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
     directory is locked for the whole run (a second run into it stops, naming the holder).
     `limit`: only the first N input records, in input file order; `progress`: bars on the terminal."""
     root = output.rstrip("/")
-    problem = remote_runner_problem(recipe, input_pattern, root, pipeline_options(beam_args).view_as(StandardOptions).runner)
+    options = pipeline_options(beam_args)
+    problem = remote_runner_problem(recipe, input_pattern, root, options.view_as(StandardOptions).runner)
     if problem:  # before anything is read, written or downloaded: every worker would fail in its setup
         raise CurateError(problem)
     paths = None if recipe.download is not None else expand_inputs(input_pattern, recipe.input.kind)
@@ -236,17 +237,16 @@ def curate(recipe: Recipe, input_pattern: str, output: str, beam_args: list[str]
         check_download(recipe.download, input_pattern)
     try:
         with run_lock(root):
-            return _curate(recipe, input_pattern, root, paths, beam_args, overwrite, allow_private_networks,
+            return _curate(recipe, input_pattern, root, paths, options, overwrite, allow_private_networks,
                            limit, progress)
     except RunLockedError as err:
         raise CurateError(str(err)) from None
 
 
-def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | None, beam_args: list[str] | None,
+def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | None, options: PipelineOptions,
             overwrite: bool, allow_private_networks: bool | None, limit: int | None = None,
             progress: bool = False) -> CurateResult:
     started = time.perf_counter()
-    options = pipeline_options(beam_args)
     raw: DownloadResult | None = None
     if paths is None:
         prepare_output(root, overwrite, _resumable(recipe))

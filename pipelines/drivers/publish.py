@@ -87,7 +87,7 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
 
 def _publish_to(run: str, dest: str, manifest: Manifest, fs, base: str, local_store: bool, replace: bool,
                 threads: int, progress: bool) -> PublishResult:
-    previous = _existing_manifest(fs, base)
+    previous = _existing_manifest(fs, base, dest)
     if previous is not None and not replace:
         raise PublishError(f"{dest} already holds a published set ({MANIFEST_NAME}); pass --replace to publish a "
                            "new version over it (the old version is kept under _versions/)")
@@ -220,7 +220,7 @@ def _remote(dest: str):
     return fs, base.rstrip("/")
 
 
-def _existing_manifest(fs, base: str) -> Manifest | None:
+def _existing_manifest(fs, base: str, dest: str) -> Manifest | None:
     path = f"{base}/{MANIFEST_NAME}"
     exists = _call(lambda: fs.exists(path), base)
     if not exists:
@@ -228,13 +228,8 @@ def _existing_manifest(fs, base: str) -> Manifest | None:
     try:
         return Manifest.model_validate_json(_read(fs, path))
     except ValueError:  # pydantic's ValidationError: empty, cut or not ours
-        raise PublishError(f"{_display(fs, path)} is not a readable manifest (empty or cut short: a publish that "
+        raise PublishError(f"{dest}/{MANIFEST_NAME} is not a readable manifest (empty or cut short: a publish that "
                            "stopped while writing it?); delete it and publish again") from None
-
-
-def _display(fs, path: str) -> str:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return path if protocol in ("file", "local") else f"{protocol}://{path}"
 
 
 def _read(fs, path: str) -> bytes:
