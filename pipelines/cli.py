@@ -23,6 +23,20 @@ app = typer.Typer(
 app.add_typer(experiment_app, name="experiment")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from filters.model_files import package_version
+
+        typer.echo(f"vlcurate {package_version('vlcurate') or 'unknown (not installed)'}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print vlcurate's version and exit")) -> None:
+    pass
+
+
 def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.WARNING, stream=sys.stderr)

@@ -29,6 +29,14 @@ def test_help(command):
         assert "Example:" in result.stdout
 
 
+def test_version_is_the_installed_package_version():
+    from filters.model_files import package_version
+
+    result = vlcurate("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"vlcurate {package_version('vlcurate')}"
+
+
 def test_sample_data_is_deterministic(tmp_path):
     digests = []
     for name in ("a", "b"):
