@@ -180,6 +180,7 @@ def test_stage_two_starts_from_stage_one_checkpoint(setup):
     from safetensors.torch import load_file
 
     from trainers.build import build_model
+    from trainers.checkpoint import load_weights
 
     stage1 = load_config(_config(setup, "stage1", run__stage="captioner", adapter__kind="vadapter", optim__steps=2,
                                  adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 300},
@@ -187,12 +188,24 @@ def test_stage_two_starts_from_stage_one_checkpoint(setup):
     train(stage1)
     saved = load_file(str(Path(stage1.run.out_dir) / "checkpoints/step-00000002/trainable.safetensors"))
     stage2 = load_config(_config(setup, "stage2", adapter__kind="vadapter", adapter__init_from=stage1.run.out_dir,
+                                 optim__steps=2,
                                  adapter__tiny_lm={"width": 32, "layers": 1, "heads": 4, "max_len": 300},
                                  adapter__queries=8))
     _, adapter, _, _ = build_model(stage2)
     for name, tensor in adapter.tiny_lm.state_dict().items():
         if f"tiny_lm.{name}" in saved:
             assert torch.equal(tensor, saved[f"tiny_lm.{name}"]), name
+    # Stage 2's checkpoint leaves out the frozen, unused token embedding, and still loads whole.
+    train(stage2)
+    step2 = Path(stage2.run.out_dir) / "checkpoints/step-00000002"
+    saved2 = load_file(str(step2 / "trainable.safetensors"))
+    assert "proj_out.weight" in saved2 and not [k for k in saved2 if "token_embedding" in k or "lm_head" in k]
+    _, fresh, _, _ = build_model(stage2)
+    load_weights(step2, fresh)
+    for name, tensor in fresh.state_dict().items():
+        frozen = "tiny_lm.token_embedding.weight"  # tied to the LM head; from stage 1
+        expected = saved2[name] if name in saved2 else saved[frozen]
+        assert torch.equal(tensor, expected), name
     missing = load_config(_config(setup, "stage2b", adapter__kind="vadapter", adapter__queries=8,
                                   adapter__init_from=str(setup[0] / "nowhere")))
     with pytest.raises(FileNotFoundError, match="run stage 1 first"):

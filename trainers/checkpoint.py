@@ -40,8 +40,12 @@ def _sha256(path: Path) -> str:
 
 
 def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    # Tied weights (the tiny LM's embedding and head) are stored once; safetensors refuses shared memory.
-    seen, state = set(), {}
+    """What a checkpoint stores of the trainable module: its trained parameters and buffers.
+    Tied weights (the tiny LM's embedding and head) are stored once; safetensors refuses shared memory.
+    Frozen parameters are left out: in stage 2 the tiny LM's token embedding (vocabulary x width,
+    50 MB at SmolLM2's vocabulary) is unused and unchanged; it comes from stage 1 (load_weights)."""
+    frozen = {p.data_ptr() for p in module.parameters() if not p.requires_grad}
+    seen, state = set(frozen), {}
     for name, tensor in module.state_dict().items():
         if tensor.data_ptr() in seen:
             continue
@@ -150,7 +154,9 @@ def load_weights(path: Path, module: torch.nn.Module, prefix: str = "") -> None:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except Exception as err:  # a corrupt header, a tensor of another shape
         raise CheckpointError(f"{path}: trainable.safetensors does not fit the model ({_first_line(err)})") from None
-    tied_ok = [m for m in missing if not m.endswith("lm_head.weight")]
+    # Not stored: the tied LM head, and frozen parameters (trainable_state), which keep their value.
+    frozen = {name for name, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    tied_ok = [m for m in missing if not m.endswith("lm_head.weight") and m not in frozen]
     if tied_ok or unexpected:
         raise CheckpointError(f"{path}: checkpoint does not fit the model (missing {tied_ok}, "
                               f"unexpected {unexpected})")
