@@ -48,7 +48,7 @@ class TmarsScorer:
                 to_score.append(outcome)
         if to_score:
             self._score(to_score)
-        return outcomes
+        return [_non_finite_as_rejection(o) for o in outcomes]
 
     def _mask_one(self, sample: Sample):
         image = decode_for_model(sample, STAGE, self.max_pixels, need_caption=self.clip is not None)
@@ -83,3 +83,13 @@ class TmarsScorer:
                 sample.annotations[MASKED_SCORE] = float(np.dot(masked_by_key[id(sample)], text))
             else:
                 sample.annotations[MASKED_SCORE] = sample.annotations[SCORE]
+
+
+def _non_finite_as_rejection(outcome: Sample | Rejection) -> Sample | Rejection:
+    """A NaN score (a model that overflowed) is the record's problem, and could not be ranked."""
+    if isinstance(outcome, Sample):
+        for name in (SCORE, MASKED_SCORE):
+            value = outcome.annotations.get(name)
+            if value is not None and not np.isfinite(value):
+                return Rejection.of(outcome, STAGE, "score_not_finite", f"{name} {value}")
+    return outcome

@@ -19,7 +19,10 @@ LOW, HIGH = -1.0, 1.0
 
 
 def bin_of(score: float) -> int:
-    """Bins are numbered from the top: bin 0 holds the highest scores."""
+    """Bins are numbered from the top: bin 0 holds the highest scores (NaN: the last; stages reject
+    non-finite scores before ranking, this only keeps a bug from failing a run)."""
+    if score != score:
+        return BINS - 1
     position = (HIGH - min(max(score, LOW), HIGH)) / (HIGH - LOW) * BINS
     return min(int(position), BINS - 1)
 

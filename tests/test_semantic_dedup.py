@@ -176,6 +176,41 @@ def test_an_embedding_of_another_length_is_rejected_not_fatal(tmp_path, caplog):
     assert "semantic_dedup: 11 samples for 2 clusters (5.5 a cluster)" in caplog.text
 
 
+def test_repeated_keys_and_non_finite_embeddings_get_one_decision_each(tmp_path):
+    """One file repeating a key (with another image, or the same) used to give two decisions to
+    each copy, and every copy was rejected as an error; a NaN embedding could fail k-means."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from filters.sample import Sample
+    from pipelines.stages.semantic_dedup import SemanticDedupConfig, SemanticDedupStage
+
+    rng = np.random.default_rng(1)
+    vectors = [v / np.linalg.norm(v) for v in rng.normal(size=(6, 8))]
+    rows = [("a", vectors[0]), ("b", vectors[1]), ("c", vectors[2]), ("rep", vectors[3]), ("rep", vectors[4]),
+            ("same", vectors[5]), ("same", vectors[5]), ("nan", np.full(8, np.nan))]
+    samples = []
+    for key, vector in rows:
+        s = Sample(key, "in.tar", b"x", "jpg", "a caption")
+        s.set_vector("clip_image_embedding", vector)
+        s.annotations["clip_score"] = 0.3
+        samples.append(s)
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        outputs = (p | beam.Create(samples).with_output_types(Sample)
+                   | SemanticDedupStage(SemanticDedupConfig(clusters=2, epsilon=0.01), seed=0))
+        _ = (outputs.kept | "K" >> beam.Map(lambda s: f"kept {s.key}")
+             | "J" >> beam.combiners.ToList()
+             | "W" >> beam.Map(lambda xs: (tmp_path / "kept.txt").write_text("\n".join(sorted(xs)))))
+        _ = (outputs.rejected | "R" >> beam.Map(lambda r: f"{r.reason} {r.key}")
+             | "L" >> beam.combiners.ToList()
+             | "V" >> beam.Map(lambda xs: (tmp_path / "rejected.txt").write_text("\n".join(sorted(xs)))))
+    kept = (tmp_path / "kept.txt").read_text().split("\n")
+    rejected = (tmp_path / "rejected.txt").read_text().split("\n")
+    # both copies of `rep` (two images) are kept for the sink to choose; of `same`, one survives
+    assert kept == ["kept a", "kept b", "kept c", "kept rep", "kept rep", "kept same"]
+    assert rejected == ["embedding_not_finite nan", "near_duplicate same"]
+
+
 @pytest.mark.parametrize("dedup", [{"epsilon": 0.05}, {"keep_fraction": 0.5}])
 def test_a_stage_that_receives_nothing_finishes(dedup):
     """Everything rejected upstream: k-means has nothing to train on, and the run still completes."""

@@ -87,6 +87,26 @@ def test_scorer_records_scores_and_reuses_nothing_it_should_not(tiny_clip):
     assert plain.annotations[MASKED_SCORE] == plain.annotations["clip_score"]
 
 
+def test_a_model_that_gives_nan_rejects_each_record_instead_of_failing_ranking(tmp_path):
+    """A NaN score reached the top-fraction histogram and failed the run (int(nan))."""
+    import torch
+
+    from filters.clip_model import ClipSpec
+    from filters.top_fraction import BINS, bin_of
+    from tests.tiny_clip import write_clip_checkpoint
+
+    block = write_clip_checkpoint(tmp_path / "nan_clip", content_sensitive=True)
+    checkpoint = torch.load(block["pretrained"], weights_only=True)
+    checkpoint["state_dict"]["visual.proj"] = torch.full_like(checkpoint["state_dict"]["visual.proj"], float("nan"))
+    torch.save(checkpoint, block["pretrained"])
+    scorer = TmarsScorer(spec=ClipSpec(block["name"], block["pretrained"], block.get("config_dir"), stage="tmars"))
+    samples = [Sample("text", "t", image=jpeg(with_text((235, 235, 225), "SALE 50%")), caption="sale"),
+               Sample("plain", "t", image=jpeg(scene(3, size=(320, 240))), caption="a scene")]
+    outcomes = scorer.process_batch(samples)
+    assert [(o.stage, o.reason) for o in outcomes] == [("tmars", "score_not_finite")] * 2
+    assert bin_of(float("nan")) == BINS - 1  # and ranking itself never fails on one
+
+
 def test_text_area_rule_without_clip_through_the_pipeline(tmp_path):
     records = [(f"text{i}", jpeg(with_text((235, 235, 225), WORDS[i], font_size=60)), "a sign") for i in range(3)]
     records += [(f"plain{i}", jpeg(scene(i, size=(320, 240))), "a scene") for i in range(3)]

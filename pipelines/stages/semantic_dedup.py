@@ -11,6 +11,7 @@ the dedup step as a side input (it is logged, and written into every near_duplic
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 
@@ -32,6 +33,7 @@ from pipelines.stages.spec import Preflight, StageSpec
 
 log = logging.getLogger("vlcurate")
 FEW_PER_CLUSTER = 20  # below this many samples a cluster on average, the run gets a warning
+LARGE_CLUSTER = 20_000  # above this many in one cluster, too (30k members took 10 s and 450 MB)
 
 _ASSIGN_BATCH = 1024
 _QUANTILES = 1001  # M's quantiles at every 0.1%: keep_fraction lands within 0.1% of its target
@@ -62,14 +64,18 @@ class SemanticDedupConfig(Strict):
 
 
 def _id(sample: Sample) -> str:
-    # Keys are unique per dataset only in intent; the source file disambiguates repeated keys here
-    # (the sink later keeps one copy per key and rejects the rest as duplicate_key).
-    return f"{sample.key}\x00{sample.source}"
+    # Keys are unique per dataset only in intent; the source file and the embedding tell repeated
+    # keys apart here (the sink later keeps one copy per key and rejects the rest as duplicate_key).
+    vector = sample.vectors.get(IMAGE_VECTOR, b"")
+    return f"{sample.key}\x00{sample.source}\x00{hashlib.blake2b(vector, digest_size=8).hexdigest()}"
 
 
 def _with_embedding(sample: Sample):
-    if sample.get_vector(IMAGE_VECTOR) is None:
+    vector = sample.get_vector(IMAGE_VECTOR)
+    if vector is None:
         return Rejection.of(sample, STAGE, "embedding_missing", f"no {IMAGE_VECTOR}; run clipscore before semantic_dedup")
+    if not np.isfinite(vector).all():  # one NaN in k-means' sample would fail faiss, and the run
+        return Rejection.of(sample, STAGE, "embedding_not_finite", f"{IMAGE_VECTOR} holds NaN or inf")
     return sample
 
 
@@ -82,7 +88,8 @@ def _train(rows: list[tuple[int, str, bytes]], config: SemanticDedupConfig, seed
     common = max(lengths, key=lambda n: (lengths[n], -n)) if lengths else 0
     rows = sorted(r for r in rows if len(r[2]) == common)
     embeddings = np.stack([np.frombuffer(b, "<f2") for _, _, b in rows]).astype(np.float32)
-    if len(rows) < FEW_PER_CLUSTER * config.clusters:
+    # rows is the whole pool only when it is smaller than the k-means sample
+    if len(rows) < min(FEW_PER_CLUSTER * config.clusters, config.train_samples):
         # Pairs are compared only inside a cluster: with a handful of samples each, most near-duplicates
         # land in different clusters and are never compared (87 samples, 100 clusters: none removed).
         log.warning("semantic_dedup: %d samples for %d clusters (%.1f a cluster): near-duplicates in different "
@@ -142,6 +149,9 @@ def _chosen_epsilon(quantiles: list[float], keep_fraction: float) -> float:
 def _dedup(item, epsilon: float | None, keep_fraction: float | None = None):
     cluster, members = item
     members = sorted(members)
+    if len(members) > LARGE_CLUSTER and epsilon is not None:
+        log.warning("semantic_dedup: cluster %d holds %d samples; comparing within a cluster grows with the "
+                    "square of its size: raise clusters so that each holds a few thousand", cluster, len(members))
     chosen = f"; epsilon {epsilon:.4f} for keep_fraction {keep_fraction:g}" if keep_fraction is not None else ""
     if epsilon is None:
         for sample_id, *_ in members:
@@ -160,13 +170,21 @@ def _dedup(item, epsilon: float | None, keep_fraction: float | None = None):
 
 def _apply(item):
     _sample_id, group = item
-    samples, ((cluster, reason, detail),) = unpack(group)
-    for sample in samples:
+    samples, decisions = unpack(group)
+    # Copies of one key in one file with one embedding share an id, and get one decision each (one
+    # survives, the rest are its near-duplicates); which copy gets which is fixed by content.
+    samples = sorted(samples, key=lambda s: s.to_bytes()) if len(samples) > 1 else samples
+    for sample, (cluster, reason, detail) in zip(samples, sorted(decisions, key=_kept_first), strict=True):
         if reason is None:
             sample.annotations[CLUSTER] = cluster
             yield sample
         else:
             yield Rejection.of(sample, STAGE, reason, detail)
+
+
+def _kept_first(decision) -> tuple:
+    cluster, reason, detail = decision
+    return reason is not None, reason or "", detail, cluster
 
 
 class SemanticDedupStage(beam.PTransform):
@@ -235,6 +253,6 @@ SPEC = StageSpec(
     build=lambda config, context: SemanticDedupStage(config, context.seed),
     requires=(IMAGE_VECTOR,),
     provides=(CLUSTER,),
-    reasons=("embedding_missing", "near_duplicate", "not_near_target"),
+    reasons=("embedding_missing", "embedding_not_finite", "near_duplicate", "not_near_target"),
     preflight=preflight,
 )

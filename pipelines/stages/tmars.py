@@ -99,7 +99,7 @@ SPEC = StageSpec(
     provides_for=lambda c: (MASKED_SCORE, TEXT_FRACTION, REGIONS) + (
         (SCORE, IMAGE_VECTOR, TEXT_VECTOR) if c.model is not None else ()),
     uses=(IMAGE_VECTOR,),
-    reasons=("caption_missing", *DECODE_REASONS, "text_area_too_large", "masked_below_threshold",
+    reasons=("caption_missing", *DECODE_REASONS, "text_area_too_large", "score_not_finite", "masked_below_threshold",
              "masked_not_in_top_fraction"),
     preflight=preflight,
     resolve=resolve,
