@@ -46,13 +46,19 @@ _RAW_TEXT_END = {name: re.compile(f"</{name}", re.IGNORECASE) for name in
 _NAME = re.compile(r"<(/?[A-Za-z][A-Za-z0-9]*)")
 
 
-def over_limit(html: str, limit: int) -> int | None:
-    """parse_cost when it passes `limit`, else None. First a bound from tag counts alone (every
-    formatting start tag rebuilt at every block boundary), 4x cheaper than the walk: real pages stay
-    far under it (measured: docs/BENCHMARKS.md), so only a page that could pile up is walked."""
+def tag_names(html: str) -> Counter[str]:
+    """How many tags of each name the page has (lower case; end tags as "/name")."""
     names: Counter[str] = Counter()
     for name, n in Counter(_NAME.findall(html)).items():  # case folded per distinct spelling, not per tag
         names[name.lower()] += n
+    return names
+
+
+def over_limit(html: str, limit: int, names: Counter[str] | None = None) -> int | None:
+    """parse_cost when it passes `limit`, else None. First a bound from tag counts alone (every
+    formatting start tag rebuilt at every block boundary), 4x cheaper than the walk: real pages stay
+    far under it (measured: docs/BENCHMARKS.md), so only a page that could pile up is walked."""
+    names = tag_names(html) if names is None else names
     starts = sum(n for name, n in names.items() if not name.startswith("/"))
     formatting = sum(names[name] for name in FORMATTING)
     boundaries = sum(names[name] + names["/" + name] for name in BLOCKS)
@@ -69,7 +75,7 @@ def parse_cost(html: str, limit: int) -> int:
     markers: list[int] = []  # `active` outside each open cell
     open_by_tag: dict[str, list[str]] = defaultdict(list)  # per tag, the identities of its active entries
     identical: dict[tuple[str, str], int] = defaultdict(int)
-    for closing, tag, attrs in _tags(html):
+    for closing, tag, attrs in iter_tags(html):
         if tag in FORMATTING:
             if closing:
                 if open_by_tag[tag]:  # the last one of its name goes (the adoption agency's outcome)
@@ -103,7 +109,7 @@ def parse_cost(html: str, limit: int) -> int:
     return created
 
 
-def _tags(html: str):
+def iter_tags(html: str):
     """(closing, lower-case name, attribute text) of every tag outside raw-text elements, in one pass."""
     position = 0
     while position < len(html):

@@ -169,6 +169,34 @@ def test_a_page_that_would_build_millions_of_elements_is_rejected_before_parsing
     assert not isinstance(kept, Rejection)
 
 
+def test_nesting_and_attributes_that_would_take_the_parser_hours_are_rejected_before_parsing():
+    """300,000 nested <div> (a 1.5 MB page) kept the parser busy for hours: each block start reads
+    the stack of open elements. 50,000 attributes on one tag took 14 s. Ordinary and sloppy pages,
+    whose items and paragraphs the parser closes itself, count far below the limits."""
+    import time
+
+    from filters.html_depth_cost import SCOPE_WORK_LIMIT, attribute_work, scope_work
+    from filters.sample import Rejection
+    from pipelines.io.web_readers import document_from_html
+
+    assert scope_work("<div>" * 1000, 10 ** 12) == 1000 * 999 // 2  # each div reads the ones above it
+    assert attribute_work("<img " + " ".join(f'a{i}="x y"' for i in range(3000)) + ">") == 3000 * 2999 // 2
+    assert attribute_work('<img src="a.jpg" alt="' + "word " * 5000 + '">') == 1  # a long value, two attributes
+    ordinary = ["<p><a href=x>item" * 20_000, "<ul>" + "<li><a href=x>item" * 20_000 + "</ul>",
+                "<dl>" + "<dt>term<dd>text" * 10_000, "<table>" + "<tr><td>x<td><div>y</div>" * 20_000,
+                "<div><ul><li>a<li>b</ul></div>" * 20_000]
+    for page in ordinary:
+        assert scope_work(page, 10 ** 12) < SCOPE_WORK_LIMIT / 100, page[:30]
+    hostile = {"<div>" * 300_000: "nest so deep", "<div><a>" * 20_000: "nest so deep",
+               "<div><ul><li>" * 20_000: "nest so deep", "<td><div>" * 20_000: "nest so deep",
+               "<img " + " ".join(f"a{i}=1" for i in range(50_000)) + ">": "so many attributes"}
+    for page, detail in hostile.items():
+        started = time.perf_counter()
+        rejected = document_from_html("k", "crawl.warc", "https://example.com/", page, {})
+        assert isinstance(rejected, Rejection) and rejected.reason == "html_too_complex", page[:30]
+        assert detail in rejected.detail and time.perf_counter() - started < 5, page[:30]
+
+
 def test_declared_sizes_are_read_as_obelics_reads_them():
     from filters.html_extract import declared_size
 

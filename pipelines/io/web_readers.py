@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 
 from filters.document import Document
-from filters.html_cost import over_limit
+from filters.html_cost import over_limit, tag_names
+from filters.html_depth_cost import depth_problem
 from filters.html_extract import extract, page_domain
 from filters.record_checks import metadata_problem
 from filters.sample import Rejection
@@ -207,10 +208,13 @@ def _table_document(path: str, key: str, values: Any, config: InputConfig) -> Do
 # ---------------------------------------------------------------- one page
 def document_from_html(key: str, source: str, url: str | None, html: str, meta: dict[str, Any],
                        max_elements: int = 1_000_000) -> Document | Rejection:
-    if (cost := over_limit(html, max_elements)) is not None:  # before the parser builds it all in memory
+    names = tag_names(html)
+    if (cost := over_limit(html, max_elements, names)) is not None:  # before the parser builds it all in memory
         return Rejection(key, source, url, STAGE, "html_too_complex",
                          f"its HTML5 parse would build over {max_elements:,} elements (formatting tags left open "
                          f"are rebuilt in every block; {cost:,} counted so far)", KIND)
+    if (problem := depth_problem(html, names)) is not None:  # before the parser takes hours over it
+        return Rejection(key, source, url, STAGE, "html_too_complex", problem, KIND)
     page = extract(html, url)
     if url is None:  # a saved file: its canonical URL (or og:url), else the file's own path
         canonical = page.canonical_url if page.canonical_url and valid_target_uri(page.canonical_url) is None else None

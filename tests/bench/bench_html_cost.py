@@ -6,7 +6,9 @@ On the saved real pages in ../shared/data/web/pages (skipped cleanly where absen
   - speed: the guard's time as a ratio of the parse's time (both wall clock, best of 5 passes over all
     pages), since the guard runs before every parse;
   - pile-ups: 3,000 distinct open <b> and 3,000 paragraphs (120 KB), estimated vs built, and the guard's
-    time on 1 MB of unclosed "<b" (linear: no rescans).
+    time on 1 MB of unclosed "<b" (linear: no rescans);
+  - nesting and attributes (filters/html_depth_cost.py): both guards' time over the parse's, the largest
+    real figures against the limits, and nested <div> parsed vs guarded.
 
     .venv/bin/python tests/bench/bench_html_cost.py
 """
@@ -64,6 +66,27 @@ def main() -> None:
           f"and builds {elements(_pile(300)):,}")
     unclosed = "<b" * 500_000
     print(f"1 MB of unclosed '<b': {best_of(lambda: parse_cost(unclosed, 10 ** 9), 3):.2f} s")
+    _depth(pages, parse)
+
+
+def _depth(pages: list[str], parse: float) -> None:
+    """The nesting and attribute guard (filters/html_depth_cost.py): its time on real pages with the
+    element guard, the largest real figures against its limits, and what it spares on deep nesting."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    from filters.html_cost import tag_names
+    from filters.html_depth_cost import ATTRIBUTE_WORK_LIMIT, SCOPE_WORK_LIMIT, attribute_work, depth_problem, \
+        scope_work
+
+    both = best_of(lambda: [(over_limit(h, 1_000_000, n := tag_names(h)), depth_problem(h, n)) for h in pages])
+    print(f"both guards {both * 1e3:.1f} ms: / parse {both / parse:.2f}; largest real scope work "
+          f"{max(scope_work(h, 10 ** 12) for h in pages):,} (limit {SCOPE_WORK_LIMIT:,}), attribute pairs "
+          f"{max(attribute_work(h) for h in pages):,} (limit {ATTRIBUTE_WORK_LIMIT:,})")
+    for n in (12_500, 25_000):
+        deep = "<div>" * n
+        guard = best_of(lambda: depth_problem(deep, tag_names(deep)), 3)
+        print(f"{n:,} nested <div>: lexbor parse {best_of(lambda: LexborHTMLParser(deep), 1):.2f} s, "
+              f"the guard {guard * 1e3:.1f} ms ({'rejects' if depth_problem(deep, tag_names(deep)) else 'passes'})")
 
 
 def _pile(n: int) -> str:
