@@ -129,12 +129,12 @@ def _record_at(read_at: ReadAt, pos: int, end: int | None, max_record_bytes: int
         resume = _find_next_record(read_at, block_start, end)  # it claims more bytes than the data holds
         return WarcEntry(where, headers, reason="warc_truncated", detail=f"Content-Length {size} runs past the end "
                          f"of the data; skipped {_span(pos, resume)}"), resume
-    block = read_at(block_start, size + 4)
+    block = read_at(block_start, size + 8)
     if end is not None:
         block = block[: max(0, end - block_start)]
     trailer = block[size:]
     block = block[:size]
-    if len(block) < size or not (trailer.startswith(b"\r\n") or trailer.startswith(b"\n") or not trailer):
+    if len(block) < size or not (trailer.startswith((b"\r\n", b"\n", b"WARC/1.")) or not trailer):
         # Short, or not followed by the blank lines that end a record: cut short where the next
         # record starts (uncompressed files), or at the end of the data.
         # Line-start matches only missed a record appended right after the cut bytes (the cut
@@ -146,6 +146,11 @@ def _record_at(read_at: ReadAt, pos: int, end: int | None, max_record_bytes: int
             return (WarcEntry(where, headers, block[:cut_at], reason="warc_truncated",
                               detail=f"{len(block) if cut_at is None else cut_at} of {size} block bytes"),
                     block_start + cut_at if cut_at is not None else None)
+        # Whole, yet not followed by a record's end: the Content-Length is too short. Kept, it would
+        # be a page cut short, and its remaining bytes a second, bad-header entry.
+        resume = _find_next_record(read_at, block_start, end)
+        return (WarcEntry(where, headers, reason="warc_bad_header", detail=f"Content-Length {size} ends the block "
+                          f"mid-record (no blank line after it); skipped {_span(pos, resume)}"), resume)
     return WarcEntry(where, headers, bytes(block)), block_end
 
 
@@ -214,7 +219,14 @@ def _span(start: int, resume: int | None) -> str:
 
 def _file_reader(raw: BinaryIO) -> ReadAt:
     def read_at(offset: int, length: int) -> bytes:
-        raw.seek(offset)
+        # A Content-Length of 10^18 points past what a file can hold: seek() refuses it (EINVAL, or
+        # ValueError past 2^63); there is no data there.
+        if offset >= 1 << 62:
+            return b""
+        try:
+            raw.seek(offset)
+        except OSError:
+            return b""
         return raw.read(length)
     return read_at
 

@@ -126,7 +126,10 @@ def decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes | NotAPa
                     raise
                 # Many servers send raw deflate (no zlib header) for "deflate"; browsers and urllib3
                 # accept both, and these pages were rejected as http_bad_encoding.
-                data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, max_bytes + 1)
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                data = inflater.decompress(body, max_bytes + 1)
+            if len(data) <= max_bytes and not inflater.eof:  # a page cut short, or bytes that inflate to nothing
+                raise ValueError(f"the stream ends early ({len(body)} bytes in, {len(data)} out)")
         elif encoding == "br":
             data = _unbrotli(body, max_bytes + 1)
         else:

@@ -282,12 +282,22 @@ def test_post_response_followed_by_its_request(tmp_path):
 # ---------------------------------------------------------------- found in review: each once a lost record or run
 def test_odd_content_lengths_never_lose_the_rest_of_the_file(tmp_path):
     good = hand_record("http://b.example/", http_page("the page after"))
-    for length in ("²", "9" * 5000, "999999999999"):
+    # 10^18 and 19 nines: seeking there failed (EINVAL), and the rest of the file was one file_unreadable
+    for length in ("²", "9" * 5000, "999999999999", "1000000000000000000", "9" * 19):
         path = tmp_path / "odd.warc"
         path.write_bytes(hand_record("http://a.example/", http_page("odd"), length) + good)
         out = read(path)
         assert reasons(out)[-1] is None and text(out[-1]) == "the page after", length
-        assert reasons(out)[0] in ("warc_bad_header", "warc_truncated")
+        assert reasons(out)[0] in ("warc_bad_header", "warc_truncated") and len(out) == 2, length
+    # too short: the page was kept cut short, and its remaining bytes became a second entry
+    block = http_page("a page whose last paragraph matters " * 5)
+    for compress in (False, True):
+        data = hand_record("http://a.example/", block, str(len(block) - 40)) + good
+        path = tmp_path / ("short.warc.gz" if compress else "short.warc")
+        path.write_bytes(gzip.compress(data) if compress else data)
+        out = read(path)
+        assert reasons(out) == ["warc_bad_header", None], compress
+        assert "ends the block mid-record" in out[0].detail and text(out[1]) == "the page after"
 
 
 def test_bare_lf_warc_headers_before_crlf_http_headers(tmp_path):

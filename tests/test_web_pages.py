@@ -98,6 +98,8 @@ def test_content_encoding(tmp_path):
     corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 16] = b"\xff" * 16
     deflate_zlib = zlib.compress(html)
     deflate_raw = zlib.compress(html)[2:-4]  # what many servers send for "deflate": no zlib wrapper
+    long_page = gzip.compress(b"".join(f"<p>paragraph {i}</p>".encode() for i in range(2000)))
+    cut = long_page[: len(long_page) // 2]
     parts = [
         response("http://example.com/gz", compressed, extra=(("Content-Encoding", "gzip"),)),
         response("http://example.com/bad", bytes(corrupt), extra=(("Content-Encoding", "gzip"),)),
@@ -105,10 +107,15 @@ def test_content_encoding(tmp_path):
         response("http://example.com/rawdeflate", deflate_raw, extra=(("Content-Encoding", "deflate"),)),
         response("http://example.com/notgz", html, extra=(("Content-Encoding", "gzip"),)),
         response("http://example.com/weird", html, extra=(("Content-Encoding", "x-unknown"),)),
+        # cut short: it inflated to half a page, kept as if whole; a header and garbage: to nothing
+        response("http://example.com/cut", cut, extra=(("Content-Encoding", "gzip"),)),
+        response("http://example.com/nothing", b"\x1f\x8b\x08\x00garbage", extra=(("Content-Encoding", "gzip"),)),
     ]
     path, offsets = write(tmp_path / "encoded.warc", parts)
     entries = read(path)
-    assert reasons(entries) == [None, "http_bad_encoding", None, None, "http_bad_encoding", "http_bad_encoding"]
+    assert reasons(entries) == [None, "http_bad_encoding", None, None, "http_bad_encoding", "http_bad_encoding",
+                                "http_bad_encoding", "http_bad_encoding"]
+    assert "the stream ends early" in entries[6].detail
     assert text(entries[0]) == text(entries[2]) == text(entries[3]) == "compressed page"
     check_accounting(path, entries, offsets)
 
