@@ -169,6 +169,9 @@ def looks_like_html(body: bytes) -> bool:
     return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in start
 
 
+_ASCII = bytes(range(128))
+
+
 def decode_html(body: bytes, declared: str | None) -> WebPage | NotAPage:
     """Text of the page: declared charset (HTTP, then <meta>), else detection."""
     failed = []
@@ -198,19 +201,32 @@ def decode_html(body: bytes, declared: str | None) -> WebPage | NotAPage:
         name = "cp1252" if name in ("latin-1", "iso8859-1", "ascii") else name
         try:
             return WebPage("", body.decode(name), name, source)
+        except UnicodeDecodeError as err:
+            if name == "utf-8" and (text := _mostly_utf8(body)) is not None:
+                return WebPage("", text, name, f"{source}, invalid bytes replaced")
+            failed.append(f"{charset} fails at byte {err.start}")
         except UnicodeError as err:  # punycode raises a plain UnicodeError, which has no .start
-            failed.append(f"{charset} fails at byte {err.start}" if isinstance(err, UnicodeDecodeError)
-                          else f"{charset} fails ({err})")
+            failed.append(f"{charset} fails ({err})")
     if not failed:
         try:  # most of the web: nothing declared, UTF-8
             return WebPage("", body.decode("utf-8"), "utf-8", "detected")
         except UnicodeDecodeError:
-            pass
+            if (text := _mostly_utf8(body)) is not None:
+                return WebPage("", text, "utf-8", "detected, invalid bytes replaced")
     detected = _detect(body)
     source = f"detected (declared {'; '.join(failed)})" if failed else "detected"
     if detected is None:
         return NotAPage("html_bad_charset", f"no charset decodes the body ({'; '.join(failed) or 'none declared'})")
     return WebPage("", body.decode(detected, "replace"), detected, source)
+
+
+def _mostly_utf8(body: bytes) -> str | None:
+    """UTF-8 with a few invalid bytes (a stray byte, a sequence cut at a buffer's edge) decoded as
+    browsers decode it, with U+FFFD; detection guessed cp1125 for one such French page (mojibake) or
+    nothing. A page in another charset labelled UTF-8 fails on nearly every non-ASCII byte: None."""
+    text = body.decode("utf-8", "replace")
+    replaced = text.count("\ufffd") - body.count("\ufffd".encode())
+    return text if replaced * 10 <= len(body.translate(None, _ASCII)) else None
 
 
 def _detect(body: bytes) -> str | None:

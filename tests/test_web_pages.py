@@ -37,9 +37,14 @@ def test_charsets(tmp_path):
         response("http://example.com/nonsense", html_bytes(french, "utf-8"),
                  content_type="text/html; charset=x-nonsense"),
         response("http://example.com/none", html_bytes(french, "utf-8"), content_type="text/html"),
+        # one stray byte in a UTF-8 page: dropped (nothing detected) or mojibake (cp1125) before
+        response("http://example.com/stray", html_bytes(french, "utf-8").replace("Noël".encode(), b"No\xff" + "ël".encode()),
+                 content_type="text/html; charset=utf-8"),
+        response("http://example.com/stray-none", html_bytes(french, "utf-8").replace(b"</p>", b"\x81</p>"),
+                 content_type="text/html"),
     ]
     path, offsets = write(tmp_path / "charsets.warc", parts)
-    latin1, lying, sjis, nonsense, undeclared = entries = read(path)
+    latin1, lying, sjis, nonsense, undeclared, stray, stray_none = entries = read(path)
     assert all(isinstance(d, Document) for d in entries)
     assert "café crème" in [n.text for n in latin1.nodes]
     assert (latin1.meta["charset"], latin1.meta["charset_source"]) == ("cp1252", "http")  # WHATWG: latin-1 labels mean windows-1252
@@ -53,6 +58,10 @@ def test_charsets(tmp_path):
     assert text(nonsense) == french
     assert (undeclared.meta["charset"], undeclared.meta["charset_source"]) == ("utf-8", "detected")
     assert text(undeclared) == french
+    assert (stray.meta["charset"], stray.meta["charset_source"]) == ("utf-8", "http, invalid bytes replaced")
+    assert text(stray) == french.replace("Noël", "No\ufffdël")  # as a browser shows it
+    assert (stray_none.meta["charset"], stray_none.meta["charset_source"]) == ("utf-8", "detected, invalid bytes replaced")
+    assert text(stray_none) == french + "\ufffd"
     check_accounting(path, entries, offsets)
 
 
