@@ -17,6 +17,7 @@ MAX_URL_LENGTH = 4096
 _SAFE = "/%:@!$&'()*+,;=-._~?"  # reserved characters and escapes stay as they are
 # Names that always mean this machine, whatever DNS says (RFC 6761).
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+_AWS_METADATA_V6 = ipaddress.ip_address("fd00:ec2::254")  # a ULA address, not link-local
 
 
 def is_private_address(address: str) -> bool:
@@ -25,6 +26,15 @@ def is_private_address(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return not ip.is_global or ip.is_multicast
+
+
+def is_link_local(address: str) -> bool:
+    """Link-local addresses, where clouds serve instance metadata and credentials (169.254.169.254,
+    fd00:ec2::254): never fetched, not even with allow_private_networks (meant for a loopback server)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local or ip == _AWS_METADATA_V6
 
 
 def _literal_address(host: str) -> str | None:
@@ -71,12 +81,14 @@ def url_problem(url: object, allow_private_networks: bool = False) -> tuple[str,
             return "url_malformed", f"the host is not a valid international domain name ({err})"
     if port == 0:
         return "url_malformed", "port 0"
+    host = host.rstrip(".")
+    address = _literal_address(host)
+    if address is not None and is_link_local(address):
+        return "url_private_address", f"{address} is link-local (cloud metadata): never fetched"
     if allow_private_networks:
         return None
-    host = host.rstrip(".")
     if host in _LOCAL_NAMES or host.endswith(".localhost"):
         return "url_private_address", f"{host} is this machine"
-    address = _literal_address(host)
     if address is not None and is_private_address(address):
         return "url_private_address", f"{address} is not a public address"
     return None

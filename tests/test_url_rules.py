@@ -67,9 +67,43 @@ def test_international_urls_are_sent_as_browsers_send_them_and_credentials_never
     assert request_url("http://stra\u00dfe.example/") == "http://xn--strae-oqa.example/"  # as browsers: not strasse
 
 
-def test_allow_private_networks_keeps_the_scheme_rules():
+def test_allow_private_networks_keeps_the_scheme_rules_and_never_reaches_cloud_metadata():
     assert url_problem("http://127.0.0.1/a.jpg", allow_private_networks=True) is None
     assert url_problem("file:///etc/passwd", allow_private_networks=True)[0] == "url_scheme_not_allowed"
+    # the flag is for a loopback server; link-local is where clouds serve instance credentials
+    for url in ("http://169.254.169.254/latest/meta-data", "http://2852039166/", "http://[fe80::1]/",
+                "http://[::ffff:169.254.169.254]/", "http://[fd00:ec2::254]/"):
+        reason, detail = url_problem(url, allow_private_networks=True)
+        assert reason == "url_private_address" and "never fetched" in detail, url
+
+
+def test_a_redirect_to_link_local_is_refused_at_connect_time_even_with_the_flag():
+    """Checked on the peer address of the open socket (a name or a redirect can lead there). A stub
+    socket stands in for the peer: tests never connect outside loopback."""
+    from pipelines.io.download_guard import _check_peer
+
+    class Socket:
+        def __init__(self, address):
+            self.address = address
+
+        def getpeername(self):
+            return self.address, 80
+
+    class Connection:
+        allow_private, closed = True, False
+
+        def __init__(self, address):
+            self.sock = Socket(address)
+
+        def close(self):
+            self.closed = True
+
+    for address in ("169.254.169.254", "fe80::1"):
+        connection = Connection(address)
+        with pytest.raises(OSError, match="vlcurate refused a private network address"):
+            _check_peer(connection)
+        assert connection.closed
+    _check_peer(Connection("127.0.0.1"))  # loopback passes with the flag
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ img2dataset_main = importlib.import_module("img2dataset.main")
 from filters.download_reasons import (GUARD_DEADLINE, GUARD_PIXELS, GUARD_PRIVATE, GUARD_SCHEME,  # noqa: E402
                                      GUARD_TOO_LARGE)
 from filters.image_checks import ImageHeader, read_header  # noqa: E402
-from filters.url_safety import ALLOWED_SCHEMES, is_private_address  # noqa: E402
+from filters.url_safety import ALLOWED_SCHEMES, is_link_local, is_private_address  # noqa: E402
 
 
 log = logging.getLogger("vlcurate")
@@ -46,7 +46,7 @@ _request = threading.local()  # this thread's request: img2dataset opens and rea
 
 def _check_peer(conn: http.client.HTTPConnection) -> None:
     address = conn.sock.getpeername()[0]
-    if is_private_address(address):
+    if is_link_local(address) or (not conn.allow_private and is_private_address(address)):
         conn.close()
         raise OSError(f"{GUARD_PRIVATE} ({address})")
 
@@ -88,18 +88,17 @@ def _disarm() -> None:
 class _Guarded:
     """Mixed into http.client's connections: check the peer's address, then arm the deadline."""
 
-    check_peer = True
+    allow_private = False  # link-local addresses are refused even then
     deadline: float | None = None
 
     def connect(self) -> None:
         super().connect()
-        if self.check_peer:
-            _check_peer(self)
+        _check_peer(self)
         _arm_deadline(self)
 
 
 def _connection(base: type, allow_private: bool, deadline: float | None) -> type:
-    return type(f"Guarded{base.__name__}", (_Guarded, base), {"check_peer": not allow_private, "deadline": deadline})
+    return type(f"Guarded{base.__name__}", (_Guarded, base), {"allow_private": allow_private, "deadline": deadline})
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
