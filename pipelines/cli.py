@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 import typer
 
 from pipelines.cli_help import reflow_help
+from pipelines.interrupts import interrupt_status, raise_on_termination
 from pipelines.storage_errors import storage_failure
 from pipelines.experiment.cli import experiment_app
 from pipelines.train_cli import EXTRA_ARGS, eval_command, train
@@ -387,10 +389,19 @@ def main() -> None:
         # Beam logs each failed bundle attempt's traceback before raising the last one: for a full
         # disk that was 200 lines before the one that says so.
         logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    raise_on_termination()
     try:
         app()
-    except Exception as err:  # noqa: BLE001: only storage failures are reworded; anything else is raised
-        line = storage_failure(err)
+    except SystemExit as done:
+        if done.code == 128 + signal.SIGINT:  # typer's answer to a KeyboardInterrupt: silent
+            typer.secho("interrupted (Ctrl-C)", fg=typer.colors.YELLOW, err=True)
+        raise
+    except BaseException as err:  # noqa: BLE001: interrupts and storage failures are one line; the rest is raised
+        if (stopped := interrupt_status(err)) is not None and not verbose:
+            what, status = stopped
+            typer.secho(f"interrupted ({what})", fg=typer.colors.YELLOW, err=True)
+            sys.exit(status)
+        line = storage_failure(err) if isinstance(err, Exception) else None
         if line is None or verbose:  # -v: the whole traceback, whatever it is
             raise
         typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)

@@ -101,6 +101,31 @@ def test_sigkill_then_resume_gives_the_same_losses(setup):
     assert torch.equal(states[0]["torch"], states[1]["torch"])
 
 
+def test_sigterm_checkpoints_the_step_then_stops_and_resume_continues(setup):
+    """A scheduler's SIGTERM (to the whole group, DataLoader workers too) used to lose every step
+    since the last checkpoint; now the step in flight finishes, is checkpointed, and the run exits 143."""
+    path = _config(setup, "terminated", optim__steps=100_000, run__checkpoint_every=100_000, data__workers=2)
+    out = setup[0] / "terminated"
+    command = [sys.executable, "-m", "pipelines.cli", "train", str(path), "--quiet"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 143, stderr[-3000:]
+    (line,) = [x for x in stderr.splitlines() if x.startswith("interrupted")]
+    step = int(line.split("stopped after step ")[1].split(",")[0])
+    assert step >= 3 and "checkpoint written; --resume continues from it" in line
+    assert (out / "checkpoints" / "latest").read_text() == f"step-{step:08d}"
+    resumed = subprocess.run([*command, "--resume", f"--optim.steps={step + 2}"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert sorted(_losses(out))[-3:] == [step, step + 1, step + 2]
+
+
 def test_config_errors_name_the_key(setup, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"optim": {"lr": 1e-3, "warmup": 5}, "data": {"shards": "x"}}))

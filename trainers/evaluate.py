@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from manifests.manifest import MANIFEST_NAME, read_manifest
+from manifests.storage import atomic_write_bytes
 from trainers.build import build_model
 from trainers.captioner import Captioner
 from trainers.checkpoint import CheckpointError, checkpoint_problem, latest_checkpoint, load_weights
@@ -192,18 +193,19 @@ def _evaluate(config: TrainConfig, device: torch.device, checkpoint: str | None,
     if warning:
         result["warning"] = warning
     run = _run_dir(config, path)
+    out = Path(out_dir) if out_dir else run / EVAL / path.name
+    out.mkdir(parents=True, exist_ok=True)
+    # Each file whole or absent (temporary + rename), and the history line only once the scores are
+    # there: an interrupted eval used to leave a history line without outputs, one more per rerun.
+    atomic_write_bytes(str(out / PREDICTIONS), "".join(
+        json.dumps({**row, "cider_d": per[row["id"]]}, ensure_ascii=False) + "\n" for row in predictions).encode())
+    atomic_write_bytes(str(out / "scores.json"), json.dumps(result, indent=2).encode())
     _record(run, {**{k: result[k] for k in ("step", "checkpoint", "split", "shards", "cider_d", "samples", "beams",
                                              "whole_split")},
                   "loss": loss, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    out = Path(out_dir) if out_dir else run / EVAL / path.name
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / PREDICTIONS, "w", encoding="utf-8") as f:
-        for row in predictions:
-            f.write(json.dumps({**row, "cider_d": per[row["id"]]}, ensure_ascii=False) + "\n")
-    (out / "scores.json").write_text(json.dumps(result, indent=2))
     run_config, note = _run_config(config, state, path)
     page = render(result, rows, per, run_config, note, read_jsonl(run / METRICS), read_jsonl(run / EVAL / EVAL_HISTORY))
-    (out / "index.html").write_text(page, encoding="utf-8")
+    atomic_write_bytes(str(out / "index.html"), page.encode("utf-8"))
     log.info("eval %s on %s: loss %.4f, CIDEr-D %.3f on %d samples -> %s", path.name, split, loss, cider,
              len(rows), out)
     return result

@@ -50,6 +50,10 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool, delete: bool = Tru
     if resume and overwrite:
         raise RunDirError("--resume continues the run in run.out_dir and --overwrite deletes it: pass one of them")
     written = _written(out)
+    if resume and delete:  # a checkpoint an interrupted save left half-written: never usable
+        for partial in [p for p in written if p.parent.name == "checkpoints" and p.name.startswith(".tmp-step-")]:
+            shutil.rmtree(partial, ignore_errors=True)
+            log.info("resume: removed %s, a checkpoint an interrupted save left unfinished", partial)
     if not written or resume or (overwrite and not delete):
         return
     if not overwrite:

@@ -37,6 +37,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from trainers.build import build_model
 from trainers.checkpoint import STEP_DIR, latest_checkpoint, load_checkpoint, save_checkpoint
+from trainers.stop_signal import StopFlag, TrainingStopped, ignore_in_worker, stop_on_signal
 from trainers.config import TrainConfig, config_to_dict
 from trainers.data import TaskBatches, apply_storage_options, build_index, counts_text, manifest_shards, shard_urls
 from trainers.run_dir import last_metrics, prepare_out_dir, truncate_metrics
@@ -167,16 +168,21 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     stepper = Stepper(forward, optimizer, scheduler, params, optim.grad_clip, world, device, cudagraphs)
 
     workers = config.data.workers
-    batches = TaskBatches(index, task, config.data.batch_size, config.run.seed, start=step * optim.accumulation,
-                          rank=rank, storage_options=config.data.storage_options)
-    loader = iter(DataLoader(batches, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
-                             prefetch_factor=config.data.prefetch if workers else None, pin_memory=cuda))
-    logger = _Logger(out, config, rank, count_params(trainable, True))
-    model.train()
-    window, last = _Window(), {}
-    windows_logged, starved_warned, skips_warned = 0, False, False
-    show = progress and rank == 0
     with ExitStack() as stack:
+        # One process: a SIGTERM checkpoints, then stops (set before the DataLoader forks its workers,
+        # which leave the signal to this process). DDP ranks would stop at different steps and hang
+        # in the collective: there the signal stops the run as Ctrl-C does.
+        stop = stack.enter_context(stop_on_signal()) if world == 1 else StopFlag()
+        batches = TaskBatches(index, task, config.data.batch_size, config.run.seed, start=step * optim.accumulation,
+                              rank=rank, storage_options=config.data.storage_options)
+        loader = iter(DataLoader(batches, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+                                 prefetch_factor=config.data.prefetch if workers else None, pin_memory=cuda,
+                                 worker_init_fn=ignore_in_worker if workers else None))
+        logger = _Logger(out, config, rank, count_params(trainable, True))
+        model.train()
+        window, last = _Window(), {}
+        windows_logged, starved_warned, skips_warned = 0, False, False
+        show = progress and rank == 0
         bar = stack.enter_context(tqdm(total=optim.steps, initial=step, unit="step", desc="train", disable=not show,
                                        dynamic_ncols=True))
         if show:  # log lines print above the bar instead of breaking it
@@ -194,7 +200,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
             window.steps += 1
             bar.update(1)
             log_now = step % config.run.log_every == 0 or step == optim.steps
-            save_now = step % config.run.checkpoint_every == 0 or step == optim.steps
+            save_now = step % config.run.checkpoint_every == 0 or step == optim.steps or stop.signal is not None
             if not (log_now or save_now):
                 continue  # nothing read from the device: the next step is prepared while this one runs
             sums = stepper.tallies.read()
@@ -240,6 +246,10 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
                                      "config": config_to_dict(config)})
                 if world > 1:  # the others wait for rank 0's checkpoint (a barrier syncs the device)
                     dist.barrier()
+                if stop.signal is not None:
+                    logger.close()
+                    raise TrainingStopped(f"{stop.signal.name}: stopped after step {step}, checkpoint written; "
+                                          "--resume continues from it")
     logger.close()
     if world > 1:
         dist.destroy_process_group()

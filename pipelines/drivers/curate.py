@@ -97,6 +97,9 @@ def prepare_output(root: str, overwrite: bool, resume: tuple[str, ...] = ()) -> 
         elif state is RunDirState.INTERRUPTED and resume:
             log.info("%s holds an interrupted run: keeping %s, redoing the rest", root, ", ".join(resume))
             clear_run_dir(root, OURS, keep_prefixes=resume)
+        elif state is RunDirState.INTERRUPTED:
+            raise CurateError(f"output {root} holds an interrupted run (no manifest.json: stopped before it "
+                              "finished); pass --overwrite to run it again from the start")
         else:
             raise CurateError(f"output {root} is not empty; pass --overwrite to replace a previous run")
     except RunDirError as err:

@@ -243,10 +243,13 @@ def _quiet_img2dataset(progress: bool, shards_url: str, urls: int) -> Iterator[N
         with output_to_file(log_path) as terminal, (
                 download_progress(shards_url, urls, stream=terminal) if progress else nullcontext()):
             yield
-    except BaseException:
+    except Exception:
         with open(log_path, "rb") as f:
             tail = f.read()[-4000:].decode("utf-8", "replace")
         sys.stderr.write(f"img2dataset's output (the end of {log_path}):\n{tail}\n")
+        raise
+    except BaseException:  # Ctrl-C or SIGTERM: its workers' tracebacks say only that they were stopped
+        os.unlink(log_path)
         raise
     os.unlink(log_path)
 

@@ -63,4 +63,9 @@ def finish(root: str, manifest: Manifest) -> str:
     except Exception as err:
         log.warning("report.html was not written (%s: %s); the run is complete: `vlcurate report %s` retries",
                     type(err).__name__, err, root)
+    except BaseException:  # Ctrl-C or SIGTERM while the page is drawn: the data is whole, keep the run
+        write_manifest(root, manifest)
+        log.warning("interrupted while writing report.html; the run is complete (manifest.json written): "
+                    "`vlcurate report %s` draws the page", root)
+        raise
     return write_manifest(root, manifest)
