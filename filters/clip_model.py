@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -101,6 +102,20 @@ def _identity(spec: ClipSpec, checkpoint: str) -> dict[str, Any]:
             "device": spec.device, "precision": spec.precision, "open_clip": open_clip.__version__}
 
 
+def weights_problem(err: Exception, name: str) -> str:
+    """Why open_clip could not load a checkpoint, in words (never torch's advice to unpickle it)."""
+    if isinstance(err, pickle.UnpicklingError):
+        return ("is not a checkpoint of tensors: weights_only loading refuses it (a checkpoint is data, never "
+                "unpickled); give a file saved from the model's state_dict")
+    if isinstance(err, EOFError):  # torch.load of an empty file; click turned it into a bare "Aborted."
+        return "is empty or cut short"
+    text = str(err).strip()
+    last = text.splitlines()[-1][:300] if text else ""
+    if isinstance(err, RuntimeError) and ("key" in last.lower() or "size mismatch" in text):
+        return f"does not fit the architecture {name}: {last}"
+    return f"cannot be loaded as {name} weights ({type(err).__name__}{': ' + last if last else ''})"
+
+
 def check_weights(spec: ClipSpec) -> tuple[dict[str, Any], list[str]]:
     """What the driver can know without loading a model anywhere: the weights file (resolved,
     downloaded into the cache for a tag, hashed) and, for a local checkpoint, that its keys and shapes
@@ -118,9 +133,9 @@ def check_weights(spec: ClipSpec) -> tuple[dict[str, Any], list[str]]:
                 warnings.simplefilter("ignore")  # meta tensors: copying weights into them is a no-op, as wanted
                 model = open_clip.create_model(spec.name, device="meta")
                 open_clip.load_checkpoint(model, checkpoint, weights_only=True)
-        except RuntimeError as err:  # missing/unexpected keys, shape mismatches
-            raise ClipWeightsError(f"{spec.stage}.model.pretrained {checkpoint} does not fit the architecture "
-                                   f"{spec.name}: {str(err).splitlines()[-1][:300]}") from None
+        except Exception as err:  # missing/unexpected keys, shapes; not a checkpoint at all (one line each)
+            raise ClipWeightsError(f"{spec.stage}.model.pretrained {checkpoint} {weights_problem(err, spec.name)}") \
+                from None
         finally:
             logging.disable(warnings_off)
     else:

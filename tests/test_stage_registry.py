@@ -56,6 +56,8 @@ def test_a_cuda_recipe_validates_on_a_cpu_machine(tiny_clip):
 
 
 def test_preflight_refuses_weights_of_another_architecture(tiny_clip, tmp_path):
+    import torch
+
     from tests.tiny_clip import TINY_CONFIG, write_clip_checkpoint
 
     wider = {**TINY_CONFIG, "embed_dim": 48}
@@ -63,6 +65,19 @@ def test_preflight_refuses_weights_of_another_architecture(tiny_clip, tmp_path):
     recipe = parse_recipe({"name": "t", "stages": [{"clipscore": {"model": {**tiny_clip, "pretrained": other["pretrained"]}}}]})
     with pytest.raises(CurateError, match="does not fit the architecture vlcurate-tiny-clip"):
         preflight_stages(recipe)
+    # files that are no checkpoint at all: one line each (tracebacks, or a bare "Aborted." for an empty one)
+    torch.save([1, 2, 3], tmp_path / "a_list.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\xff" * 64)
+    for name, problem in [("a_list.pt", r"cannot be loaded as vlcurate-tiny-clip weights \(AttributeError"),
+                          ("text.pt", "is not a checkpoint of tensors"), ("empty.pt", "is empty or cut short"),
+                          ("garbage.safetensors", r"cannot be loaded as .* \(SafetensorError")]:
+        bad = parse_recipe({"name": "t", "stages": [{"clipscore": {"model": {
+            **tiny_clip, "pretrained": str(tmp_path / name)}}}]})
+        with pytest.raises(CurateError, match=problem) as caught:
+            preflight_stages(bad)
+        assert "\n" not in str(caught.value) and "weights_only` set to `False" not in str(caught.value)
 
 
 def test_vlcurate_stages_lists_every_stage_with_its_keys():

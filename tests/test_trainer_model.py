@@ -138,3 +138,17 @@ def test_untrained_captioner_starts_near_uniform_loss(parts):
     with torch.no_grad():
         loss = float(captioner(_batch(llm, prompt=VISUAL)))
     assert abs(loss - math.log(llm.vocab_size)) < 0.5, loss
+
+
+def test_a_vision_checkpoint_that_does_not_load_is_one_line_naming_the_key(tiny_clip, tmp_path):
+    """It was torch's traceback (with its advice to unpickle a refused file) or a state-dict dump."""
+    from filters.clip_model import ClipWeightsError
+    from tests.tiny_clip import TINY_CONFIG, write_clip_checkpoint
+
+    wider = write_clip_checkpoint(tmp_path / "wider", name="vlcurate-wider-clip", config={**TINY_CONFIG, "embed_dim": 48})
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    for path, problem in [(wider["pretrained"], "does not fit the architecture vlcurate-tiny-clip"),
+                          (str(tmp_path / "text.pt"), "is not a checkpoint of tensors")]:
+        with pytest.raises(ClipWeightsError, match=problem) as caught:
+            VisionEncoder(tiny_clip["name"], path, tiny_clip["config_dir"])
+        assert str(caught.value).startswith("vision.pretrained ") and "\n" not in str(caught.value)

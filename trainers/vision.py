@@ -8,11 +8,12 @@ every checkpoint's config so a model trained on random features cannot pass for 
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from torch import nn
 
-from filters.clip_model import ClipSpec, ClipWeightsError, register_configs, resolve_checkpoint
+from filters.clip_model import ClipSpec, ClipWeightsError, register_configs, resolve_checkpoint, weights_problem
 
 log = logging.getLogger("vlcurate")
 
@@ -35,8 +36,13 @@ class VisionEncoder(nn.Module):
             # filters/clip_model.py names a recipe's keys (`STAGE.model.pretrained`); the trainer's
             # config has them directly under `vision:` (vision.pretrained, vision.config_dir, vision.name).
             raise ClipWeightsError(str(err).replace(f"{spec.stage}.model.", f"{spec.stage}.")) from None
-        model, _, self.preprocess = open_clip.create_model_and_transforms(name, pretrained=checkpoint,
-                                                                          weights_only=True)
+        try:
+            model, _, self.preprocess = open_clip.create_model_and_transforms(name, pretrained=checkpoint,
+                                                                              weights_only=True)
+        except Exception as err:  # a file of another model, or not a checkpoint: one line, before training
+            if checkpoint is None or not os.path.isfile(checkpoint):
+                raise
+            raise ClipWeightsError(f"vision.pretrained {checkpoint} {weights_problem(err, name)}") from None
         self.visual = model.visual
         self.visual.output_tokens = True
         self.tokens, self.width = self._token_shape()  # patch tokens per image, their width
