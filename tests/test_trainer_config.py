@@ -166,13 +166,26 @@ def test_exponent_floats_load_from_files_and_overrides(tmp_path):
     assert config.optim.lr == 1e-4 and isinstance(config.optim.lr, float) and config.optim.weight_decay == 0.05
     assert config.optim.steps == 1000 and type(config.optim.steps) is int and type(config.optim.warmup_steps) is int
     assert config.data.prompt == "1e5 reasons <visual>"
-    config = load_config(path, ["--optim.lr=3e-4", "--optim.grad_clip=-2.5e-3", "--optim.steps=20",
+    config = load_config(path, ["--optim.lr=3e-4", "--optim.grad_clip=2.5e-3", "--optim.steps=20",
                                 "--data.prompt=1e5 reasons", '--run.out_dir="1e-4"'])
-    assert config.optim.lr == 3e-4 and isinstance(config.optim.lr, float) and config.optim.grad_clip == -2.5e-3
+    assert config.optim.lr == 3e-4 and isinstance(config.optim.lr, float) and config.optim.grad_clip == 2.5e-3
     assert config.optim.steps == 20 and type(config.optim.steps) is int
     assert (config.data.prompt, config.run.out_dir) == ("1e5 reasons", "1e-4")  # quoted: a string
     with pytest.raises(ConfigError, match=r"optim.steps: Input should be a valid integer, got 1000.0"):
         load_config(path, ["--optim.steps=1e3"])  # an exponent makes a float, which an integer field refuses
+
+
+def test_optimizer_values_out_of_range_are_refused_before_anything_loads(config_file):
+    """A negative lr failed in torch after the models were built; a negative grad_clip reversed every
+    gradient (gradient ascent), silently. null turns clipping off."""
+    for override, shown in [("--optim.lr=-1", "optim.lr: Input should be greater than 0"),
+                            ("--optim.lr=.nan", "optim.lr: Input should be a finite number"),
+                            ("--optim.beta1=1.5", "optim.beta1: Input should be less than 1"),
+                            ("--optim.grad_clip=-1", "optim.grad_clip: Input should be greater than 0"),
+                            ("--optim.weight_decay=-1", "optim.weight_decay: Input should be greater than or equal to 0")]:
+        with pytest.raises(ConfigError, match=shown):
+            load_config(config_file, [override])
+    assert load_config(config_file, ["--optim.grad_clip=null"]).optim.grad_clip is None
 
 
 def test_a_bad_override_is_named_instead_of_the_file(config_file):

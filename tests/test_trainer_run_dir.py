@@ -46,6 +46,12 @@ def test_an_existing_run_is_refused_and_overwrite_deletes_only_the_trainers_file
         (evaluated / name).write_text("{}")
     (out / "eval" / "history.jsonl").write_text('{"step": 3}\n')
 
+    # --overwrite with a data path that does not exist fails before deleting anything (it deleted first)
+    broken = config.model_copy(update={"data": config.data.model_copy(update={"shards": str(out / "nowhere/*.tar")})})
+    with pytest.raises(Exception, match="nowhere"):
+        train(broken, overwrite=True)
+    assert _steps(out) == [1, 2, 3] and (out / "checkpoints" / "step-00000003").is_dir()
+
     again = config.model_copy(update={"optim": config.optim.model_copy(update={"steps": 2}),
                                       "run": config.run.model_copy(update={"tensorboard": False})})
     train(again, overwrite=True)

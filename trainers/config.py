@@ -91,12 +91,14 @@ class DataConfig(Strict):
 
 
 class OptimConfig(Strict):
-    lr: float = 5e-4
+    # Ranges checked before anything loads: a negative lr failed in torch after the models were
+    # built; a negative grad_clip silently reversed every gradient.
+    lr: float = Field(5e-4, gt=0, allow_inf_nan=False)
     warmup_steps: int = Field(1000, ge=0)
-    weight_decay: float = 1e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    grad_clip: float = 1.0
+    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)  # max global grad norm; null: no clipping (the norm is still logged)
     accumulation: int = Field(1, ge=1)
     steps: int = Field(10_000, ge=1)
     # A NaN/inf loss or grad norm never updates the weights. false: the run stops at the next logging

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -112,14 +113,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
 def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -> dict:
     rank, world, local_rank = _distributed()
     out = Path(config.run.out_dir)
-    # Every rank checks before any deletes, so all refuse (or go on) alike; then rank 0 clears.
+    # Every rank checks before any deletes, so all refuse (or go on) alike; rank 0 clears only once
+    # the data, models and settings have passed (below): a bad path no longer costs the earlier run.
     prepare_out_dir(out, resume, overwrite, delete=False)
-    if world > 1:
-        dist.barrier()
-    if rank == 0:
-        prepare_out_dir(out, resume, overwrite)
-    if world > 1:
-        dist.barrier()
     cuda = config.run.device == "cuda" or (config.run.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     # every generator a checkpoint saves (rng.pt) starts from the seed: two runs write the same files
@@ -147,6 +143,12 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
     optimizer = torch.optim.AdamW(_param_groups(params, optim.weight_decay), lr=optim.lr,
                                   betas=(optim.beta1, optim.beta2), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(optim.warmup_steps, optim.steps))
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        prepare_out_dir(out, resume, overwrite)
+    if world > 1:
+        dist.barrier()
     step, skipped_total, nonfinite_steps = 0, 0, 0
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, trainable, optimizer, scheduler)
@@ -165,7 +167,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
         cudagraphs = cuda and config.run.compile_mode in ("reduce-overhead", "max-autotune")
     if world > 1:
         forward = DDP(forward, device_ids=[local_rank] if cuda else None)
-    stepper = Stepper(forward, optimizer, scheduler, params, optim.grad_clip, world, device, cudagraphs)
+    stepper = Stepper(forward, optimizer, scheduler, params, optim.grad_clip or math.inf, world, device, cudagraphs)
 
     workers = config.data.workers
     with ExitStack() as stack:
