@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from filters.url_safety import redact_credentials
+
 _HEADER_LEN = struct.Struct(">I")
 
 
@@ -149,6 +151,8 @@ class Rejection:
             value = getattr(self, name)
             if isinstance(value, str) and not value.isascii():
                 object.__setattr__(self, name, printable(value))
+        if isinstance(self.url, str) and "@" in self.url:  # a crawled page's user:password, never in the table
+            object.__setattr__(self, "url", redact_credentials(self.url))
         if isinstance(self.detail, str) and " at 0x" in self.detail:  # "<_io.BytesIO object at 0x7f..>" (PIL's errors): the same input
             object.__setattr__(self, "detail", _ADDRESS.sub(">", self.detail))  # gives the same detail
 

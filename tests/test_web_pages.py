@@ -223,3 +223,13 @@ def test_hostile_table_rows_are_each_one_rejection(tmp_path):
     assert reasons(out) == ["metadata_invalid_unicode", "key_invalid", "key_invalid", "row_invalid_json", None]
     for rejection in out[:4]:
         rejection.to_bytes()  # every one can travel through the coder (a lone surrogate could not)
+
+
+def test_a_crawled_urls_password_is_never_written():
+    """WARC-Target-URI http://user:secret@... reached the shard, its parquet, the report and the rejection table."""
+    from filters.sample import Rejection as Row
+    from pipelines.io.web_readers import document_from_html
+
+    kept = document_from_html("k", "crawl.warc", "http://user:secret@a.example/p", "<p>a paragraph of text</p>", {})
+    assert kept.url == kept.meta["url"] == "http://<redacted>@a.example/p"
+    assert "secret" not in Row("k", "crawl.warc", "http://user:secret@a.example/p", "read", "x").url

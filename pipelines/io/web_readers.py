@@ -23,6 +23,7 @@ from filters.html_depth_cost import depth_problem
 from filters.html_extract import extract, page_domain
 from filters.record_checks import metadata_problem
 from filters.sample import Rejection
+from filters.url_safety import redact_credentials
 from filters.warc import iter_warc
 from filters.web_page import NotAPage, decode_html, post_request_id, page_from_record, valid_target_uri
 from manifests.shard_format import KEY_RULE_TEXT, valid_key
@@ -208,6 +209,7 @@ def _table_document(path: str, key: str, values: Any, config: InputConfig) -> Do
 # ---------------------------------------------------------------- one page
 def document_from_html(key: str, source: str, url: str | None, html: str, meta: dict[str, Any],
                        max_elements: int = 1_000_000) -> Document | Rejection:
+    url = redact_credentials(url)  # a crawled URL's user:password is never written (shards, tables, report)
     names = tag_names(html)
     if (cost := over_limit(html, max_elements, names)) is not None:  # before the parser builds it all in memory
         return Rejection(key, source, url, STAGE, "html_too_complex",

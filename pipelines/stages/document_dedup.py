@@ -88,7 +88,7 @@ class DocumentDedupStage(beam.PTransform):
         rejected, tallies = [], []
         if c.url:
             by_url = (docs
-                      | "ByUrl" >> beam.Map(lambda d: (normalize_url(d.url) or f"key:{d.key}", d))
+                      | "ByUrl" >> beam.Map(lambda d: (normalize_url(d.url) or f"\x00{d.key}", d))
                       .with_output_types(_KEYED_DOC)
                       | "GroupUrls" >> beam.GroupByKey().with_output_types(
                           beam.typehints.Tuple[str, beam.typehints.Iterable[Document]]))
