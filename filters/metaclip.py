@@ -32,6 +32,11 @@ def load_entries(path: str) -> list[str]:
         entries = json.load(f)
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise ValueError(f"metadata {path} must be a JSON list of strings")
+    if not entries:
+        raise ValueError(f"metadata {path} is an empty list: no caption could match")
+    blank = [i for i, e in enumerate(entries) if not e.strip()]
+    if blank:  # matched as " " + "" + " ": every caption with a space or punctuation, the balance undone
+        raise ValueError(f"metadata {path}: entry {blank[0]} is empty ({len(blank)} blank entries); remove them")
     return entries
 
 

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import fsspec
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from manifests.storage import atomic_write_bytes, sha256_of
 
@@ -156,6 +156,19 @@ def write_manifest(root: str, manifest: Manifest) -> str:
     return url
 
 
+class ManifestError(ValueError):
+    """A manifest.json that is not one of ours (not JSON, or not the schema): one line, never a traceback."""
+
+
 def read_manifest(root: str | os.PathLike) -> Manifest:
-    with fsspec.open(f"{str(root).rstrip('/')}/{MANIFEST_NAME}", "rt", encoding="utf-8") as f:
-        return Manifest.model_validate(json.load(f))
+    path = f"{str(root).rstrip('/')}/{MANIFEST_NAME}"
+    with fsspec.open(path, "rt", encoding="utf-8") as f:
+        try:
+            return Manifest.model_validate(json.load(f))
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{path} is not a manifest: not JSON ({err})") from None
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            raise ManifestError(f"{path} is not a vlcurate manifest: {where}: {first['msg']} "
+                                f"({err.error_count()} problem(s))") from None

@@ -211,8 +211,11 @@ def assemble(stages: list[_StageEntryBase], kind: str = SAMPLE) -> list[_StageEn
         missing = [a for a in spec.requires if a not in provided]
         if missing:
             by = sorted(n for n, s in specs.items() if missing[0] in s.provides)
-            raise ValueError(f"{where}: {spec.name} needs {missing[0]}, which no stage before it provides: "
-                             f"put one of ({', '.join(by) or 'none'}) before it")
+            # a stage before it that provides it only when configured so (tmars with a model)
+            could = [e.name for e in stages[:i] if e.name in by]
+            hint = (f"the {could[0]} stage before it does not provide it as configured (give it a model)" if could
+                    else f"put one of ({', '.join(by) or 'none'}) before it")
+            raise ValueError(f"{where}: {spec.name} needs {missing[0]}, which no stage before it provides: {hint}")
         for annotation in spec.provided(config):
             provided[annotation] = (spec.name, config)
         kind = spec.produces

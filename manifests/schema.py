@@ -26,6 +26,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_ordered(config: BaseModel, *pairs: tuple[str, str]) -> None:
+    """A minimum above its maximum passes no record at all: refused (ValueError) instead of
+    rejecting every record. None on either side means that bound is off."""
+    for low, high in pairs:
+        a, b = getattr(config, low), getattr(config, high)
+        if a is not None and b is not None and a > b:
+            raise ValueError(f"{low} {a} > {high} {b}: nothing could pass")
+
+
 def validate_strict(model: type[M], data: Any, source: str, error: type[Exception],
                     context: dict[str, Any] | None = None, origins: dict[str, str] | None = None) -> M:
     """`data` (plain YAML/JSON values) as `model`, or `error` listing every problem with its key path.

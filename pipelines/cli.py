@@ -153,7 +153,8 @@ def curate(
         if dry_run:
             from pipelines.drivers.plan import describe_plan
 
-            typer.echo("\n".join(describe_plan(parsed, input, output, limit, beam_args=list(ctx.args))))
+            typer.echo("\n".join(describe_plan(parsed, input, output, limit, beam_args=list(ctx.args),
+                                                overwrite=overwrite)))
             return
         result = run_curate(parsed, input, output, beam_args=list(ctx.args), overwrite=overwrite,
                             allow_private_networks=True if allow_private_networks else None, limit=limit,
@@ -199,13 +200,14 @@ def report(
 
     Example: vlcurate report demo/curated
     """
+    from manifests.manifest import ManifestError
     from pipelines.report.build import ReportError, rebuild_report
 
     _setup_logging(verbose)
     _use_storage(storage_option, run)
     try:
         written = rebuild_report(_run_dir(run))
-    except ReportError as err:
+    except (ReportError, ManifestError) as err:
         _fail(str(err))
     typer.echo(f"wrote {written}")
 
@@ -331,6 +333,10 @@ def verify(
     try:
         manifest = read_manifest(root)
     except (FileNotFoundError, NotADirectoryError):
+        import fsspec
+
+        if not fsspec.core.url_to_fs(root)[0].exists(fsspec.core.url_to_fs(root)[1]):
+            _fail(f"{root} does not exist")
         _fail(f"{root} has no manifest.json: the run did not complete, or this is not a run directory")
     except Exception as err:  # a store that refuses us: one line, no secrets
         _fail(one_line(err, root))

@@ -246,3 +246,8 @@ def test_a_runner_on_other_machines_refuses_local_paths_before_anything_runs(poo
                      "-o", str(out), "--dry-run", "--runner=DataflowRunner")
     assert tried.returncode == 2 and tried.stderr.startswith("error: the DataflowRunner runs workers on other machines")
     assert not out.exists()
+    # a misspelt runner was taken for one on other machines, and the message said so
+    from pipelines.drivers.remote_runner import unknown_runner
+
+    assert unknown_runner("DirectRuner") == "--runner=DirectRuner is not a Beam runner: did you mean DirectRunner?"
+    assert unknown_runner("DataflowRunner") is None and unknown_runner("direct") is None

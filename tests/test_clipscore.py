@@ -158,6 +158,11 @@ def test_recipe_rules_for_model_stages(tiny_clip):
     assert recipe.stages[1].config.model == recipe.stages[0].config.model
     with pytest.raises(RecipeError, match="max_text_fraction"):
         parse_recipe({"name": "t", "stages": [{"tmars": {}}]})
+    # without a model: what is wrong, not the rule after it; and why a tmars before dedup is not enough
+    with pytest.raises(RecipeError, match="threshold/top_fraction apply to the masked CLIP score: set tmars.model"):
+        parse_recipe({"name": "t", "stages": [{"tmars": {"threshold": 0.2}}]})
+    with pytest.raises(RecipeError, match="the tmars stage before it does not provide it as configured"):
+        parse_recipe({"name": "t", "stages": [{"tmars": {"max_text_fraction": 0.3}}, {"semantic_dedup": {}}]})
 
 
 def test_after_heuristics_broken_images_are_rejected_upstream_only(tiny_clip, pool_dir, tmp_path):

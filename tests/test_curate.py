@@ -183,7 +183,7 @@ def test_killed_run_leaves_no_manifest_and_no_partial_shard(pool_dir, tmp_path):
     leftovers = [p.name for folder in ("shards", "metadata") if (out / folder).exists()
                  for p in (out / folder).iterdir() if not p.name.endswith((".tar", ".parquet"))]
     assert all(name.startswith(".") and ".tmp-" in name for name in leftovers)
-    with pytest.raises(CurateError, match="not empty"):  # and a rerun is refused until --overwrite
+    with pytest.raises(CurateError, match="holds an interrupted run .* --overwrite"):  # a rerun is refused until --overwrite
         curate(QUICKSTART, f"{pool_dir}/shards/*.tar", str(out))
 
 

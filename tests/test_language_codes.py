@@ -65,12 +65,20 @@ def test_a_code_without_any_suggestion_lists_the_model_codes():
     assert "'klingon' is not a language code" in msg and "the model's codes: af, als, am," in msg
 
 
-@pytest.mark.parametrize("codes", [["en"], ["en", "de", "zh", "ceb"], []])
+@pytest.mark.parametrize("codes", [["en"], ["en", "de", "zh", "ceb"]])
 def test_known_codes_keep_working(codes):
     h = parse_recipe(heuristics_language(allowed=codes)).stages[0].config
     d = parse_recipe(obelics_languages(codes)).stages[0].config
     assert h.language.allowed == d.languages == tuple(codes)
     assert heuristics.preflight(h).models and obelics_documents.preflight(d) is not None
+
+
+def test_no_codes_turns_the_document_rule_off_and_is_refused_for_captions():
+    """obelics_documents.languages: [] is documented as the rule off; heuristics' language rule with
+    no language allowed rejected every caption (the rule is left out instead)."""
+    assert parse_recipe(obelics_languages([])).stages[0].config.languages == ()
+    with pytest.raises(RecipeError, match="language.allowed: Tuple should have at least 1 item"):
+        parse_recipe(heuristics_language(allowed=[]))
 
 
 def test_codes_are_checked_against_the_model_the_recipe_names(tmp_path):

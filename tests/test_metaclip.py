@@ -219,3 +219,16 @@ def test_metadata_build_help_has_an_example():
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "metadata", "build", "--help"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0 and "Example:" in result.stdout and "--no-wordnet" in result.stdout
+
+
+def test_an_empty_metadata_list_or_entry_is_refused(tmp_path):
+    """An empty entry is MetaCLIP's " " + "" + " ": it matched nearly every caption and undid the balance."""
+    import json
+
+    from filters.metaclip import load_entries
+
+    for entries, shown in [([], "is an empty list"), (["dog", " ", "cat"], "entry 1 is empty")]:
+        path = tmp_path / "m.json"
+        path.write_text(json.dumps(entries))
+        with pytest.raises(ValueError, match=shown):
+            load_entries(str(path))

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from manifests.recipe import load_recipe, parse_recipe
+from pipelines.drivers.curate import CurateError
 from pipelines.drivers.download import DownloadError
 from pipelines.drivers.plan import describe_plan
 from pipelines.io.url_lists import UrlListError
@@ -33,9 +34,19 @@ def test_dry_run_refuses_a_distributor_whose_package_is_missing(tmp_path, monkey
                       str(tmp_path / "out"))
 
 
-def test_dry_run_says_when_the_output_is_a_file(pool_dir, tmp_path):
+def test_dry_run_refuses_an_output_the_run_would_refuse(pool_dir, tmp_path):
+    """It printed the problem as a plan line and exited 0, so a script took the plan for good."""
+    quickstart = load_recipe(ROOT / "manifests/recipes/quickstart.yaml")
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    lines = describe_plan(load_recipe(ROOT / "manifests/recipes/quickstart.yaml"), f"{pool_dir}/shards/*.tar",
-                          str(blocker))
-    assert f"output {blocker}: {blocker} is a file, not a directory; choose another output directory" in lines
+    with pytest.raises(CurateError, match=f"{blocker} is a file, not a directory; choose another output directory"):
+        describe_plan(quickstart, f"{pool_dir}/shards/*.tar", str(blocker))
+    with pytest.raises(CurateError, match="--input matches files inside --output"):
+        describe_plan(quickstart, f"{pool_dir}/shards/*.tar", str(pool_dir))
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "manifest.json").write_text("{}")
+    with pytest.raises(CurateError, match="is not empty; pass --overwrite"):
+        describe_plan(quickstart, f"{pool_dir}/shards/*.tar", str(finished))
+    lines = describe_plan(quickstart, f"{pool_dir}/shards/*.tar", str(finished), overwrite=True)
+    assert f"output {finished}: holds a finished run; replaced (--overwrite)" in lines

@@ -5,6 +5,7 @@ bucket and bad credentials as one line each, a file corrupted on the server foun
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -368,6 +369,29 @@ def test_a_cut_manifest_at_the_destination_is_one_line(run, tmp_path):
     for replace in (False, True):
         with pytest.raises(PublishError, match="manifest.json is not a readable manifest .* delete it and publish again"):
             publish(run, str(dest), replace=replace, progress=False)
+
+
+def test_a_run_published_into_itself_or_its_folder_is_refused_untouched(run, tmp_path):
+    """Into itself, --replace removed the run's own manifest; into a folder of it, the run came to
+    hold a copy of itself, which verify then listed as files not in its manifest."""
+    before = sorted(p.relative_to(run) for p in Path(run).rglob("*"))
+    for dest in (run, f"{run}/", f"{run}/published", str(Path(run).parent)):
+        for replace in (False, True):
+            with pytest.raises(PublishError, match="overlap"):
+                publish(run, dest, replace=replace, progress=False)
+    assert sorted(p.relative_to(run) for p in Path(run).rglob("*")) == before
+
+
+def test_a_manifest_of_another_shape_is_named_as_such_not_as_refused_credentials(run, tmp_path):
+    from pipelines.drivers.publish import one_line
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"a": 1}')  # pydantic's "extra_forbidden" read as "forbidden"
+    with pytest.raises(PublishError, match=r"is not a vlcurate manifest: .* Field required"):
+        publish(str(broken), str(tmp_path / "dest"), progress=False)
+    assert "access refused" not in one_line(ValueError("1403 bytes; credentials_file unset"), "x")
+    assert "access refused" in one_line(RuntimeError("An error occurred (403) when calling"), "x")
 
 
 def test_cli_curate_into_s3_with_storage_options_and_worker_processes(pool_dir, s3):

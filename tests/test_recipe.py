@@ -158,3 +158,16 @@ def test_a_recipe_path_that_is_a_folder_says_so(tmp_path):
         load_recipe(tmp_path)
     with pytest.raises(RecipeError, match="does not exist"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("kind", "stage", "shown"), [
+    ("sample", {"heuristics": {"image": {"allowed_formats": []}}}, "allowed_formats: Tuple should have at least 1 item"),
+    ("sample", {"heuristics": {"language": {"allowed": []}}}, "language.allowed: Tuple should have at least 1 item"),
+    ("document", {"fetch_images": {"min_side": 500, "max_side": 100}}, "min_side 500 > max_side 100: nothing could pass"),
+    ("document", {"obelics_nodes": {"min_words": 50, "max_words": 5}}, "min_words 50 > max_words 5"),
+    ("document", {"obelics_documents": {"min_images": 3, "max_images": 1}}, "min_images 3 > max_images 1"),
+])
+def test_settings_that_would_reject_every_record_are_refused(kind, stage, shown):
+    """They were accepted, and the run rejected everything it read."""
+    with pytest.raises(RecipeError, match=shown):
+        parse_recipe({"name": "t", "input": {"kind": kind}, "stages": [stage]})

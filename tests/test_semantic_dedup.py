@@ -226,3 +226,18 @@ def test_a_stage_that_receives_nothing_finishes(dedup):
                    | SemanticDedupStage(SemanticDedupConfig(clusters=2, **dedup), seed=0))
         counted = ((outputs.kept, outputs.rejected) | beam.Flatten() | beam.combiners.Count.Globally())
         assert_that(counted, equal_to([0]))
+
+
+def test_a_target_file_that_is_no_embedding_matrix_is_refused_before_the_run(tmp_path):
+    """It failed after every record had been scored (35-52 s), with a Beam traceback."""
+    from pipelines.stages.semantic_dedup import SemanticDedupConfig, preflight
+
+    np.save(tmp_path / "flat.npy", np.zeros(8, dtype=np.float32))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "text.npy").write_text("not numpy")
+    np.save(tmp_path / "good.npy", np.ones((3, 8), dtype=np.float16))
+    for name, problem in [("flat", r"shape \(8,\); expected \(n, embedding width\)"), ("objects", "Python objects"),
+                          ("text", "is not a .npy array")]:
+        with pytest.raises(ValueError, match=problem):
+            preflight(SemanticDedupConfig(target_embeddings=str(tmp_path / f"{name}.npy")))
+    assert preflight(SemanticDedupConfig(target_embeddings=str(tmp_path / "good.npy"))).models

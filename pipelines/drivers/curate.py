@@ -90,23 +90,37 @@ def expand_inputs(pattern: str, kind: str = Sample.KIND) -> list[str]:
 def prepare_output(root: str, overwrite: bool, resume: tuple[str, ...] = ()) -> None:
     """Refuse a used directory unless --overwrite; an interrupted run whose recipe can resume keeps
     what it already fetched (`resume`: path prefixes, e.g. raw/ of a chained download) and redoes the rest."""
+    state = output_state(root)
+    if problem := output_problem(state, root, overwrite, resume):
+        raise CurateError(problem)
     try:
-        state = inspect_run_dir(root, OURS)
-        if state is RunDirState.FRESH or overwrite:
-            clear_run_dir(root, OURS)
-        elif state is RunDirState.INTERRUPTED and resume:
+        if state is RunDirState.INTERRUPTED and resume and not overwrite:
             log.info("%s holds an interrupted run: keeping %s, redoing the rest", root, ", ".join(resume))
             clear_run_dir(root, OURS, keep_prefixes=resume)
-        elif state is RunDirState.INTERRUPTED:
-            raise CurateError(f"output {root} holds an interrupted run (no manifest.json: stopped before it "
-                              "finished); pass --overwrite to run it again from the start")
         else:
-            raise CurateError(f"output {root} is not empty; pass --overwrite to replace a previous run")
+            clear_run_dir(root, OURS)
     except RunDirError as err:
         raise CurateError(f"{err}; vlcurate deletes only what it wrote, even with --overwrite") from None
 
 
-def _resumable(recipe: Recipe) -> tuple[str, ...]:
+def output_state(root: str) -> RunDirState:
+    try:
+        return inspect_run_dir(root, OURS)
+    except RunDirError as err:  # a file, or files vlcurate did not write
+        raise CurateError(f"{err}; vlcurate deletes only what it wrote, even with --overwrite") from None
+
+
+def output_problem(state: RunDirState, root: str, overwrite: bool, resume: tuple[str, ...] = ()) -> str | None:
+    """Why a run may not write into root as it is (a dry run says the same), or None."""
+    if state is RunDirState.FRESH or overwrite or (state is RunDirState.INTERRUPTED and resume):
+        return None
+    if state is RunDirState.INTERRUPTED:
+        return (f"output {root} holds an interrupted run (no manifest.json: stopped before it finished); pass "
+                "--overwrite to run it again from the start")
+    return f"output {root} is not empty; pass --overwrite to replace a previous run"
+
+
+def resumable(recipe: Recipe) -> tuple[str, ...]:
     """What an interrupted run of this recipe keeps: its download, its fetched images."""
     keep = (f"{RAW_DIR}/",) if recipe.download is not None else ()
     for entry in recipe.stages:
@@ -252,14 +266,14 @@ def _curate(recipe: Recipe, input_pattern: str, root: str, paths: list[str] | No
     started = time.perf_counter()
     raw: DownloadResult | None = None
     if paths is None:
-        prepare_output(root, overwrite, _resumable(recipe))
+        prepare_output(root, overwrite, resumable(recipe))
         raw = download(recipe, input_pattern, f"{root}/{RAW_DIR}", allow_private_networks=allow_private_networks,
                        reuse_complete=True, limit=limit, progress=progress)
         paths = raw.shard_urls()
         if not paths:
             raise CurateError(f"the download kept no image (see {raw.manifest_url}); nothing to curate")
     else:
-        prepare_output(root, overwrite, _resumable(recipe))
+        prepare_output(root, overwrite, resumable(recipe))
     log.info("%d input file(s); output %s%s", len(paths), root, f"; the first {limit:,} records only" if limit else "")
 
     checked = preflight_stages(recipe)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from manifests.recipe import Recipe, output_kind
-from pipelines.io.run_dir import RunDirError, RunDirState, inspect_run_dir
+from pipelines.io.run_dir import RunDirState
 
 
 def _device(config: Any) -> str:
@@ -25,10 +25,13 @@ def _device(config: Any) -> str:
 
 
 def describe_plan(recipe: Recipe, input_pattern: str, output: str, limit: int | None = None,
-                  beam_args: list[str] | None = None) -> list[str]:
+                  beam_args: list[str] | None = None, overwrite: bool = False) -> list[str]:
+    """The plan's lines; CurateError where the run itself would refuse (exit 2 from the CLI as well)."""
     from apache_beam.options.pipeline_options import StandardOptions
 
-    from pipelines.drivers.curate import OURS, RAW_DIR, CurateError, expand_inputs, pipeline_options, preflight_stages
+    from pipelines.drivers.curate import (RAW_DIR, CurateError, expand_inputs, output_problem, output_state,
+                                          pipeline_options, preflight_stages, refuse_inputs_inside_output,
+                                          resumable)
     from pipelines.drivers.remote_runner import remote_runner_problem
 
     runner = pipeline_options(beam_args).view_as(StandardOptions).runner
@@ -44,6 +47,7 @@ def describe_plan(recipe: Recipe, input_pattern: str, output: str, limit: int | 
                      f"({recipe.download.processes} process(es) x {recipe.download.threads} threads)")
     else:
         paths = expand_inputs(input_pattern, recipe.input.kind)
+        refuse_inputs_inside_output(paths, output)
         lines.append(f"inputs: {len(paths):,} file(s) matching {input_pattern!r} (first: {paths[0]})")
     if limit is not None:
         lines.append(f"limit: only the first {limit:,} records, in input file order")
@@ -70,13 +74,12 @@ def describe_plan(recipe: Recipe, input_pattern: str, output: str, limit: int | 
         kind = spec.produces
     for line in checked.deferred:
         lines.append(f"  deferred to the workers: {line}")
-    try:
-        state = inspect_run_dir(output, OURS)
-        lines.append({RunDirState.FRESH: f"output {output}: new or empty; would be written",
-                      RunDirState.INTERRUPTED: f"output {output}: holds an interrupted run; needs --overwrite "
-                                               "(or resumes what its stages keep)",
-                      RunDirState.COMPLETE: f"output {output}: holds a finished run; needs --overwrite"}[state])
-    except RunDirError as err:
-        lines.append(f"output {output}: {err}")
+    state = output_state(output)
+    if problem := output_problem(state, output, overwrite, resumable(recipe)):
+        raise CurateError(problem)
+    lines.append({RunDirState.FRESH: f"output {output}: new or empty; would be written",
+                  RunDirState.INTERRUPTED: f"output {output}: holds an interrupted run; "
+                                           + ("replaced (--overwrite)" if overwrite else "what its stages keep is kept"),
+                  RunDirState.COMPLETE: f"output {output}: holds a finished run; replaced (--overwrite)"}[state])
     lines.append("dry run: nothing was written")
     return lines

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any
 import fsspec
 from tqdm import tqdm
 
-from manifests.manifest import MANIFEST_NAME, Manifest, read_manifest
+from manifests.manifest import MANIFEST_NAME, Manifest, ManifestError, read_manifest
 from manifests.storage import is_local, use_storage_options
 from pipelines.io.run_lock import RunLockedError, create_exclusive, run_lock
 
@@ -60,6 +61,9 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
     use_storage_options(dest, storage_options or {})
     if fsspec.utils.get_protocol(run) not in ("file", "local"):  # a run in a bucket: the same -S options
         use_storage_options(run, storage_options or {})
+    if _overlap(run, dest):  # into itself, --replace removed the run's own manifest; into a folder of it, copies
+        raise PublishError(f"{dest} and the run {run} overlap (one is, or holds, the other): publish to a "
+                           "destination outside the run")
     try:
         manifest = read_manifest(run)
     except (FileNotFoundError, NotADirectoryError):
@@ -83,6 +87,16 @@ def publish(run: str, dest: str, replace: bool = False, storage_options: dict[st
     except RunLockedError as err:
         raise PublishError(str(err).replace("being written by another run", "being published to by another run")
                            .replace("choose another --output", "choose another destination")) from None
+
+
+def _overlap(run: str, dest: str) -> bool:
+    def place(url: str) -> tuple[str, str]:
+        protocol, path = fsspec.core.split_protocol(url)
+        protocol = protocol if protocol not in (None, "local") else "file"
+        return protocol, (os.path.realpath(path) if protocol == "file" else path).rstrip("/")
+
+    (here, a), (there, b) = place(run), place(dest)
+    return here == there and (a == b or a.startswith(b + "/") or b.startswith(a + "/"))
 
 
 def _publish_to(run: str, dest: str, manifest: Manifest, fs, base: str, local_store: bool, replace: bool,
@@ -273,15 +287,22 @@ def _call(fn, where: str):
         raise PublishError(one_line(err, where)) from None
 
 
+# Whole words: "extra_forbidden" (pydantic), a size of 1403 bytes or a key named credentials_file
+# were read as refused credentials.
+_REFUSED = re.compile(r"(?<![\w])(?:invalidaccesskeyid|signaturedoesnotmatch|accessdenied|access denied|"
+                      r"access key id|forbidden|403|401|unauthorized|invalid credentials|no credentials|"
+                      r"credentials were not found|unable to locate credentials|anonymous caller)(?![\w])")
+
+
 def one_line(err: BaseException, where: str) -> str:
     """What went wrong, in one line a user can act on; never the storage options."""
+    if isinstance(err, ManifestError):
+        return str(err)
     text = f"{type(err).__name__}: {err}"
     lowered = text.lower()
     if "nosuchbucket" in lowered or "bucket does not exist" in lowered or "specified bucket does not exist" in lowered:
         return f"{where}: the bucket does not exist (create it first, or check the URL)"
-    refused = ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "access denied", "access key id",
-               "forbidden", "403", "401", "unauthorized", "credentials")
-    if isinstance(err, PermissionError) or any(k in lowered for k in refused):
+    if isinstance(err, PermissionError) or _REFUSED.search(lowered):
         return f"{where}: access refused: check the credentials (key, secret, token) for this store"
     unknown = re.search(r"unexpected keyword argument '(\w+)'", text)
     if isinstance(err, TypeError) and unknown:  # the store's client refused a storage option's name

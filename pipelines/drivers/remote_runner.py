@@ -10,6 +10,7 @@ file a stage's worker opens must be a URL the workers can reach (gs://, s3://, .
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Any
 
@@ -19,6 +20,22 @@ from pipelines.stages.catalog import config_keys
 # Runners whose workers run on this machine (Beam's names, and the short forms its options accept)
 LOCAL_RUNNERS = {"directrunner", "direct", "bundlebaseddirectrunner", "switchingdirectrunner", "fnapirunner",
                  "prismrunner", "prism", "interactiverunner"}
+
+
+# Runners on other machines, by Beam's names (a dotted path to a runner class is taken as one too).
+REMOTE_RUNNERS = {"dataflowrunner", "dataflow", "testdataflowrunner", "flinkrunner", "flink", "sparkrunner",
+                  "spark", "portablerunner", "portable", "samzarunner", "jetrunner", "pythonrpcdirectrunner"}
+_NAMES = ["DirectRunner", "PrismRunner", "InteractiveRunner", "DataflowRunner", "FlinkRunner", "SparkRunner",
+          "PortableRunner"]
+
+
+def unknown_runner(runner: Any) -> str | None:
+    """A misspelt --runner was taken for a runner on other machines, and the message said so."""
+    if not isinstance(runner, str) or "." in runner or runner.lower() in LOCAL_RUNNERS | REMOTE_RUNNERS:
+        return None
+    close = difflib.get_close_matches(runner, _NAMES, n=1, cutoff=0.6)
+    return (f"--runner={runner} is not a Beam runner" + (f": did you mean {close[0]}?" if close else
+            f" (e.g. {', '.join(_NAMES[:5])})"))
 
 
 def runs_elsewhere(runner: Any) -> bool:
@@ -49,7 +66,10 @@ def local_paths(recipe: Recipe, input_pattern: str, output: str) -> list[str]:
 
 
 def remote_runner_problem(recipe: Recipe, input_pattern: str, output: str, runner: Any) -> str | None:
-    """One line naming what the runner's workers could not open; None when all is reachable."""
+    """One line naming what the runner's workers could not open (or that it is no runner); None when
+    all is reachable."""
+    if problem := unknown_runner(runner):
+        return problem
     if not runs_elsewhere(runner):
         return None
     local = local_paths(recipe, input_pattern, output)

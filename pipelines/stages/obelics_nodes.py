@@ -5,14 +5,14 @@ kept, however much they lose (the document rules decide on them).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from filters.document import Document
 from filters.obelics_rules import TEXT_RULES, WordLists, filter_nodes
 from filters.records import DOCUMENT, edit
 from filters.word_lists import flagged_words
 from manifests.recipe_paths import RecipePath
-from manifests.schema import Strict
+from manifests.schema import Strict, check_ordered
 from pipelines.beam.routing import PerRecord, RoutedDoFn
 from pipelines.stages.spec import Preflight, StageSpec
 
@@ -44,6 +44,11 @@ class NodeRulesConfig(WordListConfig):
     min_common_words: float = Field(0.8, ge=0, le=1)
     image_url_ban_words: tuple[str, ...] = Field(URL_BAN_WORDS, description="image nodes whose URL holds one go")
     drop_repeated_images: bool = Field(True, description="an image URL seen earlier in the same document goes")
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> NodeRulesConfig:
+        check_ordered(self, ("min_words", "max_words"))
+        return self
 
 
 class _NodesFn(RoutedDoFn):

@@ -233,6 +233,22 @@ class SemanticDedupStage(beam.PTransform):
         return StageOutputs(applied.kept, all_rejections("AllRejected", usable.rejected, applied.rejected))
 
 
+def _targets_problem(f) -> str | None:
+    """Why an .npy header cannot be a matrix of embeddings (its width is checked against the model's
+    when the centroids are known), or None."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except Exception as err:  # not an .npy file
+        return f"is not a .npy array ({type(err).__name__}: {str(err)[:120]})"
+    if dtype.hasobject:
+        return "holds Python objects (loading it would unpickle them): save a float array"
+    if dtype.kind not in "fiu" or len(shape) != 2 or not shape[0]:
+        return f"holds a {dtype} array of shape {shape}; expected (n, embedding width) numbers, n >= 1"
+    return None
+
+
 def preflight(config: SemanticDedupConfig) -> Preflight:
     import fsspec
 
@@ -242,6 +258,10 @@ def preflight(config: SemanticDedupConfig) -> Preflight:
         fs, path = fsspec.core.url_to_fs(config.target_embeddings)
         if not fs.isfile(path):
             raise FileNotFoundError(f"semantic_dedup.target_embeddings {config.target_embeddings!r} does not exist")
+        with fs.open(path, "rb") as f:  # the header only: a wrong file failed after every record was scored
+            problem = _targets_problem(f)
+        if problem:
+            raise ValueError(f"semantic_dedup.target_embeddings {config.target_embeddings!r} {problem}")
     return Preflight(models=[{"stage": STAGE, "name": "faiss-kmeans", "version": faiss.__version__}])
 
 

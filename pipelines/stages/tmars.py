@@ -69,10 +69,10 @@ def resolve(config: TmarsConfig, upstream: dict) -> TmarsConfig:
             raise ValueError("tmars.model differs from the model of the stage before it that provides CLIP "
                              "embeddings; T-MARS compares the masked score with the score of the same model: "
                              "leave tmars.model unset to use that one")
-    if config.model is None and config.max_text_fraction is None:
-        raise ValueError("tmars without a model needs max_text_fraction (otherwise it decides nothing)")
     if config.model is None and (config.threshold is not None or config.top_fraction is not None):
         raise ValueError("tmars threshold/top_fraction apply to the masked CLIP score: set tmars.model")
+    if config.model is None and config.max_text_fraction is None:
+        raise ValueError("tmars without a model needs max_text_fraction (otherwise it decides nothing)")
     return config
 
 
