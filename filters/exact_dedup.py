@@ -4,8 +4,12 @@ choice does not depend on the order in which a runner delivers the copies."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import TypeVar
 
 from filters.sample import Sample
+
+T = TypeVar("T")
 
 
 def image_digest(sample: Sample) -> str:
@@ -15,7 +19,8 @@ def image_digest(sample: Sample) -> str:
     return digest
 
 
-def split_duplicates(copies: list[Sample]) -> tuple[Sample, list[Sample]]:
-    """(survivor, the rest): smallest key first, the source path breaking ties."""
-    ordered = sorted(copies, key=lambda s: (s.key, s.source))
+def split_duplicates(copies: list[T], order: Callable[[T], tuple] = lambda s: (s.key, s.source)) -> tuple[T, list[T]]:
+    """(survivor, the rest): smallest key first, the source path breaking ties. `order` reads them
+    from what is given (Samples, or the stage's light (key, source, id) tuples)."""
+    ordered = sorted(copies, key=order)
     return ordered[0], ordered[1:]

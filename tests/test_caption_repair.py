@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tarfile
 
+import pyarrow.parquet as pq
 import pytest
 
 from manifests.manifest import read_manifest
@@ -68,3 +69,25 @@ def test_switched_off_the_captions_stay_as_read(pool, tmp_path):
     assert funnel["heuristics"].edits == {}
     records = written(tmp_path / "off")
     assert records["m1"]["caption"] == CAPTIONS["m1"] and "caption_ftfy_repaired" not in records["m1"]
+
+
+def test_exact_dedup_moves_only_light_copies_and_decides_each_record_once(tmp_path):
+    """Copies are grouped as (key, source, id) tuples and the decision joined back (grouping whole
+    samples put every copy of a popular image in one worker's memory); each record gets one decision."""
+    from manifests.manifest import read_manifest
+    from manifests.recipe import parse_recipe
+    from pipelines.drivers.curate import curate
+    from tests.model_inputs import jpeg, scene, write_records
+
+    same, other = jpeg(scene(1, size=(320, 240))), jpeg(scene(2, size=(320, 240)))
+    caption = "a red square and a blue circle on a green table"
+    write_records(tmp_path / "in", [("b", same, caption), ("a", same, caption), ("c", other, caption)])
+    write_records(tmp_path / "in", [("a", same, caption)], name="00001")  # the key again, in another file
+    recipe = parse_recipe({"name": "t", "stages": [{"heuristics": {"exact_dedup": True}}]})
+    curate(recipe, f"{tmp_path}/in/*.tar", str(tmp_path / "out"))
+    manifest = read_manifest(str(tmp_path / "out"))
+    rows = [r for f in manifest.rejected for r in pq.read_table(tmp_path / "out" / f.name).to_pylist()]
+    assert manifest.counts.kept == 2 and manifest.counts.input == 4 == manifest.counts.kept + len(rows)
+    dup = sorted((r["key"], r["reason"], r["detail"]) for r in rows)
+    # the first file's `a` survives; the second file's `a` and `b` are duplicates of it
+    assert dup == [("a", "duplicate_image", "a"), ("b", "duplicate_image", "a")]

@@ -22,6 +22,7 @@ from filters.records import SAMPLE
 from filters.sample import Rejection, Sample
 from manifests.recipe_paths import RecipePath, RecipePathOrName
 from manifests.schema import Strict
+from pipelines.beam.join import join_with_values, unpack
 from pipelines.beam.routing import KeyedSample, RoutedDoFn, StageOutputs, Tally, all_rejections, split
 from pipelines.stages.spec import Cutoff, Preflight, StageSpec
 
@@ -123,10 +124,31 @@ class _HeuristicsFn(RoutedDoFn):
         return self.filter.filter_batch(batch)
 
 
-def _keep_first_copy(item: tuple[str, list[Sample]]):
+# Exact dedup moves light (key, source, id) tuples to the group of their image's digest, and joins
+# the decision back: grouping the samples themselves put every copy of a placeholder image seen
+# 100,000 times (image bytes and all) into one worker's memory.
+_Copy = beam.typehints.Tuple[str, str, str]
+
+
+def _copy_id(sample: Sample) -> str:
+    return f"{sample.key}\x00{sample.source}\x00{image_digest(sample)}"  # digest: also sets image_sha256
+
+
+def _decide_copies(item):
     _digest, copies = item
-    survivor, duplicates = split_duplicates(copies)
-    return [survivor, *(Rejection.of(dup, STAGE, "duplicate_image", survivor.key) for dup in duplicates)]
+    survivor, duplicates = split_duplicates(list(copies), order=lambda c: (c[0], c[1]))
+    yield survivor[2], ""
+    for copy in duplicates:
+        yield copy[2], survivor[0]
+
+
+def _apply_copies(item):
+    _id, group = item
+    samples, decisions = unpack(group)
+    # One key in one file with one image twice: identical ids; the survivor's decision goes first.
+    samples = sorted(samples, key=lambda s: s.to_bytes()) if len(samples) > 1 else samples
+    for sample, survivor in zip(samples, sorted(decisions), strict=True):
+        yield sample if not survivor else Rejection.of(sample, STAGE, "duplicate_image", survivor)
 
 
 class HeuristicsStage(beam.PTransform):
@@ -143,11 +165,15 @@ class HeuristicsStage(beam.PTransform):
         ruled = split(batches, "Rules", _HeuristicsFn(self.config, Shared()), stage=STAGE)
         kept, rejected = ruled.kept, ruled.rejected
         if self.config.exact_dedup:
-            groups = (ruled.kept
-                      | "ByImageDigest" >> beam.Map(lambda s: (image_digest(s), s)).with_output_types(KeyedSample)
-                      | "GroupCopies" >> beam.GroupByKey().with_output_types(
-                          beam.typehints.Tuple[str, beam.typehints.Iterable[Sample]]))
-            deduped = split(groups, "KeepFirstCopy", _keep_first_copy, stage=STAGE)
+            by_id = ruled.kept | "ById" >> beam.Map(lambda s: (_copy_id(s), s)).with_output_types(KeyedSample)
+            decisions = (by_id
+                         | "ByImageDigest" >> beam.MapTuple(lambda i, s: (i.rsplit("\x00", 1)[1], (s.key, s.source, i)))
+                         .with_output_types(beam.typehints.Tuple[str, _Copy])
+                         | "GroupCopies" >> beam.GroupByKey().with_output_types(
+                             beam.typehints.Tuple[str, beam.typehints.Iterable[_Copy]])
+                         | "KeepFirstCopy" >> beam.FlatMap(_decide_copies).with_output_types(
+                             beam.typehints.Tuple[str, str]))
+            deduped = split(join_with_values("Join", by_id, decisions), "ApplyCopies", _apply_copies, stage=STAGE)
             kept, rejected = deduped.kept, all_rejections("AllRejected", ruled.rejected, deduped.rejected)
         if not (self.config.caption.enabled and self.config.caption.ftfy):
             return StageOutputs(kept, rejected)
