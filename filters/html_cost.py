@@ -38,7 +38,8 @@ IDENTICAL_KEPT = 3
 # from running past the next tag, so the scan stays linear on a page of unclosed `<b`.
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)([^<>]{0,200})")
 # Elements whose contents are text to the parser, not tags.
-_RAW_TEXT_START = re.compile(r"<(script|style|textarea|title|xmp|iframe|noembed|noframes|plaintext)\b", re.IGNORECASE)
+_RAW_TEXT_START = re.compile(r"<(script|style|textarea|title|xmp|iframe|noembed|noframes|plaintext)\b|<!--",
+                             re.IGNORECASE)
 _RAW_TEXT_END = {name: re.compile(f"</{name}", re.IGNORECASE) for name in
                  ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes")}
 
@@ -110,7 +111,8 @@ def parse_cost(html: str, limit: int) -> int:
 
 
 def iter_tags(html: str):
-    """(closing, lower-case name, attribute text) of every tag outside raw-text elements, in one pass."""
+    """(closing, lower-case name, attribute text) of every tag outside raw-text elements and
+    comments, in one pass."""
     position = 0
     while position < len(html):
         raw = _RAW_TEXT_START.search(html, position)
@@ -119,6 +121,12 @@ def iter_tags(html: str):
             yield match.group(1) == "/", match.group(2).lower(), match.group(3)
         if raw is None:
             return
+        if raw.group(1) is None:  # a comment: its tags are text (an unclosed one runs to the end)
+            end = html.find("-->", raw.end())
+            if end < 0:
+                return
+            position = end + 3
+            continue
         name = raw.group(1).lower()
         yield False, name, ""
         end = _RAW_TEXT_END[name].search(html, raw.end()) if name in _RAW_TEXT_END else None

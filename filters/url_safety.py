@@ -17,7 +17,8 @@ MAX_URL_LENGTH = 4096
 _SAFE = "/%:@!$&'()*+,;=-._~?"  # reserved characters and escapes stay as they are
 # Names that always mean this machine, whatever DNS says (RFC 6761).
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
-_AWS_METADATA_V6 = ipaddress.ip_address("fd00:ec2::254")  # a ULA address, not link-local
+# Cloud metadata services outside link-local: AWS's and GCP's IPv6 ones (ULA), Alibaba's (shared space)
+_METADATA = frozenset(map(ipaddress.ip_address, ("fd00:ec2::254", "fd20:ce::254", "100.100.100.200")))
 
 
 def is_private_address(address: str) -> bool:
@@ -29,12 +30,13 @@ def is_private_address(address: str) -> bool:
 
 
 def is_link_local(address: str) -> bool:
-    """Link-local addresses, where clouds serve instance metadata and credentials (169.254.169.254,
-    fd00:ec2::254): never fetched, not even with allow_private_networks (meant for a loopback server)."""
+    """Link-local addresses and the clouds' metadata services, which hand out instance credentials
+    (169.254.169.254, fd00:ec2::254, ...): never fetched, not even with allow_private_networks (meant
+    for data on your own network and a loopback server)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_link_local or ip == _AWS_METADATA_V6
+    return ip.is_link_local or ip in _METADATA
 
 
 def _literal_address(host: str) -> str | None:
@@ -84,7 +86,7 @@ def url_problem(url: object, allow_private_networks: bool = False) -> tuple[str,
     host = host.rstrip(".")
     address = _literal_address(host)
     if address is not None and is_link_local(address):
-        return "url_private_address", f"{address} is link-local (cloud metadata): never fetched"
+        return "url_private_address", f"{address} is link-local or a cloud metadata service: never fetched"
     if allow_private_networks:
         return None
     if host in _LOCAL_NAMES or host.endswith(".localhost"):
@@ -115,6 +117,12 @@ def request_url(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=_SAFE), quote(parts.query, safe=_SAFE), ""))
+
+
+def without_credentials(url: object) -> object:
+    """The URL with any user:password removed (what is resolved against and fetched)."""
+    redacted = redact_credentials(url)
+    return redacted.replace("//<redacted>@", "//", 1) if isinstance(redacted, str) else redacted
 
 
 def redact_credentials(url: object) -> object:

@@ -134,7 +134,7 @@ def _record_at(read_at: ReadAt, pos: int, end: int | None, max_record_bytes: int
         block = block[: max(0, end - block_start)]
     trailer = block[size:]
     block = block[:size]
-    if len(block) < size or not (trailer.startswith((b"\r\n", b"\n", b"WARC/1.")) or not trailer):
+    if len(block) < size or not (trailer.startswith((b"\r\n", b"\n", b"WARC/1.")) or trailer in (b"", b"\r")):
         # Short, or not followed by the blank lines that end a record: cut short where the next
         # record starts (uncompressed files), or at the end of the data.
         # Line-start matches only missed a record appended right after the cut bytes (the cut

@@ -111,7 +111,7 @@ def dechunk(body: bytes) -> bytes | NotAPage:
             return NotAPage("warc_bad_chunking", f"no line end after the chunk ending at byte {pos}")
 
 
-def decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes | NotAPage:
+def decode_content(body: bytes, encoding: str, max_bytes: int, cut_ok: bool = False) -> bytes | NotAPage:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity", "none"):
         return body
@@ -128,7 +128,7 @@ def decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes | NotAPa
                 # accept both, and these pages were rejected as http_bad_encoding.
                 inflater = zlib.decompressobj(-zlib.MAX_WBITS)
                 data = inflater.decompress(body, max_bytes + 1)
-            if len(data) <= max_bytes and not inflater.eof:  # a page cut short, or bytes that inflate to nothing
+            if len(data) <= max_bytes and not inflater.eof and not (cut_ok and data):  # cut short, or nothing
                 raise ValueError(f"the stream ends early ({len(body)} bytes in, {len(data)} out)")
         elif encoding == "br":
             data = _unbrotli(body, max_bytes + 1)
@@ -272,7 +272,10 @@ def page_from_record(entry: WarcEntry, post_requests: set[str], max_html_bytes: 
         body = dechunk(body)
         if isinstance(body, NotAPage):
             return body
-    body = decode_content(body, response.headers.get("content-encoding", ""), max_html_bytes)
+    # A crawler that cut a large response marks it WARC-Truncated and stores what it received: its
+    # compressed body ends early by design, and is kept as far as it goes (as an uncompressed one is).
+    body = decode_content(body, response.headers.get("content-encoding", ""), max_html_bytes,
+                          cut_ok="warc-truncated" in entry.headers)
     if isinstance(body, NotAPage):
         return body
     kind, charset = media_type(response.headers)

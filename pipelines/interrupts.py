@@ -39,26 +39,33 @@ def raise_on_termination() -> None:
     main_pid = os.getpid()
 
     def handler(signum: int, _frame) -> None:
-        if os.getpid() != main_pid:
+        if os.getpid() != main_pid:  # a forked child: Ctrl-C as Python has it, the others by default
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt  # torch's DataLoader workers end quietly on it
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        if _stopping.is_set() and signum != signal.SIGINT:
+            return  # a second signal (a hang-up, then the supervisor's TERM) must not cut the clean-up short
         _stopping.set()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Terminated(signal.Signals(signum).name)
 
     for signum in TERMINATING:
-        signal.signal(signum, handler)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` ignores SIGHUP: the run must outlive the terminal
+            signal.signal(signum, handler)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started with Ctrl-C ignored
         signal.signal(signal.SIGINT, handler)
-    report = threading.excepthook
+    if not getattr(threading.excepthook, "_vlcurate", False):  # once, however often this is called
+        report = threading.excepthook
 
-    def quiet_when_stopping(args: threading.ExceptHookArgs) -> None:
-        if not _stopping.is_set():
-            report(args)
+        def quiet_when_stopping(args: threading.ExceptHookArgs) -> None:
+            if not _stopping.is_set():
+                report(args)
 
-    threading.excepthook = quiet_when_stopping
+        quiet_when_stopping._vlcurate = True
+        threading.excepthook = quiet_when_stopping
 
 
 def interrupt_status(err: BaseException) -> tuple[str, int] | None:

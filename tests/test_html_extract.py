@@ -184,7 +184,8 @@ def test_nesting_and_attributes_that_would_take_the_parser_hours_are_rejected_be
     assert attribute_work('<img src="a.jpg" alt="' + "word " * 5000 + '">') == 1  # a long value, two attributes
     ordinary = ["<p><a href=x>item" * 20_000, "<ul>" + "<li><a href=x>item" * 20_000 + "</ul>",
                 "<dl>" + "<dt>term<dd>text" * 10_000, "<table>" + "<tr><td>x<td><div>y</div>" * 20_000,
-                "<div><ul><li>a<li>b</ul></div>" * 20_000]
+                "<div><ul><li>a<li>b</ul></div>" * 20_000, "<a href=x><div>item</div>\n" * 12_000,
+                "<!--" + "<div>" * 8_000 + "<p>" * 8_000 + "-->"]  # a new <a> ends the last; comments are text
     for page in ordinary:
         assert scope_work(page, 10 ** 12) < SCOPE_WORK_LIMIT / 100, page[:30]
     hostile = {"<div>" * 300_000: "nest so deep", "<div><a>" * 20_000: "nest so deep",

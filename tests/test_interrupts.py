@@ -59,3 +59,23 @@ def test_a_signal_mid_run_is_one_line_and_releases_the_lock(pool_dir, tmp_path, 
     if inspect_run_dir(str(out), OURS) is RunDirState.INTERRUPTED:  # else stopped before writing anything
         with pytest.raises(CurateError, match="holds an interrupted run .* pass --overwrite"):
             prepare_output(str(out), overwrite=False)
+
+
+def test_an_ignored_signal_stays_ignored_and_a_second_one_waits_for_the_clean_up():
+    """`nohup` starts a command with SIGHUP ignored: the run must outlive the terminal. And a second
+    signal (a hang-up, then a supervisor's TERM) used to raise inside the first one's clean-up."""
+    script = (
+        "import os, signal\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "from pipelines.interrupts import Terminated, raise_on_termination\n"
+        "raise_on_termination()\n"
+        "assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"  # ignored: nothing happens
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    raise SystemExit('SIGTERM raised nothing')\n"
+        "except Terminated:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"  # during the clean-up: waits
+        "    print('cleaned up')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "cleaned up", done.stderr[-2000:]

@@ -72,7 +72,8 @@ def test_allow_private_networks_keeps_the_scheme_rules_and_never_reaches_cloud_m
     assert url_problem("file:///etc/passwd", allow_private_networks=True)[0] == "url_scheme_not_allowed"
     # the flag is for a loopback server; link-local is where clouds serve instance credentials
     for url in ("http://169.254.169.254/latest/meta-data", "http://2852039166/", "http://[fe80::1]/",
-                "http://[::ffff:169.254.169.254]/", "http://[fd00:ec2::254]/"):
+                "http://[::ffff:169.254.169.254]/", "http://[fd00:ec2::254]/", "http://[fd20:ce::254]/",
+                "http://100.100.100.200/latest/meta-data"):
         reason, detail = url_problem(url, allow_private_networks=True)
         assert reason == "url_private_address" and "never fetched" in detail, url
 

@@ -230,6 +230,8 @@ def test_a_crawled_urls_password_is_never_written():
     from filters.sample import Rejection as Row
     from pipelines.io.web_readers import document_from_html
 
-    kept = document_from_html("k", "crawl.warc", "http://user:secret@a.example/p", "<p>a paragraph of text</p>", {})
+    kept = document_from_html("k", "crawl.warc", "http://user:secret@a.example/p",
+                              "<p>a paragraph of text</p><img src=pic.jpg>", {})
     assert kept.url == kept.meta["url"] == "http://<redacted>@a.example/p"
+    assert kept.nodes[1].url == "http://a.example/pic.jpg"  # resolved without them, so it can be fetched
     assert "secret" not in Row("k", "crawl.warc", "http://user:secret@a.example/p", "read", "x").url

@@ -37,7 +37,9 @@ def stop_on_signal() -> Iterator[StopFlag]:
         if os.getpid() == main_pid:  # a DataLoader worker ignores it: this process stops them after the checkpoint
             flag.signal = signal.Signals(signum)
 
-    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+    # not over an ignored signal: `nohup` ignores SIGHUP so that training outlives the terminal
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield flag
     finally:

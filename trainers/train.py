@@ -248,7 +248,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, progress: bool) -
                                      "config": config_to_dict(config)})
                 if world > 1:  # the others wait for rank 0's checkpoint (a barrier syncs the device)
                     dist.barrier()
-                if stop.signal is not None:
+                if stop.signal is not None and step < optim.steps:  # at the last step the run is simply done
                     logger.close()
                     raise TrainingStopped(f"{stop.signal.name}: stopped after step {step}, checkpoint written; "
                                           "--resume continues from it")

@@ -23,7 +23,7 @@ from filters.html_depth_cost import depth_problem
 from filters.html_extract import extract, page_domain
 from filters.record_checks import metadata_problem
 from filters.sample import Rejection
-from filters.url_safety import redact_credentials
+from filters.url_safety import redact_credentials, without_credentials
 from filters.warc import iter_warc
 from filters.web_page import NotAPage, decode_html, post_request_id, page_from_record, valid_target_uri
 from manifests.shard_format import KEY_RULE_TEXT, valid_key
@@ -209,7 +209,9 @@ def _table_document(path: str, key: str, values: Any, config: InputConfig) -> Do
 # ---------------------------------------------------------------- one page
 def document_from_html(key: str, source: str, url: str | None, html: str, meta: dict[str, Any],
                        max_elements: int = 1_000_000) -> Document | Rejection:
-    url = redact_credentials(url)  # a crawled URL's user:password is never written (shards, tables, report)
+    # A crawled URL's user:password is never written (shards, tables, report), nor passed on to the
+    # page's images, which resolve against the URL without it.
+    shown, url = redact_credentials(url), without_credentials(url)
     names = tag_names(html)
     if (cost := over_limit(html, max_elements, names)) is not None:  # before the parser builds it all in memory
         return Rejection(key, source, url, STAGE, "html_too_complex",
@@ -224,6 +226,7 @@ def document_from_html(key: str, source: str, url: str | None, html: str, meta: 
         meta = {**meta, "url_source": source_of_url}
         if canonical:
             page = extract(html, canonical)  # relative image URLs resolve against it
+    url = shown if url == without_credentials(shown) else url  # the page's own URL: marked as having had them
     doc_meta = {"url": url, "domain": page_domain(url), "title": page.title, "html_lang": page.lang, **meta}
     return Document(key=key, source=source, url=url, nodes=page.nodes,
                     meta={k: v for k, v in doc_meta.items() if v is not None})

@@ -40,7 +40,7 @@ class FetchImagesConfig(Strict):
     user_agent_token: str | None = Field("vlcurate", description="added to the User-Agent; matched in X-Robots-Tag")
     honor_robots_tag: bool = True
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
-    allow_private_networks: bool = Field(False, description="fetch loopback/private/link-local addresses")
+    allow_private_networks: bool = Field(False, description="fetch loopback and private addresses too (never link-local or cloud metadata ones)")
     allowed_formats: tuple[Literal["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"], ...] = Field(
         ("JPEG", "PNG", "WEBP"), min_length=1)  # [] would reject every image
     min_side: int | None = Field(150, ge=1, description="OBELICS: each side >= 150")
