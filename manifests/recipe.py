@@ -8,6 +8,7 @@ against the file's directory (manifests/recipe_paths.py). The file is read with 
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -263,6 +264,8 @@ def _stage_item(item: Any, index: int, source: str) -> Any:
                           f"(one of: {', '.join(allowed)})")
     ((name, body),) = item.items()
     if name not in allowed:
-        raise RecipeError(f"{source}: stages.{index}: unknown stage {name!r}; allowed: {', '.join(allowed)} "
+        close = difflib.get_close_matches(str(name).replace("-", "_"), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise RecipeError(f"{source}: stages.{index}: unknown stage {name!r}; {hint}allowed: {', '.join(allowed)} "
                           "(`vlcurate stages` lists them with their settings)")
     return {name: {} if body is None else body}

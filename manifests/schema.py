@@ -71,8 +71,13 @@ def describe_problem(root: type[BaseModel], problem: dict[str, Any]) -> str:
         allowed = ", ".join(parent.model_fields) if parent else "?"
         hint = _did_you_mean(root, parent, str(loc[-1]), ".".join(str(p) for p in loc[:-1]))
         return f"{where}: unknown key {loc[-1]!r}{hint} (allowed here: {allowed})"
+    if problem["type"] == "string_type" and isinstance(problem.get("input"), bool):  # `no`: Norwegian, or false?
+        return (f"{where}: {problem['msg']}, got {problem['input']!r} (YAML reads no, yes, on and off as "
+                "booleans: quote it, e.g. \"no\")")
     if problem["type"] in ("int_type", "float_type", "bool_type", "string_type") and "input" in problem:
         return f"{where}: {problem['msg']}, got {problem['input']!r} (values are not converted: write it as one)"
+    if problem["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and "input" in problem:
+        return f"{where}: {problem['msg']}, got {problem['input']!r}"
     if problem["type"] == "value_error" and "error" in problem.get("ctx", {}):
         return f"{where}: {problem['ctx']['error']}"  # our own validators' messages, without "Value error, "
     return f"{where}: {problem['msg']}"

@@ -62,12 +62,13 @@ def test_out_of_range_value():
     assert "stages.0.heuristics.image.max_aspect" in msg and "greater than or equal to 1" in msg
 
 
-def test_unknown_stage_lists_the_known_ones():
+def test_unknown_stage_lists_the_known_ones_and_suggests_the_closest():
     msg = fails({"name": "x", "stages": [{"clipscor": {}}]})
     from pipelines.stages import registry
 
-    assert f"unknown stage 'clipscor'; allowed: {', '.join(sorted(registry()))}" in msg
-    assert "clipscore, " in msg
+    assert f"unknown stage 'clipscor'; did you mean 'clipscore'? allowed: {', '.join(sorted(registry()))}" in msg
+    assert "did you mean 'semantic_dedup'?" in fails({"name": "x", "stages": [{"semdedup": {}}]})
+    assert "did you mean" not in fails({"name": "x", "stages": [{"xyz": {}}]})
 
 
 def test_stage_listed_twice():
@@ -171,3 +172,12 @@ def test_settings_that_would_reject_every_record_are_refused(kind, stage, shown)
     """They were accepted, and the run rejected everything it read."""
     with pytest.raises(RecipeError, match=shown):
         parse_recipe({"name": "t", "input": {"kind": kind}, "stages": [stage]})
+
+
+def test_yaml_booleans_where_a_string_belongs_and_range_errors_show_the_value(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: t\nstages:\n  - heuristics: {language: {allowed: [en, no]}}\n  - clipscore: {top_fraction: -0.3}\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert 'got False (YAML reads no, yes, on and off as booleans: quote it, e.g. "no")' in str(err.value)
+    assert "top_fraction: Input should be greater than 0, got -0.3" in str(err.value)
