@@ -75,10 +75,14 @@ class ClipScorer:
             sample.annotations[SCORE] = score
             sample.set_vector(IMAGE_VECTOR, img)
             sample.set_vector(TEXT_VECTOR, txt)
-        return [_non_finite_as_rejection(o) for o in outcomes]
+        return [non_finite_as_rejection(o, STAGE, (SCORE,)) for o in outcomes]
 
 
-def _non_finite_as_rejection(outcome: Sample | Rejection) -> Sample | Rejection:
-    if isinstance(outcome, Sample) and not np.isfinite(outcome.annotations[SCORE]):
-        return Rejection.of(outcome, STAGE, "score_not_finite", outcome.annotations[SCORE])
+def non_finite_as_rejection(outcome: Sample | Rejection, stage: str, scores: tuple[str, ...]) -> Sample | Rejection:
+    """A NaN or inf score (a model that overflowed) is the record's problem, and could not be ranked."""
+    if isinstance(outcome, Sample):
+        for name in scores:
+            value = outcome.annotations.get(name)
+            if value is not None and not np.isfinite(value):
+                return Rejection.of(outcome, stage, "score_not_finite", f"{name} {value}")
     return outcome

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from filters.clip_model import ClipSpec
-from filters.clipscore import IMAGE_VECTOR, SCORE, TEXT_VECTOR, ClipScorer
+from filters.clipscore import IMAGE_VECTOR, SCORE, TEXT_VECTOR, ClipScorer, non_finite_as_rejection
 from filters.image_decode import DEFAULT_MAX_PIXELS, decode_for_model
 from filters.sample import Rejection, Sample
 from filters.text_regions import TextRegionDetector, TextRegionMasker
@@ -48,7 +48,7 @@ class TmarsScorer:
                 to_score.append(outcome)
         if to_score:
             self._score(to_score)
-        return [_non_finite_as_rejection(o) for o in outcomes]
+        return [non_finite_as_rejection(o, STAGE, (SCORE, MASKED_SCORE)) for o in outcomes]
 
     def _mask_one(self, sample: Sample):
         image = decode_for_model(sample, STAGE, self.max_pixels, need_caption=self.clip is not None)
@@ -83,13 +83,3 @@ class TmarsScorer:
                 sample.annotations[MASKED_SCORE] = float(np.dot(masked_by_key[id(sample)], text))
             else:
                 sample.annotations[MASKED_SCORE] = sample.annotations[SCORE]
-
-
-def _non_finite_as_rejection(outcome: Sample | Rejection) -> Sample | Rejection:
-    """A NaN score (a model that overflowed) is the record's problem, and could not be ranked."""
-    if isinstance(outcome, Sample):
-        for name in (SCORE, MASKED_SCORE):
-            value = outcome.annotations.get(name)
-            if value is not None and not np.isfinite(value):
-                return Rejection.of(outcome, STAGE, "score_not_finite", f"{name} {value}")
-    return outcome

@@ -119,21 +119,24 @@ def request_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=_SAFE), quote(parts.query, safe=_SAFE), ""))
 
 
-def without_credentials(url: object) -> object:
-    """The URL with any user:password removed (what is resolved against and fetched)."""
-    redacted = redact_credentials(url)
-    return redacted.replace("//<redacted>@", "//", 1) if isinstance(redacted, str) else redacted
-
-
 def redact_credentials(url: object) -> object:
     """The URL with any user:password replaced, for tables and logs (never written in clear)."""
+    return _replace_userinfo(url, "<redacted>@")
+
+
+def without_credentials(url: object) -> object:
+    """The URL with any user:password removed (what is resolved against and fetched)."""
+    return _replace_userinfo(url, "")
+
+
+def _replace_userinfo(url: object, replacement: str) -> object:
     if not isinstance(url, str) or "@" not in url:
         return url
     try:
         parts = urlsplit(url)
     except ValueError:  # unparseable: whatever stands between // and @ goes
-        return re.sub(r"//[^/?#]*@", "//<redacted>@", url, count=1)
+        return re.sub(r"//[^/?#]*@", "//" + replacement, url, count=1)
     if parts.username is None and parts.password is None:
         return url
-    return urlunsplit((parts.scheme, "<redacted>@" + parts.netloc.rsplit("@", 1)[1], parts.path, parts.query,
+    return urlunsplit((parts.scheme, replacement + parts.netloc.rsplit("@", 1)[1], parts.path, parts.query,
                        parts.fragment))

@@ -26,6 +26,16 @@ def join_with_values(label: str, records, values) -> beam.PCollection:
             | f"{label}Group" >> beam.GroupByKey().with_output_types(Joined))
 
 
+def paired(records: list, decisions: list, decision_order) -> list[tuple]:
+    """(record, decision) per record of a joined group. Records that share a join key (one key twice
+    in one file, the same content) get one decision each; which gets which is fixed by their bytes
+    and `decision_order`, never by arrival order."""
+    if len(records) > 1:
+        records = sorted(records, key=lambda r: r.to_bytes())
+        decisions = sorted(decisions, key=decision_order)
+    return list(zip(records, decisions, strict=True))
+
+
 def unpack(group) -> tuple[list, list]:
     """A joined group's records and values."""
     records, values = [], []

@@ -226,7 +226,8 @@ def document_from_html(key: str, source: str, url: str | None, html: str, meta: 
         meta = {**meta, "url_source": source_of_url}
         if canonical:
             page = extract(html, canonical)  # relative image URLs resolve against it
-    url = shown if url == without_credentials(shown) else url  # the page's own URL: marked as having had them
+    if url == without_credentials(shown) and shown is not None:  # the page's own URL: marked as having had them
+        url = shown
     doc_meta = {"url": url, "domain": page_domain(url), "title": page.title, "html_lang": page.lang, **meta}
     return Document(key=key, source=source, url=url, nodes=page.nodes,
                     meta={k: v for k, v in doc_meta.items() if v is not None})

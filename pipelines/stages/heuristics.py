@@ -22,7 +22,7 @@ from filters.records import SAMPLE
 from filters.sample import Rejection, Sample
 from manifests.recipe_paths import RecipePath, RecipePathOrName
 from manifests.schema import Strict
-from pipelines.beam.join import join_with_values, unpack
+from pipelines.beam.join import join_with_values, paired, unpack
 from pipelines.beam.routing import KeyedSample, RoutedDoFn, StageOutputs, Tally, all_rejections, split
 from pipelines.stages.spec import Cutoff, Preflight, StageSpec
 
@@ -144,10 +144,8 @@ def _decide_copies(item):
 
 def _apply_copies(item):
     _id, group = item
-    samples, decisions = unpack(group)
-    # One key in one file with one image twice: identical ids; the survivor's decision goes first.
-    samples = sorted(samples, key=lambda s: s.to_bytes()) if len(samples) > 1 else samples
-    for sample, survivor in zip(samples, sorted(decisions), strict=True):
+    # One key in one file with one image twice: identical ids; the survivor's decision ("") goes first.
+    for sample, survivor in paired(*unpack(group), lambda survivor: survivor):
         yield sample if not survivor else Rejection.of(sample, STAGE, "duplicate_image", survivor)
 
 

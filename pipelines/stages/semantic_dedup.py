@@ -27,7 +27,7 @@ from filters.keyed_random import key_hash
 from filters.sample import Rejection, Sample
 from manifests.recipe_paths import RecipePath
 from manifests.schema import Strict
-from pipelines.beam.join import join_with_values, unpack
+from pipelines.beam.join import join_with_values, paired, unpack
 from pipelines.beam.routing import KeyedSample, StageOutputs, all_rejections, split
 from pipelines.stages.spec import Preflight, StageSpec
 
@@ -170,11 +170,9 @@ def _dedup(item, epsilon: float | None, keep_fraction: float | None = None):
 
 def _apply(item):
     _sample_id, group = item
-    samples, decisions = unpack(group)
-    # Copies of one key in one file with one embedding share an id, and get one decision each (one
-    # survives, the rest are its near-duplicates); which copy gets which is fixed by content.
-    samples = sorted(samples, key=lambda s: s.to_bytes()) if len(samples) > 1 else samples
-    for sample, (cluster, reason, detail) in zip(samples, sorted(decisions, key=_kept_first), strict=True):
+    # Copies of one key in one file with one embedding share an id: one survives, the rest are its
+    # near-duplicates.
+    for sample, (cluster, reason, detail) in paired(*unpack(group), _kept_first):
         if reason is None:
             sample.annotations[CLUSTER] = cluster
             yield sample
